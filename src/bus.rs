@@ -1,0 +1,413 @@
+//! The on-disk protocol: the names of a bus, what a chunk is, and the two
+//! operations that change a bus, [`Bus::publish`] and [`Bus::remove_current`].
+//!
+//! For a bus at path `F`:
+//!
+//! | path        | what it is                                                  |
+//! |-------------|-------------------------------------------------------------|
+//! | `F`         | the most recent published chunk                             |
+//! | `F.lock`    | the lock file ([`crate::lock`])                             |
+//! | `F.__new__` | the name a chunk has for an instant, between link and rename |
+//!
+//! A chunk is identified by the file at `F` (device and inode), never by its
+//! content or time stamps: every publish renames a new file onto `F`. Inode
+//! numbers are recycled, so a consumer that compares identities keeps the last
+//! emitted file open (see [`crate::consumer`]).
+//!
+//! Every name in the directory is reached through a directory descriptor with
+//! `*at` calls and `O_NOFOLLOW`, so a symlink planted at `F`, `F.__new__` or
+//! `F.lock` can never redirect a write.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::error::{Error, Result};
+use crate::lock::{LockFile, LockGuard};
+
+/// Suffix of the lock file's name.
+pub const LOCK_SUFFIX: &str = ".lock";
+/// Suffix of the name a chunk has between being linked and renamed onto `F`.
+/// The reference implementation writes its chunks under this name too, always
+/// while holding the lock, so the name is never contended.
+pub const NEW_SUFFIX: &str = ".__new__";
+
+/// A bus: the directory that holds it and the name of its data file.
+#[derive(Debug)]
+pub struct Bus {
+    path: PathBuf,
+    dir_path: PathBuf,
+    dir: OwnedFd,
+    name: OsString,
+    new_name: OsString,
+    lock_name: OsString,
+}
+
+/// The identity of a chunk: the device and inode of the file at `F`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkId {
+    dev: u64,
+    ino: u64,
+}
+
+/// A published chunk, open for reading.
+#[derive(Debug)]
+pub struct Chunk {
+    /// The chunk's file, opened read-only. While it is open its inode number
+    /// cannot be given to another file.
+    pub file: File,
+    /// Which file it is.
+    pub id: ChunkId,
+    /// Its size when it was opened.
+    pub len: u64,
+}
+
+/// What is at `F` right now.
+#[derive(Debug)]
+pub enum Current {
+    /// No file: nothing was published yet, or a lossless consumer took it.
+    Absent,
+    /// A regular file: a chunk.
+    Chunk(Chunk),
+    /// Something that is not a regular file (a directory, FIFO, device, or a
+    /// symlink, which filebus never follows).
+    Unusable(&'static str),
+}
+
+/// A chunk's file before it is published: complete, but not yet at `F`.
+#[derive(Debug)]
+pub struct TempFile {
+    /// The open file the chunk is written to.
+    pub file: File,
+    /// `None` for an anonymous `O_TMPFILE` (nothing to clean up if we die);
+    /// otherwise the unique name it was created under, removed on drop unless
+    /// published.
+    name: Option<OsString>,
+    dir: Option<OwnedFd>,
+}
+
+impl Bus {
+    /// Opens the bus at `path`, checking that the path can be one: its
+    /// directory exists, and `F`, if it exists, is not a directory, FIFO,
+    /// device or socket. Creates nothing.
+    pub fn open(path: &Path) -> Result<Bus> {
+        let bad = |problem: &str| Error::BadBusPath {
+            path: path.to_owned(),
+            problem: problem.to_owned(),
+        };
+        if path.as_os_str().is_empty() {
+            return Err(bad("the bus file name is empty"));
+        }
+        if path.as_os_str().as_bytes().ends_with(b"/") {
+            return Err(bad("names a directory, not a bus file"));
+        }
+        let name = match path.file_name() {
+            Some(name) => name.to_owned(),
+            None => return Err(bad("names a directory, not a bus file")),
+        };
+        let dir_path = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let dir = rustix::fs::open(
+            &dir_path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|errno| match errno {
+            Errno::NOENT => Error::BadBusPath {
+                path: dir_path.clone(),
+                problem: "directory does not exist (filebus does not create directories)".into(),
+            },
+            Errno::NOTDIR => Error::BadBusPath {
+                path: dir_path.clone(),
+                problem: "is not a directory".into(),
+            },
+            errno => Error::file("cannot open directory", &dir_path, errno),
+        })?;
+        let bus = Bus {
+            new_name: with_suffix(&name, NEW_SUFFIX),
+            lock_name: with_suffix(&name, LOCK_SUFFIX),
+            path: path.to_owned(),
+            dir_path,
+            dir,
+            name,
+        };
+        match rustix::fs::statat(&bus.dir, bus.name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => match unusable_kind(FileType::from_raw_mode(stat.st_mode)) {
+                Some(kind) if kind != SYMLINK => Err(bad(&format!("is {kind}, not a bus file"))),
+                _ => Ok(bus),
+            },
+            Err(Errno::NOENT) => Ok(bus),
+            Err(errno) => Err(Error::file("cannot inspect", path, errno)),
+        }
+    }
+
+    /// The bus path as the user gave it.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The directory holding the bus.
+    pub fn dir_path(&self) -> &Path {
+        &self.dir_path
+    }
+
+    /// The file name of `F` within its directory.
+    pub fn name(&self) -> &OsStr {
+        &self.name
+    }
+
+    /// A descriptor (`O_PATH`) of the directory holding the bus.
+    pub fn dir(&self) -> &OwnedFd {
+        &self.dir
+    }
+
+    /// Opens (creating if needed) the lock file `F.lock`.
+    pub fn lock_file(&self) -> Result<LockFile> {
+        let dir = self.dir.try_clone().map_err(|error| {
+            Error::file("cannot duplicate descriptor of", &self.dir_path, error)
+        })?;
+        LockFile::open(
+            dir,
+            self.lock_name.clone(),
+            self.dir_path.join(&self.lock_name),
+        )
+    }
+
+    /// Whether some file (of any kind) is at `F`.
+    pub fn exists(&self) -> Result<bool> {
+        match rustix::fs::statat(&self.dir, self.name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(_) => Ok(true),
+            Err(Errno::NOENT) => Ok(false),
+            Err(errno) => Err(Error::file("cannot inspect", &self.path, errno)),
+        }
+    }
+
+    /// The identity of the file at `F` without opening it, if it is a regular file.
+    pub fn current_id(&self) -> Result<Option<ChunkId>> {
+        match rustix::fs::statat(&self.dir, self.name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile => {
+                Ok(Some(ChunkId::of(&stat)))
+            }
+            Ok(_) | Err(Errno::NOENT) => Ok(None),
+            Err(errno) => Err(Error::file("cannot inspect", &self.path, errno)),
+        }
+    }
+
+    /// Opens whatever is at `F` for reading, without following a symlink and
+    /// without blocking on a FIFO.
+    pub fn open_current(&self) -> Result<Current> {
+        let flags =
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+        let fd = match rustix::fs::openat(&self.dir, self.name.as_os_str(), flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(Current::Absent),
+            Err(Errno::LOOP) => return Ok(Current::Unusable(SYMLINK)),
+            Err(errno) => return Err(Error::file("cannot open", &self.path, errno)),
+        };
+        let stat = rustix::fs::fstat(&fd)
+            .map_err(|errno| Error::file("cannot inspect", &self.path, errno))?;
+        if let Some(kind) = unusable_kind(FileType::from_raw_mode(stat.st_mode)) {
+            return Ok(Current::Unusable(kind));
+        }
+        Ok(Current::Chunk(Chunk {
+            file: File::from(fd),
+            id: ChunkId::of(&stat),
+            len: stat.st_size as u64,
+        }))
+    }
+
+    /// Creates the file a new chunk is written to: an anonymous `O_TMPFILE`
+    /// in the bus directory when the filesystem supports it (nothing is left
+    /// behind if the process dies), otherwise a file with a unique name
+    /// created with `O_EXCL | O_NOFOLLOW`.
+    pub fn create_temp(&self, anonymous: bool) -> Result<TempFile> {
+        let mode = Mode::from_raw_mode(0o666);
+        if anonymous {
+            let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+            match rustix::fs::openat(&self.dir, ".", flags, mode) {
+                Ok(fd) => {
+                    return Ok(TempFile {
+                        file: File::from(fd),
+                        name: None,
+                        dir: None,
+                    });
+                }
+                // Filesystems without O_TMPFILE say one of these.
+                Err(Errno::OPNOTSUPP)
+                | Err(Errno::ISDIR)
+                | Err(Errno::INVAL)
+                | Err(Errno::NOSYS) => {
+                    log::debug!(
+                        "{}: no O_TMPFILE support, using named temporary files",
+                        self.dir_path.display()
+                    );
+                }
+                Err(errno) => {
+                    return Err(Error::file(
+                        "cannot create a temporary file in",
+                        &self.dir_path,
+                        errno,
+                    ));
+                }
+            }
+        }
+        self.create_named_temp(mode)
+    }
+
+    fn create_named_temp(&self, mode: Mode) -> Result<TempFile> {
+        let flags =
+            OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::RDWR | OFlags::CLOEXEC;
+        let pid = rustix::process::getpid().as_raw_nonzero().get();
+        for attempt in 0u32.. {
+            let name = with_suffix(&self.name, &format!(".filebus-tmp.{pid}.{attempt}"));
+            match rustix::fs::openat(&self.dir, name.as_os_str(), flags, mode) {
+                Ok(fd) => {
+                    let dir = self.dir.try_clone().map_err(|error| {
+                        Error::file("cannot duplicate descriptor of", &self.dir_path, error)
+                    })?;
+                    return Ok(TempFile {
+                        file: File::from(fd),
+                        name: Some(name),
+                        dir: Some(dir),
+                    });
+                }
+                Err(Errno::EXIST) if attempt < 1000 => continue,
+                Err(errno) => {
+                    return Err(Error::file(
+                        "cannot create a temporary file in",
+                        &self.dir_path,
+                        errno,
+                    ));
+                }
+            }
+        }
+        unreachable!("the loop returns by its last attempt")
+    }
+
+    /// Makes `temp` the current chunk at `F`, atomically: readers see the
+    /// previous chunk or this one, whole. The caller holds the bus lock.
+    pub fn publish(&self, temp: TempFile, _lock: &LockGuard<'_>) -> Result<()> {
+        // SIGINT or SIGTERM between link and rename would leave `F.__new__`
+        // behind; hold them off for these two system calls.
+        let _deferred = crate::signals::DeferTermination::new();
+        let staged = match &temp.name {
+            Some(name) => name.clone(),
+            None => {
+                // A stale `F.__new__` (a producer killed between link and
+                // rename, or a planted symlink) would make linkat fail.
+                // unlinkat removes a symlink itself, never its target.
+                match rustix::fs::unlinkat(&self.dir, self.new_name.as_os_str(), AtFlags::empty()) {
+                    Ok(()) | Err(Errno::NOENT) => {}
+                    Err(errno) => {
+                        return Err(Error::file(
+                            "cannot remove stale",
+                            &self.dir_path.join(&self.new_name),
+                            errno,
+                        ));
+                    }
+                }
+                link_anonymous(&temp.file, &self.dir, &self.new_name).map_err(|errno| {
+                    Error::file(
+                        "cannot link a new chunk as",
+                        &self.dir_path.join(&self.new_name),
+                        errno,
+                    )
+                })?;
+                self.new_name.clone()
+            }
+        };
+        rustix::fs::renameat(
+            &self.dir,
+            staged.as_os_str(),
+            &self.dir,
+            self.name.as_os_str(),
+        )
+        .map_err(|errno| Error::file("cannot rename a new chunk onto", &self.path, errno))?;
+        temp.published();
+        Ok(())
+    }
+
+    /// Deletes the chunk at `F` (a lossless consumer took it). The caller
+    /// holds the bus lock.
+    pub fn remove_current(&self, _lock: &LockGuard<'_>) -> Result<()> {
+        match rustix::fs::unlinkat(&self.dir, self.name.as_os_str(), AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(errno) => Err(Error::file("cannot delete", &self.path, errno)),
+        }
+    }
+}
+
+impl ChunkId {
+    fn of(stat: &rustix::fs::Stat) -> ChunkId {
+        ChunkId {
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+        }
+    }
+}
+
+impl TempFile {
+    /// Whether the file is an anonymous `O_TMPFILE`, reachable by no name.
+    pub fn is_anonymous(&self) -> bool {
+        self.name.is_none()
+    }
+
+    /// Forget the name: it now belongs to `F`.
+    fn published(mut self) {
+        self.name = None;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let (Some(name), Some(dir)) = (&self.name, &self.dir) {
+            let _ = rustix::fs::unlinkat(dir, name.as_os_str(), AtFlags::empty());
+        }
+    }
+}
+
+const SYMLINK: &str = "a symbolic link";
+
+/// Why a file of this type cannot be a chunk, or `None` if it can.
+fn unusable_kind(file_type: FileType) -> Option<&'static str> {
+    match file_type {
+        FileType::RegularFile => None,
+        FileType::Directory => Some("a directory"),
+        FileType::Fifo => Some("a FIFO (named pipe)"),
+        FileType::CharacterDevice | FileType::BlockDevice => Some("a device"),
+        FileType::Socket => Some("a socket"),
+        FileType::Symlink => Some(SYMLINK),
+        FileType::Unknown => Some("a file of unknown type"),
+    }
+}
+
+fn with_suffix(name: &OsStr, suffix: &str) -> OsString {
+    let mut joined = name.to_owned();
+    joined.push(suffix);
+    joined
+}
+
+/// Gives an anonymous `O_TMPFILE` a name in `dir`. `AT_EMPTY_PATH` needs
+/// `CAP_DAC_READ_SEARCH` on older kernels; `/proc/self/fd` works for anyone.
+fn link_anonymous(file: &File, dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<()> {
+    match rustix::fs::linkat(file.as_fd(), "", dir, name, AtFlags::EMPTY_PATH) {
+        Err(Errno::NOENT) | Err(Errno::PERM) | Err(Errno::INVAL) => {
+            let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(file));
+            rustix::fs::linkat(
+                rustix::fs::CWD,
+                proc_path.as_str(),
+                dir,
+                name,
+                AtFlags::SYMLINK_FOLLOW,
+            )
+        }
+        other => other,
+    }
+}

@@ -1,0 +1,160 @@
+//! The command line: the reference implementation's options and defaults,
+//! accepted before or after the subcommand.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser, Subcommand};
+use filebus::{InputMethod, Options, OutputMethod};
+
+/// A user space multicast named pipe implementation backed by a regular file.
+///
+/// A producer publishes its standard input in chunks at FILE; every consumer
+/// writes the chunks it sees to its standard output. Lossy multicast by
+/// default; lossless unicast with --back-pressure on both sides.
+#[derive(Debug, Parser)]
+#[command(name = "filebus", version, max_term_width = 100)]
+pub struct Cli {
+    /// Enable the lossless back pressure protocol (unconsumed chunks make producers wait)
+    #[arg(long = "back-pressure", visible_alias = "lossless", global = true)]
+    pub back_pressure: bool,
+
+    /// Maximum chunk size in bytes
+    #[arg(long, value_name = "N", default_value = "4096", value_parser = parse_block_size,
+          allow_negative_numbers = true, global = true)]
+    pub block_size: NonZeroUsize,
+
+    /// Disable filesystem event monitoring (poll every --sleep-interval instead)
+    #[arg(long, global = true)]
+    pub no_file_monitoring: bool,
+
+    /// Path of the bus file (producers update it by atomic rename)
+    #[arg(long, value_name = "FILE", global = true)]
+    pub filename: Option<PathBuf>,
+
+    /// Longest wait, in seconds, before buffered input is published; the
+    /// polling interval when file events are unavailable
+    #[arg(long, value_name = "N", default_value = "0.1", value_parser = parse_sleep_interval,
+          allow_negative_numbers = true, global = true)]
+    pub sleep_interval: Duration,
+
+    /// Verbose logging on stderr: -v warnings, -vv information, -vvv debugging
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// How producers fill chunk files
+    #[arg(
+        long,
+        value_enum,
+        value_name = "METHOD",
+        default_value = "mmap",
+        global = true,
+        help_heading = "Tuning"
+    )]
+    pub input_method: InputMethod,
+
+    /// How consumers write chunks to standard output
+    #[arg(
+        long,
+        value_enum,
+        value_name = "METHOD",
+        default_value = "auto",
+        global = true,
+        help_heading = "Tuning"
+    )]
+    pub output_method: OutputMethod,
+
+    /// Build chunks in named temporary files instead of anonymous O_TMPFILEs
+    #[arg(long, global = true, help_heading = "Tuning")]
+    pub named_temp_files: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The two sides of a bus.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Connect the producer side of the stream: publish standard input
+    Producer {
+        /// Blocking read from input (clear the O_NONBLOCK flag)
+        #[arg(long)]
+        blocking_read: bool,
+    },
+    /// Connect the consumer side of the stream: write chunks to standard output
+    Consumer,
+}
+
+impl Cli {
+    /// The library options, or a message if `--filename` is missing.
+    pub fn options(&self) -> Result<Options, &'static str> {
+        let path = self
+            .filename
+            .clone()
+            .ok_or("the --filename FILE option is required")?;
+        Ok(Options {
+            path,
+            lossless: self.back_pressure,
+            block_size: self.block_size,
+            sleep_interval: self.sleep_interval,
+            file_monitoring: !self.no_file_monitoring,
+            input_method: self.input_method,
+            output_method: self.output_method,
+            anonymous_temp: !self.named_temp_files,
+        })
+    }
+}
+
+fn parse_block_size(text: &str) -> Result<NonZeroUsize, String> {
+    match text.trim().parse::<u64>() {
+        Ok(0) => Err("the block size must be at least 1 byte".into()),
+        Ok(bytes) => usize::try_from(bytes)
+            .ok()
+            .and_then(NonZeroUsize::new)
+            .ok_or_else(|| "the block size is too large for this machine".into()),
+        Err(_) => Err("the block size must be a positive whole number of bytes".into()),
+    }
+}
+
+fn parse_sleep_interval(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| "the sleep interval must be a number of seconds, such as 0.1".to_string())?;
+    if !seconds.is_finite() {
+        return Err("the sleep interval must be finite".into());
+    }
+    if seconds < 0.0 {
+        return Err("the sleep interval cannot be negative".into());
+    }
+    Duration::try_from_secs_f64(seconds).map_err(|_| "the sleep interval is too large".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_size_accepts_positive_integers_only() {
+        assert_eq!(parse_block_size("4096").map(NonZeroUsize::get), Ok(4096));
+        for bad in ["0", "-1", "1.5", "abc", ""] {
+            assert!(parse_block_size(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn sleep_interval_accepts_non_negative_finite_seconds() {
+        assert_eq!(parse_sleep_interval("0.25"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_sleep_interval("0"), Ok(Duration::ZERO));
+        for bad in ["-0.1", "NaN", "inf", "-inf", "x", "1e300"] {
+            assert!(parse_sleep_interval(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

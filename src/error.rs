@@ -1,0 +1,79 @@
+//! The library's error type.
+//!
+//! Every error carries the context a user needs to act on it ("cannot create
+//! lock file /tmp/bus.lock: Permission denied") and is printed once, on one
+//! line, by `main`.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Everything that can stop a producer or a consumer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A system call on a named file failed.
+    #[error("{action} {}: {}", path.display(), describe_io(source))]
+    File {
+        /// What filebus was doing, phrased to precede the path ("cannot open lock file").
+        action: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// What the kernel said.
+        #[source]
+        source: io::Error,
+    },
+    /// A system call on standard input or output failed.
+    #[error("{action}: {}", describe_io(source))]
+    Stream {
+        /// What filebus was doing ("cannot read standard input").
+        action: &'static str,
+        /// What the kernel said.
+        #[source]
+        source: io::Error,
+    },
+    /// The path given with `--filename` cannot be a bus.
+    #[error("{}: {problem}", path.display())]
+    BadBusPath {
+        /// The path as the user gave it.
+        path: PathBuf,
+        /// Why it cannot be used ("is a directory, not a bus file").
+        problem: String,
+    },
+    /// The reader of standard output went away: the caller ends quietly, like `cat`.
+    #[error("standard output was closed by its reader")]
+    BrokenPipe,
+}
+
+/// The result type of the filebus library.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An error about a system call on the file at `path`.
+    pub fn file(action: &'static str, path: &Path, source: impl Into<io::Error>) -> Self {
+        Error::File {
+            action,
+            path: path.to_owned(),
+            source: source.into(),
+        }
+    }
+
+    /// An error about a system call on standard input or output; a broken pipe
+    /// becomes [`Error::BrokenPipe`].
+    pub fn stream(action: &'static str, source: impl Into<io::Error>) -> Self {
+        let source = source.into();
+        if source.kind() == io::ErrorKind::BrokenPipe {
+            Error::BrokenPipe
+        } else {
+            Error::Stream { action, source }
+        }
+    }
+}
+
+/// The kernel's message without Rust's " (os error N)" suffix, which means
+/// nothing to a shell user.
+fn describe_io(error: &io::Error) -> String {
+    let text = error.to_string();
+    match text.find(" (os error ") {
+        Some(cut) => text[..cut].to_owned(),
+        None => text,
+    }
+}

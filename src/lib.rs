@@ -1,0 +1,84 @@
+//! filebus: a user-space multicast named pipe backed by a regular file.
+//!
+//! A producer cuts its standard input into chunks ([`chunker`]), builds each
+//! in a temporary file in the bus directory ([`chunk`]), and renames it onto
+//! the bus file under a lock ([`bus`], [`lock`]). Consumers wake up when the
+//! bus file changes ([`watch`]) and move each new chunk to standard output
+//! ([`sink`]).
+//!
+//! Data path: stdin → [`chunker`] → [`chunk`] (mmap'd temporary file) →
+//! [`bus::Bus::publish`] (rename under [`lock`]) → [`watch`] wake-up →
+//! [`consumer`] → [`sink`] (splice/sendfile) → stdout.
+//!
+//! The on-disk protocol is that of the Python reference implementation
+//! (`pip install filebus==0.3.5`), with which it interoperates.
+
+pub mod bus;
+pub mod chunk;
+pub mod chunker;
+pub mod consumer;
+pub mod error;
+pub mod lock;
+pub mod producer;
+pub mod signals;
+pub mod sink;
+pub mod watch;
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use chunk::InputMethod;
+pub use error::{Error, Result};
+pub use sink::OutputMethod;
+
+/// The reference implementation's default `--block-size`.
+pub const DEFAULT_BLOCK_SIZE: NonZeroUsize = NonZeroUsize::new(4096).unwrap();
+/// The reference implementation's default `--sleep-interval`.
+pub const DEFAULT_SLEEP_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Everything a producer or consumer needs to know about its bus.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The bus file `F`.
+    pub path: PathBuf,
+    /// Lossless unicast (`--back-pressure`) instead of lossy multicast.
+    pub lossless: bool,
+    /// The most bytes in one chunk.
+    pub block_size: NonZeroUsize,
+    /// How long input may wait before it is published; the polling interval
+    /// where file events are unavailable.
+    pub sleep_interval: Duration,
+    /// Wake up on inotify events rather than by polling.
+    pub file_monitoring: bool,
+    /// How producers fill chunk files.
+    pub input_method: InputMethod,
+    /// How consumers write chunks to standard output.
+    pub output_method: OutputMethod,
+    /// Build chunks in anonymous `O_TMPFILE`s where the filesystem allows.
+    pub anonymous_temp: bool,
+}
+
+impl Options {
+    /// Options with the reference defaults for the bus at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Options {
+            path: path.into(),
+            lossless: false,
+            block_size: DEFAULT_BLOCK_SIZE,
+            sleep_interval: DEFAULT_SLEEP_INTERVAL,
+            file_monitoring: true,
+            input_method: InputMethod::default(),
+            output_method: OutputMethod::default(),
+            anonymous_temp: true,
+        }
+    }
+
+    /// The chunking rules these options imply.
+    pub fn chunk_policy(&self) -> chunker::ChunkPolicy {
+        chunker::ChunkPolicy {
+            block_size: self.block_size,
+            max_delay: self.sleep_interval,
+        }
+    }
+}

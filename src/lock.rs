@@ -1,0 +1,126 @@
+//! The bus lock: an exclusive `flock(2)` on `F.lock`.
+//!
+//! The lock file is created when missing and never deleted (deleting it would
+//! let two processes lock two different files of the same name). It is opened
+//! with `O_NOFOLLOW`, so a symlink planted at `F.lock` cannot make filebus
+//! create or open a file elsewhere. After locking, the holder checks that the
+//! descriptor it locked is still the file at `F.lock`; if someone replaced or
+//! removed it meanwhile, it opens the new one and locks again, as the bash
+//! reference does.
+
+use std::ffi::{OsStr, OsString};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::error::{Error, Result};
+
+/// An open lock file, ready to be locked any number of times.
+#[derive(Debug)]
+pub struct LockFile {
+    dir: OwnedFd,
+    name: OsString,
+    path: PathBuf,
+    fd: OwnedFd,
+}
+
+/// Proof that the bus lock is held; dropping it releases the lock.
+#[derive(Debug)]
+pub struct LockGuard<'a> {
+    lock: &'a LockFile,
+}
+
+impl LockFile {
+    /// Opens (creating if needed) the lock file `name` in `dir`.
+    ///
+    /// `dir` is a duplicate of the bus's directory descriptor; `path` is only
+    /// for messages.
+    pub fn open(dir: OwnedFd, name: OsString, path: PathBuf) -> Result<Self> {
+        let fd = open_lock_file(&dir, &name, &path)?;
+        Ok(LockFile {
+            dir,
+            name,
+            path,
+            fd,
+        })
+    }
+
+    /// Blocks until this process holds the bus lock.
+    pub fn acquire(&mut self) -> Result<LockGuard<'_>> {
+        loop {
+            retry_on_eintr(|| rustix::fs::flock(&self.fd, FlockOperation::LockExclusive))
+                .map_err(|errno| Error::file("cannot lock", &self.path, errno))?;
+            if self.still_at_path()? {
+                return Ok(LockGuard { lock: self });
+            }
+            log::info!(
+                "{} was replaced while we waited for it; locking the new one",
+                self.path.display()
+            );
+            self.fd = open_lock_file(&self.dir, &self.name, &self.path)?;
+        }
+    }
+
+    /// Whether the locked descriptor is still the file named `F.lock`.
+    fn still_at_path(&self) -> Result<bool> {
+        let held = rustix::fs::fstat(&self.fd)
+            .map_err(|errno| Error::file("cannot inspect", &self.path, errno))?;
+        match rustix::fs::statat(&self.dir, self.name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(now) => Ok(now.st_dev == held.st_dev && now.st_ino == held.st_ino),
+            Err(Errno::NOENT) => Ok(false),
+            Err(errno) => Err(Error::file("cannot inspect", &self.path, errno)),
+        }
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        // Closing would release it too; unlocking keeps the descriptor for the
+        // next publish. A failure here cannot be acted on: the kernel releases
+        // the lock when the process exits at the latest.
+        let _ = rustix::fs::flock(&self.lock.fd, FlockOperation::Unlock);
+    }
+}
+
+/// Opens the lock file without following symlinks, read-write when we may,
+/// read-only when the file belongs to someone else (`flock` works on either).
+fn open_lock_file(dir: &OwnedFd, name: &OsStr, path: &std::path::Path) -> Result<OwnedFd> {
+    let flags = OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::NONBLOCK;
+    let mode = Mode::from_raw_mode(0o666);
+    let opened = match rustix::fs::openat(dir, name, flags | OFlags::RDWR | OFlags::CREATE, mode) {
+        Err(Errno::ACCESS) | Err(Errno::PERM) | Err(Errno::ROFS) => {
+            rustix::fs::openat(dir, name, flags | OFlags::RDONLY, mode)
+        }
+        other => other,
+    };
+    let fd = opened.map_err(|errno| match errno {
+        Errno::LOOP => Error::BadBusPath {
+            path: path.to_owned(),
+            problem: "is a symbolic link; filebus never follows links at its lock file".into(),
+        },
+        errno => Error::file("cannot open lock file", path, errno),
+    })?;
+    let stat =
+        rustix::fs::fstat(&fd).map_err(|errno| Error::file("cannot inspect", path, errno))?;
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(Error::BadBusPath {
+            path: path.to_owned(),
+            problem: "is not a regular file, so it cannot serve as the bus lock".into(),
+        });
+    }
+    Ok(fd)
+}
+
+/// Repeats a system call interrupted by a signal handler.
+pub(crate) fn retry_on_eintr<T>(
+    mut call: impl FnMut() -> rustix::io::Result<T>,
+) -> rustix::io::Result<T> {
+    loop {
+        match call() {
+            Err(Errno::INTR) => continue,
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The producer: standard input → chunks → temporary files → rename onto `F`.
+
+use std::os::fd::BorrowedFd;
+use std::time::Instant;
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::fs::OFlags;
+use rustix::io::Errno;
+
+use crate::bus::{Bus, TempFile};
+use crate::chunk::ChunkBuilder;
+use crate::chunker::{Chunker, Next};
+use crate::error::{Error, Result};
+use crate::lock::LockFile;
+use crate::watch::Watcher;
+use crate::{Options, signals};
+
+/// How a call to [`fill`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Filled {
+    /// The chunk is full, or its oldest byte has waited long enough.
+    Ready,
+    /// Standard input is at its end.
+    EndOfInput,
+}
+
+/// Reads standard input and publishes it on the bus until the input ends.
+///
+/// `blocking_read` clears `O_NONBLOCK` on standard input first (the reference
+/// option of the same name); without it a non-blocking input works as well.
+pub fn run(options: &Options, blocking_read: bool) -> Result<()> {
+    signals::report_file_size_limit_as_error();
+    let bus = Bus::open(&options.path)?;
+    // SAFETY: descriptor 0 stays open for the life of the process.
+    let stdin = unsafe { BorrowedFd::borrow_raw(0) };
+    if blocking_read {
+        clear_nonblocking(stdin)?;
+    }
+    let mut lock = bus.lock_file()?;
+    let mut publisher = Publisher {
+        watcher: if options.lossless {
+            Some(Watcher::new(
+                &bus,
+                options.file_monitoring,
+                options.sleep_interval,
+            )?)
+        } else {
+            None
+        },
+        bus: &bus,
+        lock: &mut lock,
+    };
+    let mut chunker = Chunker::new(options.chunk_policy());
+    loop {
+        let mut chunk = ChunkBuilder::new(
+            &bus,
+            options.block_size.get(),
+            options.input_method,
+            options.anonymous_temp,
+        )?;
+        let filled = fill(&mut chunk, &mut chunker, stdin)?;
+        if !chunk.is_empty() {
+            log::debug!("publishing {} bytes", chunk.len());
+            publisher.publish(chunk.finish(bus.dir_path())?)?;
+        }
+        if filled == Filled::EndOfInput {
+            break;
+        }
+    }
+    if options.lossless {
+        log::debug!("end of input: publishing the end-of-stream marker");
+        let marker = ChunkBuilder::new(&bus, 0, options.input_method, options.anonymous_temp)?;
+        publisher.publish(marker.finish(bus.dir_path())?)?;
+    }
+    Ok(())
+}
+
+/// Publishes chunks, waiting for the bus to be empty first in lossless mode.
+struct Publisher<'a> {
+    bus: &'a Bus,
+    lock: &'a mut LockFile,
+    /// Present in lossless mode.
+    watcher: Option<Watcher>,
+}
+
+impl Publisher<'_> {
+    fn publish(&mut self, temp: TempFile) -> Result<()> {
+        let Some(watcher) = &mut self.watcher else {
+            let guard = self.lock.acquire()?;
+            return self.bus.publish(temp, &guard);
+        };
+        loop {
+            watcher.wait_until(|| Ok(!self.bus.exists()?))?;
+            let guard = self.lock.acquire()?;
+            // Another producer may have published since we looked.
+            if !self.bus.exists()? {
+                return self.bus.publish(temp, &guard);
+            }
+        }
+    }
+}
+
+/// Reads standard input into `chunk` until the chunker says to publish or the
+/// input ends.
+fn fill(chunk: &mut ChunkBuilder, chunker: &mut Chunker, stdin: BorrowedFd<'_>) -> Result<Filled> {
+    let filled = loop {
+        let (wait, room) = match chunker.next(Instant::now()) {
+            Next::Publish => break Filled::Ready,
+            Next::Read { wait, room } => (wait, room),
+        };
+        if !wait_readable(stdin, wait)? {
+            break Filled::Ready;
+        }
+        let spare = &mut chunk.spare()[..room];
+        match rustix::io::read(stdin, spare) {
+            Ok(0) => break Filled::EndOfInput,
+            Ok(count) => {
+                chunk.advance(count);
+                chunker.record_input(count, Instant::now());
+            }
+            Err(Errno::INTR) | Err(Errno::AGAIN) => {}
+            Err(errno) => return Err(Error::stream("cannot read standard input", errno)),
+        }
+    };
+    let cut = chunker.cut();
+    debug_assert_eq!(cut, chunk.len());
+    Ok(filled)
+}
+
+/// Waits until standard input has data or an end (`None`: without limit).
+/// Returns false if the time ran out first.
+fn wait_readable(stdin: BorrowedFd<'_>, wait: Option<std::time::Duration>) -> Result<bool> {
+    let timeout = wait.map(|wait| Timespec {
+        tv_sec: wait.as_secs() as _,
+        tv_nsec: wait.subsec_nanos() as _,
+    });
+    let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+    match rustix::event::poll(&mut fds, timeout.as_ref()) {
+        Ok(0) => Ok(false),
+        Ok(_) if fds[0].revents().contains(PollFlags::NVAL) => {
+            Err(Error::stream("cannot read standard input", Errno::BADF))
+        }
+        // Readable, hung up or in error: the read will tell which.
+        Ok(_) => Ok(true),
+        Err(Errno::INTR) => Ok(true),
+        Err(errno) => Err(Error::stream("cannot wait for standard input", errno)),
+    }
+}
+
+fn clear_nonblocking(stdin: BorrowedFd<'_>) -> Result<()> {
+    let flags = rustix::fs::fcntl_getfl(stdin)
+        .map_err(|errno| Error::stream("cannot inspect standard input", errno))?;
+    if flags.contains(OFlags::NONBLOCK) {
+        rustix::fs::fcntl_setfl(stdin, flags - OFlags::NONBLOCK)
+            .map_err(|errno| Error::stream("cannot make standard input blocking", errno))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! Moving a chunk's bytes to standard output, without a copy through user
+//! space where the kernel allows it.
+//!
+//! | stdout is      | first choice        | then       | last resort   |
+//! |----------------|---------------------|------------|---------------|
+//! | a pipe         | `splice`            | `sendfile` | `pread`+`write` |
+//! | a regular file | `copy_file_range`   | `sendfile` | `pread`+`write` |
+//! | anything else  | `sendfile`          |            | `pread`+`write` |
+//!
+//! A method the kernel refuses (EINVAL, EOPNOTSUPP, EXDEV, ...) is dropped for
+//! the rest of the run and the next one continues from the same offset.
+//! None of them maps the chunk, so a chunk truncated in place by a foreign
+//! writer yields a short count, never SIGBUS.
+
+use std::fmt;
+use std::fs::File;
+use std::os::fd::BorrowedFd;
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::fs::FileType;
+use rustix::io::Errno;
+use rustix::pipe::SpliceFlags;
+
+use crate::error::{Error, Result};
+
+/// How chunks are written to standard output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutputMethod {
+    /// The best method for what standard output is (see the module docs).
+    #[default]
+    Auto,
+    /// `splice(2)` from the chunk to a pipe.
+    Splice,
+    /// `sendfile(2)`.
+    Sendfile,
+    /// `copy_file_range(2)` to a regular file.
+    CopyFileRange,
+    /// `pread(2)` into a buffer, then `write(2)`.
+    Write,
+}
+
+/// The largest count passed to one system call.
+const MAX_STEP: u64 = 1 << 30;
+/// Buffer size of the `pread`+`write` fallback.
+const COPY_BUFFER: usize = 128 * 1024;
+
+/// Standard output, with the method chosen for it.
+pub struct Sink {
+    out: BorrowedFd<'static>,
+    method: OutputMethod,
+    buffer: Vec<u8>,
+}
+
+impl fmt::Debug for Sink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sink")
+            .field("method", &self.method)
+            .finish()
+    }
+}
+
+impl Sink {
+    /// Standard output, written with `requested` (or the best method for
+    /// what it is, for [`OutputMethod::Auto`]).
+    pub fn stdout(requested: OutputMethod) -> Result<Sink> {
+        // SAFETY: descriptor 1 stays open for the life of the process; we
+        // never close it.
+        let out = unsafe { BorrowedFd::borrow_raw(1) };
+        let stat = rustix::fs::fstat(out)
+            .map_err(|errno| Error::stream("standard output is not usable", errno))?;
+        let method = match requested {
+            OutputMethod::Auto => match FileType::from_raw_mode(stat.st_mode) {
+                FileType::Fifo => OutputMethod::Splice,
+                FileType::RegularFile => OutputMethod::CopyFileRange,
+                _ => OutputMethod::Sendfile,
+            },
+            chosen => chosen,
+        };
+        log::debug!("output: {}", method.name());
+        Ok(Sink {
+            out,
+            method,
+            buffer: Vec::new(),
+        })
+    }
+
+    /// The method in use now.
+    pub fn method(&self) -> OutputMethod {
+        self.method
+    }
+
+    /// Writes the first `len` bytes of `file` (fewer if it is shorter now)
+    /// to standard output. Returns the count written.
+    pub fn emit(&mut self, file: &File, len: u64) -> Result<u64> {
+        let mut offset = 0u64;
+        while offset < len {
+            let step = (len - offset).min(MAX_STEP) as usize;
+            let moved = match self.method {
+                OutputMethod::Splice => rustix::pipe::splice(
+                    file,
+                    Some(&mut offset),
+                    self.out,
+                    None,
+                    step,
+                    SpliceFlags::empty(),
+                ),
+                OutputMethod::Sendfile | OutputMethod::Auto => {
+                    rustix::fs::sendfile(self.out, file, Some(&mut offset), step)
+                }
+                OutputMethod::CopyFileRange => {
+                    rustix::fs::copy_file_range(file, Some(&mut offset), self.out, None, step)
+                }
+                OutputMethod::Write => self.copy_through_buffer(file, &mut offset, step),
+            };
+            match moved {
+                // The file is shorter than it was: emit what is there.
+                Ok(0) => break,
+                Ok(_) | Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) => self.wait_writable()?,
+                Err(errno) if self.method != OutputMethod::Write && refuses_method(errno) => {
+                    let next = self.method.fallback();
+                    log::info!(
+                        "output: {} refused ({errno}), falling back to {}",
+                        self.method.name(),
+                        next.name()
+                    );
+                    self.method = next;
+                }
+                Err(errno) => return Err(Error::stream("cannot write to standard output", errno)),
+            }
+        }
+        Ok(offset)
+    }
+
+    /// One `pread` and the `write`s to pass it on; advances `offset` by the
+    /// bytes written.
+    fn copy_through_buffer(
+        &mut self,
+        file: &File,
+        offset: &mut u64,
+        step: usize,
+    ) -> rustix::io::Result<usize> {
+        self.buffer.resize(COPY_BUFFER, 0);
+        let want = step.min(COPY_BUFFER);
+        let read = rustix::io::pread(file, &mut self.buffer[..want], *offset)?;
+        let mut written = 0;
+        while written < read {
+            match rustix::io::write(self.out, &self.buffer[written..read]) {
+                Ok(count) => written += count,
+                Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) => {
+                    let mut fds = [PollFd::new(&self.out, PollFlags::OUT)];
+                    let _ = rustix::event::poll(&mut fds, None);
+                }
+                Err(errno) => {
+                    *offset += written as u64;
+                    return Err(errno);
+                }
+            }
+        }
+        *offset += read as u64;
+        Ok(read)
+    }
+
+    /// Waits until a non-blocking standard output can take more.
+    fn wait_writable(&self) -> Result<()> {
+        let mut fds = [PollFd::new(&self.out, PollFlags::OUT)];
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_) | Err(Errno::INTR) => Ok(()),
+            Err(errno) => Err(Error::stream("cannot wait for standard output", errno)),
+        }
+    }
+}
+
+impl OutputMethod {
+    /// The method's name as given on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputMethod::Auto => "auto",
+            OutputMethod::Splice => "splice",
+            OutputMethod::Sendfile => "sendfile",
+            OutputMethod::CopyFileRange => "copy-file-range",
+            OutputMethod::Write => "write",
+        }
+    }
+
+    fn fallback(self) -> OutputMethod {
+        match self {
+            OutputMethod::Splice | OutputMethod::CopyFileRange => OutputMethod::Sendfile,
+            _ => OutputMethod::Write,
+        }
+    }
+}
+
+/// Errors that mean "not with this method", as opposed to a failing output.
+fn refuses_method(errno: Errno) -> bool {
+    // EBADF: copy_file_range to a file opened with O_APPEND.
+    matches!(
+        errno,
+        Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP | Errno::XDEV | Errno::BADF | Errno::SPIPE
+    )
+}
