@@ -22,7 +22,7 @@ pub struct Cli {
 
     /// Maximum chunk size in bytes
     #[arg(long, value_name = "N", default_value = "4096", value_parser = parse_block_size,
-          allow_negative_numbers = true, global = true)]
+          allow_hyphen_values = true, global = true)]
     pub block_size: NonZeroUsize,
 
     /// Disable filesystem event monitoring (poll every --sleep-interval instead)
@@ -36,7 +36,7 @@ pub struct Cli {
     /// Longest wait, in seconds, before buffered input is published; the
     /// polling interval when file events are unavailable
     #[arg(long, value_name = "N", default_value = "0.1", value_parser = parse_sleep_interval,
-          allow_negative_numbers = true, global = true)]
+          allow_hyphen_values = true, global = true)]
     pub sleep_interval: Duration,
 
     /// Verbose logging on stderr: -v warnings, -vv information, -vvv debugging

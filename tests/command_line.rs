@@ -1,0 +1,207 @@
+//! Bad command lines and bad bus paths: one line on stderr naming the
+//! problem, a non-zero exit, and existing data untouched.
+
+mod common;
+
+use common::{Scratch, filebus, filebus_bin, run};
+use std::process::Command;
+
+/// Runs our binary with `args` and no bus, returning (status code, stderr).
+fn run_args(args: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(filebus_bin())
+        .args(args)
+        .output()
+        .expect("cannot run filebus");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Asserts a usage failure: exit status 2, one line on stderr containing `needle`.
+fn assert_one_line_error(code: Option<i32>, stderr: &str, expected_code: i32, needle: &str) {
+    assert_eq!(code, Some(expected_code), "stderr: {stderr}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "expected one line, got:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(needle),
+        "{stderr:?} does not mention {needle:?}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn missing_filename_is_a_usage_error() {
+    let (code, stderr) = run_args(&["consumer"]);
+    assert_one_line_error(code, &stderr, 2, "--filename");
+}
+
+#[test]
+fn missing_subcommand_is_a_usage_error() {
+    let (code, stderr) = run_args(&["--filename", "/tmp/nowhere-bus"]);
+    assert_one_line_error(code, &stderr, 2, "subcommand");
+}
+
+#[test]
+fn unknown_subcommand_is_a_usage_error() {
+    let (code, stderr) = run_args(&["--filename", "/tmp/nowhere-bus", "publisher"]);
+    assert_one_line_error(code, &stderr, 2, "publisher");
+}
+
+#[test]
+fn unknown_option_is_a_usage_error() {
+    let (code, stderr) = run_args(&["--filename", "/tmp/nowhere-bus", "--colour", "consumer"]);
+    assert_one_line_error(code, &stderr, 2, "--colour");
+}
+
+#[test]
+fn bad_block_sizes_are_usage_errors() {
+    for bad in ["0", "-1", "4k", "1.5", ""] {
+        let (code, stderr) = run_args(&[
+            "--filename",
+            "/tmp/nowhere-bus",
+            "--block-size",
+            bad,
+            "consumer",
+        ]);
+        assert_one_line_error(code, &stderr, 2, "block size");
+    }
+}
+
+#[test]
+fn bad_sleep_intervals_are_usage_errors() {
+    for bad in ["-0.1", "NaN", "inf", "-inf", "soon"] {
+        let (code, stderr) = run_args(&[
+            "--filename",
+            "/tmp/nowhere-bus",
+            "--sleep-interval",
+            bad,
+            "consumer",
+        ]);
+        assert_one_line_error(code, &stderr, 2, "sleep interval");
+    }
+}
+
+#[test]
+fn global_options_are_accepted_after_the_subcommand() {
+    let scratch = Scratch::new();
+    let bus = scratch.bus();
+    let output = Command::new(filebus_bin())
+        .arg("producer")
+        .arg("--filename")
+        .arg(&bus)
+        .args([
+            "--block-size",
+            "3",
+            "--sleep-interval",
+            "0.05",
+            "--lossless",
+            "-v",
+            "--blocking-read",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("cannot run filebus");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Lossless at end of input: the empty end-of-stream chunk is published.
+    assert_eq!(std::fs::read(&bus).expect("no chunk published"), b"");
+}
+
+#[test]
+fn help_and_version_succeed() {
+    let help = Command::new(filebus_bin())
+        .arg("--help")
+        .output()
+        .expect("cannot run filebus");
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for option in [
+        "--back-pressure",
+        "--lossless",
+        "--block-size",
+        "--no-file-monitoring",
+        "--filename",
+        "--sleep-interval",
+        "--verbose",
+    ] {
+        assert!(text.contains(option), "--help does not mention {option}");
+    }
+    let version = Command::new(filebus_bin())
+        .arg("--version")
+        .output()
+        .expect("cannot run filebus");
+    assert!(version.status.success());
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("filebus "));
+}
+
+#[test]
+fn a_directory_at_the_bus_path_is_refused() {
+    let scratch = Scratch::new();
+    std::fs::create_dir(scratch.bus()).expect("cannot create directory");
+    for side in ["producer", "consumer"] {
+        let finished = run(filebus(&scratch.bus(), &[side]), b"data");
+        assert_one_line_error(
+            finished.status.code(),
+            &finished.stderr,
+            1,
+            "is a directory",
+        );
+    }
+    assert!(scratch.bus().is_dir(), "the directory was disturbed");
+}
+
+#[test]
+fn a_fifo_at_the_bus_path_is_refused() {
+    let scratch = Scratch::new();
+    let status = Command::new("mkfifo")
+        .arg(scratch.bus())
+        .status()
+        .expect("cannot run mkfifo");
+    assert!(status.success());
+    for side in ["producer", "consumer"] {
+        let finished = run(filebus(&scratch.bus(), &[side]), b"data");
+        assert_one_line_error(finished.status.code(), &finished.stderr, 1, "FIFO");
+    }
+}
+
+#[test]
+fn a_device_at_the_bus_path_is_refused() {
+    for side in ["producer", "consumer"] {
+        let finished = run(filebus(std::path::Path::new("/dev/null"), &[side]), b"data");
+        assert_one_line_error(finished.status.code(), &finished.stderr, 1, "device");
+    }
+}
+
+#[test]
+fn a_missing_parent_directory_is_refused_not_created() {
+    let scratch = Scratch::new();
+    let bus = scratch.path("absent/bus");
+    for side in ["producer", "consumer"] {
+        let finished = run(filebus(&bus, &[side]), b"data");
+        assert_one_line_error(
+            finished.status.code(),
+            &finished.stderr,
+            1,
+            "does not exist",
+        );
+    }
+    assert!(
+        !scratch.path("absent").exists(),
+        "the directory was created"
+    );
+}
+
+#[test]
+fn a_path_ending_in_slash_is_refused() {
+    let scratch = Scratch::new();
+    let bus = format!("{}/", scratch.bus().display());
+    let finished = run(filebus(std::path::Path::new(&bus), &["consumer"]), b"");
+    assert_one_line_error(finished.status.code(), &finished.stderr, 1, "directory");
+}

@@ -1,0 +1,7 @@
+mod common;
+
+#[test]
+fn reference_is_installed() {
+    let program = common::reference_filebus();
+    println!("{}", program.display());
+}

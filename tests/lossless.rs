@@ -1,0 +1,217 @@
+//! Lossless unicast (`--back-pressure`): every chunk is taken exactly once,
+//! whole, in order; an empty chunk ends the stream.
+
+mod common;
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::Stdio;
+
+use common::{
+    Running, Scratch, binary_data, filebus, input_file, numbered_records, parse_records, run,
+    wait_until,
+};
+
+/// Runs one lossless producer and one lossless consumer over `input`;
+/// returns what the consumer wrote.
+fn lossless_round_trip(input: &[u8], extra: &[&str]) -> Vec<u8> {
+    let scratch = Scratch::new();
+    let mut consumer_args = vec!["--lossless"];
+    consumer_args.extend_from_slice(extra);
+    let consumer = Running::consumer(&scratch.bus(), &consumer_args);
+    let mut producer_args = vec!["--lossless"];
+    producer_args.extend_from_slice(extra);
+    producer_args.push("producer");
+    run(filebus(&scratch.bus(), &producer_args), input).assert_success();
+    let finished = consumer.wait();
+    finished.assert_success();
+    assert!(
+        !scratch.bus().exists(),
+        "the end-of-stream chunk was not deleted"
+    );
+    finished.stdout
+}
+
+/// Takes chunks from the bus the way the protocol describes, independently of
+/// our consumer: lock `F.lock`, read and delete `F`, unlock; until an empty chunk.
+fn take_chunks_by_hand(bus: &Path) -> Vec<Vec<u8>> {
+    let lock_path = bus.with_file_name("bus.lock");
+    let mut chunks = Vec::new();
+    loop {
+        wait_until("a chunk to take", || bus.exists());
+        let lock = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .expect("cannot open lock");
+        // SAFETY: flock on a descriptor we own.
+        assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+        let Ok(chunk) = std::fs::read(bus) else {
+            continue;
+        };
+        std::fs::remove_file(bus).expect("cannot delete chunk");
+        drop(lock);
+        if chunk.is_empty() {
+            return chunks;
+        }
+        chunks.push(chunk);
+    }
+}
+
+#[test]
+fn ten_mebibytes_of_binary_data_arrive_byte_for_byte() {
+    let input = binary_data(10 << 20);
+    assert!(input.contains(&0), "the data must contain NUL bytes");
+    assert!(
+        lossless_round_trip(&input, &[]) == input,
+        "output differs from input"
+    );
+}
+
+#[test]
+fn large_blocks_arrive_byte_for_byte() {
+    let input = binary_data(10 << 20);
+    assert!(lossless_round_trip(&input, &["--block-size", "1048576"]) == input);
+}
+
+#[test]
+fn empty_input_sends_only_the_end_of_stream_marker() {
+    assert_eq!(lossless_round_trip(b"", &[]), b"");
+}
+
+#[test]
+fn one_byte_arrives() {
+    assert_eq!(lossless_round_trip(b"x", &[]), b"x");
+}
+
+#[test]
+fn chunks_never_exceed_the_block_size_around_block_boundaries() {
+    for (block_size, len) in [
+        (64, 63),
+        (64, 64),
+        (64, 65),
+        (4096, 4095),
+        (4096, 4096),
+        (4096, 4097),
+        (1, 5),
+    ] {
+        let scratch = Scratch::new();
+        let input = binary_data(len);
+        let block = block_size.to_string();
+        let producer = Running::start(
+            filebus(
+                &scratch.bus(),
+                &["--lossless", "--block-size", &block, "producer"],
+            ),
+            Some(input.clone()),
+        );
+        let chunks = take_chunks_by_hand(&scratch.bus());
+        producer.wait().assert_success();
+        assert!(
+            chunks.iter().all(|chunk| chunk.len() <= block_size),
+            "a chunk exceeds {block_size} bytes"
+        );
+        assert_eq!(
+            chunks.concat(),
+            input,
+            "block size {block_size}, {len} bytes"
+        );
+    }
+}
+
+#[test]
+fn input_from_a_regular_file_is_cut_into_full_blocks() {
+    let scratch = Scratch::new();
+    let input = numbered_records(1000);
+    let stdin = input_file(&scratch, "input", &input);
+    let mut command = filebus(
+        &scratch.bus(),
+        &["--lossless", "--block-size", "900", "producer"],
+    );
+    command
+        .stdin(Stdio::from(stdin))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("cannot start producer");
+    let chunks = take_chunks_by_hand(&scratch.bus());
+    assert!(child.wait().expect("wait").success());
+    let sizes: Vec<usize> = chunks.iter().map(Vec::len).collect();
+    assert!(sizes.iter().all(|&size| size == 900), "sizes {sizes:?}");
+    assert_eq!(chunks.concat(), input);
+}
+
+#[test]
+fn producer_waits_while_a_chunk_is_untaken() {
+    let scratch = Scratch::new();
+    let input = numbered_records(300);
+    let stdin = input_file(&scratch, "input", &input);
+    let mut command = filebus(
+        &scratch.bus(),
+        &["--lossless", "--block-size", "900", "producer"],
+    );
+    command.stdin(Stdio::from(stdin));
+    let mut producer = Running::with_own_stdin(command);
+    wait_until("the first chunk", || scratch.bus().exists());
+    // Give a producer that ignores back pressure ample time to overwrite it.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(producer.is_running(), "the producer did not wait");
+    assert_eq!(
+        std::fs::read(scratch.bus()).expect("chunk"),
+        input[..900],
+        "the first chunk was overwritten"
+    );
+    let consumer = Running::consumer(&scratch.bus(), &["--lossless"]);
+    assert_eq!(consumer.wait().assert_success().stdout, input);
+    producer.wait().assert_success();
+}
+
+#[test]
+fn several_consumers_share_the_stream_each_chunk_exactly_once() {
+    let scratch = Scratch::new();
+    let input = numbered_records(20_000);
+    let consumers: Vec<Running> = (0..3)
+        .map(|_| Running::consumer(&scratch.bus(), &["--lossless", "--block-size", "900"]))
+        .collect();
+    let stdin = input_file(&scratch, "input", &input);
+    let mut command = filebus(
+        &scratch.bus(),
+        &["--lossless", "--block-size", "900", "producer"],
+    );
+    command.stdin(Stdio::from(stdin));
+    Running::with_own_stdin(command).wait().assert_success();
+    // The end-of-stream marker ends one consumer; the others wait for more.
+    wait_until("the end-of-stream marker to be taken", || {
+        !scratch.bus().exists()
+    });
+    let mut records = Vec::new();
+    let mut ended = 0;
+    for mut consumer in consumers {
+        let finished = if consumer.is_running() {
+            consumer.kill()
+        } else {
+            ended += 1;
+            let finished = consumer.wait();
+            finished.assert_success();
+            finished
+        };
+        let own = parse_records(&finished.stdout);
+        assert!(
+            own.windows(2).all(|pair| pair[0] < pair[1]),
+            "a consumer saw records out of order"
+        );
+        records.extend(own);
+    }
+    assert_eq!(
+        ended, 1,
+        "exactly one consumer takes the end-of-stream marker"
+    );
+    records.sort_unstable();
+    assert!(
+        records == (0..20_000).collect::<Vec<_>>(),
+        "records lost or duplicated ({} records)",
+        records.len()
+    );
+}
