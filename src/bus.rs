@@ -20,9 +20,10 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
@@ -300,26 +301,7 @@ impl Bus {
         let staged = match &temp.name {
             Some(name) => name.clone(),
             None => {
-                // A stale `F.__new__` (a producer killed between link and
-                // rename, or a planted symlink) would make linkat fail.
-                // unlinkat removes a symlink itself, never its target.
-                match rustix::fs::unlinkat(&self.dir, self.new_name.as_os_str(), AtFlags::empty()) {
-                    Ok(()) | Err(Errno::NOENT) => {}
-                    Err(errno) => {
-                        return Err(Error::file(
-                            "cannot remove stale",
-                            &self.dir_path.join(&self.new_name),
-                            errno,
-                        ));
-                    }
-                }
-                link_anonymous(&temp.file, &self.dir, &self.new_name).map_err(|errno| {
-                    Error::file(
-                        "cannot link a new chunk as",
-                        &self.dir_path.join(&self.new_name),
-                        errno,
-                    )
-                })?;
+                self.link_as_new(&temp.file)?;
                 self.new_name.clone()
             }
         };
@@ -332,6 +314,26 @@ impl Bus {
         .map_err(|errno| Error::file("cannot rename a new chunk onto", &self.path, errno))?;
         temp.published();
         Ok(())
+    }
+
+    /// Links an anonymous chunk file as `F.__new__`. A stale `F.__new__` (left
+    /// by a producer killed between link and rename, or planted) makes the
+    /// link fail; it is then removed (unlinkat removes a symlink itself,
+    /// never its target) and the link retried.
+    fn link_as_new(&self, file: &File) -> Result<()> {
+        let new_path = || self.dir_path.join(&self.new_name);
+        match link_anonymous(file, &self.dir, &self.new_name) {
+            Err(Errno::EXIST) => {}
+            other => {
+                return other.map_err(|errno| {
+                    Error::file("cannot link a new chunk as", &new_path(), errno)
+                });
+            }
+        }
+        rustix::fs::unlinkat(&self.dir, self.new_name.as_os_str(), AtFlags::empty())
+            .map_err(|errno| Error::file("cannot remove stale", &new_path(), errno))?;
+        link_anonymous(file, &self.dir, &self.new_name)
+            .map_err(|errno| Error::file("cannot link a new chunk as", &new_path(), errno))
     }
 
     /// Deletes the chunk at `F` (a lossless consumer took it). The caller
@@ -394,20 +396,27 @@ fn with_suffix(name: &OsStr, suffix: &str) -> OsString {
     joined
 }
 
+/// Set once `linkat(AT_EMPTY_PATH)` was refused, so later links go straight
+/// to `/proc/self/fd`.
+static EMPTY_PATH_REFUSED: AtomicBool = AtomicBool::new(false);
+
 /// Gives an anonymous `O_TMPFILE` a name in `dir`. `AT_EMPTY_PATH` needs
 /// `CAP_DAC_READ_SEARCH` on older kernels; `/proc/self/fd` works for anyone.
 fn link_anonymous(file: &File, dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<()> {
-    match rustix::fs::linkat(file.as_fd(), "", dir, name, AtFlags::EMPTY_PATH) {
-        Err(Errno::NOENT) | Err(Errno::PERM) | Err(Errno::INVAL) => {
-            let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(file));
-            rustix::fs::linkat(
-                rustix::fs::CWD,
-                proc_path.as_str(),
-                dir,
-                name,
-                AtFlags::SYMLINK_FOLLOW,
-            )
+    if !EMPTY_PATH_REFUSED.load(Ordering::Relaxed) {
+        match rustix::fs::linkat(file.as_fd(), "", dir, name, AtFlags::EMPTY_PATH) {
+            Err(Errno::NOENT) | Err(Errno::PERM) | Err(Errno::INVAL) => {
+                EMPTY_PATH_REFUSED.store(true, Ordering::Relaxed);
+            }
+            other => return other,
         }
-        other => other,
     }
+    let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    rustix::fs::linkat(
+        rustix::fs::CWD,
+        proc_path.as_str(),
+        dir,
+        name,
+        AtFlags::SYMLINK_FOLLOW,
+    )
 }

@@ -48,7 +48,7 @@ pub struct Cli {
         long,
         value_enum,
         value_name = "METHOD",
-        default_value = "mmap",
+        default_value = "auto",
         global = true,
         help_heading = "Tuning"
     )]

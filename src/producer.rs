@@ -51,11 +51,13 @@ pub fn run(options: &Options, blocking_read: bool) -> Result<()> {
         lock: &mut lock,
     };
     let mut chunker = Chunker::new(options.chunk_policy());
+    let input_method = options.input_method.for_input(is_pipe(stdin));
+    log::debug!("input: {input_method:?}");
     loop {
         let mut chunk = ChunkBuilder::new(
             &bus,
             options.block_size.get(),
-            options.input_method,
+            input_method,
             options.anonymous_temp,
         )?;
         let filled = fill(&mut chunk, &mut chunker, stdin)?;
@@ -69,7 +71,7 @@ pub fn run(options: &Options, blocking_read: bool) -> Result<()> {
     }
     if options.lossless {
         log::debug!("end of input: publishing the end-of-stream marker");
-        let marker = ChunkBuilder::new(&bus, 0, options.input_method, options.anonymous_temp)?;
+        let marker = ChunkBuilder::new(&bus, 0, input_method, options.anonymous_temp)?;
         publisher.publish(marker.finish(bus.dir_path())?)?;
     }
     Ok(())
@@ -111,13 +113,9 @@ fn fill(chunk: &mut ChunkBuilder, chunker: &mut Chunker, stdin: BorrowedFd<'_>) 
         if !wait_readable(stdin, wait)? {
             break Filled::Ready;
         }
-        let spare = &mut chunk.spare()[..room];
-        match rustix::io::read(stdin, spare) {
+        match chunk.read_from(stdin, room) {
             Ok(0) => break Filled::EndOfInput,
-            Ok(count) => {
-                chunk.advance(count);
-                chunker.record_input(count, Instant::now());
-            }
+            Ok(count) => chunker.record_input(count, Instant::now()),
             Err(Errno::INTR) | Err(Errno::AGAIN) => {}
             Err(errno) => return Err(Error::stream("cannot read standard input", errno)),
         }
@@ -145,6 +143,12 @@ fn wait_readable(stdin: BorrowedFd<'_>, wait: Option<std::time::Duration>) -> Re
         Err(Errno::INTR) => Ok(true),
         Err(errno) => Err(Error::stream("cannot wait for standard input", errno)),
     }
+}
+
+fn is_pipe(fd: BorrowedFd<'_>) -> bool {
+    rustix::fs::fstat(fd).is_ok_and(|stat| {
+        rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Fifo
+    })
 }
 
 fn clear_nonblocking(stdin: BorrowedFd<'_>) -> Result<()> {

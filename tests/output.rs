@@ -158,18 +158,55 @@ fn splice_refused_by_a_regular_file_falls_back() {
 }
 
 #[test]
-fn chunks_built_with_write_instead_of_mmap_are_identical() {
+fn every_way_of_building_chunks_moves_the_same_bytes() {
+    // The producer's stdin is a pipe here, so splice applies.
+    for (method, logged) in [
+        ("mmap", "Mmap"),
+        ("write", "Write"),
+        ("splice", "Splice"),
+        ("auto", "Write"),
+    ] {
+        let scratch = Scratch::new();
+        let input = binary_data(3 << 20);
+        let consumer = Running::consumer(&scratch.bus(), &["--lossless"]);
+        let producer = run(
+            filebus(
+                &scratch.bus(),
+                &["--lossless", "-vvv", "--input-method", method, "producer"],
+            ),
+            &input,
+        );
+        producer.assert_success();
+        assert!(
+            producer.stderr.contains(&format!("input: {logged}")),
+            "{method}: {}",
+            producer.stderr
+        );
+        assert!(
+            consumer.wait().assert_success().stdout == input,
+            "{method}: output differs"
+        );
+    }
+}
+
+#[test]
+fn splice_is_not_used_for_input_that_is_not_a_pipe() {
     let scratch = Scratch::new();
-    let input = binary_data(3 << 20);
+    let input = binary_data(1 << 20);
+    let stdin = common::input_file(&scratch, "input", &input);
     let consumer = Running::consumer(&scratch.bus(), &["--lossless"]);
-    run(
-        filebus(
-            &scratch.bus(),
-            &["--lossless", "--input-method", "write", "producer"],
-        ),
-        &input,
-    )
-    .assert_success();
+    let mut command = filebus(
+        &scratch.bus(),
+        &["--lossless", "-vvv", "--input-method", "splice", "producer"],
+    );
+    command.stdin(Stdio::from(stdin));
+    let producer = Running::with_own_stdin(command).wait();
+    producer.assert_success();
+    assert!(
+        producer.stderr.contains("input: Write"),
+        "{}",
+        producer.stderr
+    );
     assert!(
         consumer.wait().assert_success().stdout == input,
         "output differs"

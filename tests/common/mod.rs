@@ -288,7 +288,7 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 pub fn numbered_records(count: usize) -> Vec<u8> {
     let mut data = Vec::with_capacity(count * RECORD_LEN);
     for number in 0..count {
-        write!(data, "{number:0width$}\n", width = RECORD_LEN - 1)
+        writeln!(data, "{number:0width$}", width = RECORD_LEN - 1)
             .expect("writing to a Vec cannot fail");
     }
     data
