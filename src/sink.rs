@@ -44,14 +44,14 @@ const MAX_STEP: u64 = 1 << 30;
 /// Buffer size of the `pread`+`write` fallback.
 const COPY_BUFFER: usize = 128 * 1024;
 
-/// Standard output, with the method chosen for it.
-pub struct Sink {
-    out: BorrowedFd<'static>,
+/// An output (standard output in the command), with the method chosen for it.
+pub struct Sink<'fd> {
+    out: BorrowedFd<'fd>,
     method: OutputMethod,
     buffer: Vec<u8>,
 }
 
-impl fmt::Debug for Sink {
+impl fmt::Debug for Sink<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sink")
             .field("method", &self.method)
@@ -59,13 +59,20 @@ impl fmt::Debug for Sink {
     }
 }
 
-impl Sink {
+impl Sink<'static> {
     /// Standard output, written with `requested` (or the best method for
     /// what it is, for [`OutputMethod::Auto`]).
-    pub fn stdout(requested: OutputMethod) -> Result<Sink> {
+    pub fn stdout(requested: OutputMethod) -> Result<Sink<'static>> {
         // SAFETY: descriptor 1 stays open for the life of the process; we
         // never close it.
-        let out = unsafe { BorrowedFd::borrow_raw(1) };
+        Sink::new(unsafe { BorrowedFd::borrow_raw(1) }, requested)
+    }
+}
+
+impl<'fd> Sink<'fd> {
+    /// Output to `out` (standard output in the command), written with
+    /// `requested`, or the best method for what `out` is.
+    pub fn new(out: BorrowedFd<'fd>, requested: OutputMethod) -> Result<Sink<'fd>> {
         let stat = rustix::fs::fstat(out)
             .map_err(|errno| Error::stream("standard output is not usable", errno))?;
         let method = match requested {
