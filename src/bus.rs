@@ -301,6 +301,15 @@ impl Bus {
         let staged = match &temp.name {
             Some(name) => name.clone(),
             None => {
+                // Where `F` is absent (always, in lossless mode), linking the
+                // complete anonymous file as `F` publishes it in one call.
+                match link_anonymous(&temp.file, &self.dir, &self.name) {
+                    Ok(()) => return Ok(()),
+                    Err(Errno::EXIST) => {}
+                    Err(errno) => {
+                        return Err(Error::file("cannot link a new chunk as", &self.path, errno));
+                    }
+                }
                 self.link_as_new(&temp.file)?;
                 self.new_name.clone()
             }

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 /// How chunks are written to standard output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum OutputMethod {
-    /// The best method for what standard output is (see the module docs).
+    /// `splice` to a pipe, `copy-file-range` to a regular file, `sendfile` otherwise.
     #[default]
     Auto,
     /// `splice(2)` from the chunk to a pipe.

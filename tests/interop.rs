@@ -290,7 +290,8 @@ impl Publications {
             .watches()
             .add(
                 scratch.dir.path(),
-                WatchMask::MOVED_FROM | WatchMask::MOVED_TO,
+                // DELETE too, only so that consecutive CREATEs are not merged.
+                WatchMask::MOVED_FROM | WatchMask::MOVED_TO | WatchMask::CREATE | WatchMask::DELETE,
             )
             .expect("cannot watch the scratch directory");
         let name = scratch
@@ -301,7 +302,8 @@ impl Publications {
         Publications { inotify, name }
     }
 
-    /// The renames onto `F` so far.
+    /// The publications at `F` so far: renames onto it, or (ours, where `F`
+    /// is absent) links of a complete chunk as `F`.
     fn count(mut self) -> usize {
         let mut buffer = vec![0u8; 1 << 16];
         let mut count = 0;
@@ -316,7 +318,9 @@ impl Publications {
                     !event.mask.contains(EventMask::Q_OVERFLOW),
                     "inotify queue overflow: cannot count chunks"
                 );
-                if event.mask.contains(EventMask::MOVED_TO)
+                if event
+                    .mask
+                    .intersects(EventMask::MOVED_TO | EventMask::CREATE)
                     && event.name == Some(self.name.as_os_str())
                 {
                     count += 1;
