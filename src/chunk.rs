@@ -205,3 +205,12 @@ fn map_reserved(file: &File, capacity: usize, dir_path: &Path) -> Result<Option<
         Err(error) => Err(Error::file("cannot map a chunk in", dir_path, error)),
     }
 }
+
+/// A complete chunk of `bytes` in a new temporary file, ready to publish.
+pub fn write_chunk(bus: &Bus, bytes: &[u8], anonymous_temp: bool) -> Result<TempFile> {
+    let mut temp = bus.create_temp(anonymous_temp)?;
+    temp.file
+        .write_all(bytes)
+        .map_err(|error| Error::file("cannot write a chunk in", bus.dir_path(), error))?;
+    Ok(temp)
+}

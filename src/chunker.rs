@@ -6,6 +6,11 @@
 //! never held back longer than that, unlike the reference, which waits for a
 //! quiet spell), or at end of input. With a sleep interval of zero a chunk is
 //! published as soon as no more input is ready.
+//!
+//! With a record delimiter ([`RecordChunker`]) chunks end only at record
+//! boundaries: a chunk holds as many whole records as fit in the block size,
+//! and a record longer than that is a chunk of its own (split only beyond
+//! [`MAX_RECORD`]), so a lossy consumer never prints half a line.
 
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
@@ -89,6 +94,167 @@ impl Chunker {
     }
 }
 
+/// The longest record a chunk of whole records may hold, whatever the block
+/// size: a longer one is split into pieces of this size (with a warning).
+pub const MAX_RECORD: usize = 16 << 20;
+
+/// The rules for cutting input into chunks of whole records
+/// (`--delimiter`, `--lines`, `--null`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordPolicy {
+    /// The most bytes of whole records a chunk holds; a single record longer
+    /// than this is a chunk of its own.
+    pub block_size: NonZeroUsize,
+    /// The longest a complete record may wait before it is published.
+    pub max_delay: Duration,
+    /// The byte that ends a record.
+    pub delimiter: u8,
+    /// The longest chunk a single record may make ([`MAX_RECORD`], or the
+    /// block size if that is larger); beyond it the record is split.
+    pub max_record: usize,
+}
+
+/// Cuts input into chunks that end at record boundaries.
+///
+/// Unlike [`Chunker`], it sees the bytes: the producer keeps the input not
+/// yet published in a buffer (`pending`), asks [`RecordChunker::next`] what
+/// to do, and publishes `pending[..len]` when told, keeping the rest (the
+/// start of an incomplete record) for the next chunk.
+#[derive(Debug, Clone)]
+pub struct RecordChunker {
+    policy: RecordPolicy,
+    /// When `pending` first held a complete record.
+    ready_since: Option<Instant>,
+}
+
+/// What the producer should do next with its pending input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordNext {
+    /// Wait for input (forever, or at most this long) and read at most `room` bytes.
+    Read {
+        /// How long to wait before publishing; `None` without a complete record.
+        wait: Option<Duration>,
+        /// How many bytes the pending buffer may still take.
+        room: usize,
+    },
+    /// Publish the first `len` pending bytes.
+    Publish {
+        /// The chunk's length.
+        len: usize,
+        /// True if the chunk splits a record longer than `max_record`.
+        splits_record: bool,
+    },
+    /// Nothing left to publish (at end of input).
+    Done,
+}
+
+impl RecordPolicy {
+    /// The record policy for `delimiter` with the block size and delay of `raw`.
+    pub fn new(raw: ChunkPolicy, delimiter: u8) -> Self {
+        RecordPolicy {
+            block_size: raw.block_size,
+            max_delay: raw.max_delay,
+            delimiter,
+            max_record: MAX_RECORD.max(raw.block_size.get()),
+        }
+    }
+}
+
+impl RecordChunker {
+    /// A chunker with nothing pending.
+    pub fn new(policy: RecordPolicy) -> Self {
+        RecordChunker {
+            policy,
+            ready_since: None,
+        }
+    }
+
+    /// The rules in force.
+    pub fn policy(&self) -> RecordPolicy {
+        self.policy
+    }
+
+    /// What to do with `pending` at time `now`; `at_end` once the input has
+    /// ended (then incomplete records are published too).
+    pub fn next(&self, pending: &[u8], now: Instant, at_end: bool) -> RecordNext {
+        let RecordPolicy {
+            block_size,
+            max_delay,
+            delimiter,
+            max_record,
+        } = self.policy;
+        let block_size = block_size.get();
+        let publish = |len| RecordNext::Publish {
+            len,
+            splits_record: false,
+        };
+        if pending.is_empty() {
+            return if at_end {
+                RecordNext::Done
+            } else {
+                RecordNext::Read {
+                    wait: None,
+                    room: block_size,
+                }
+            };
+        }
+        let window = &pending[..pending.len().min(block_size)];
+        let whole_records = window
+            .iter()
+            .rposition(|&byte| byte == delimiter)
+            .map(|at| at + 1);
+        if pending.len() >= block_size {
+            if let Some(len) = whole_records {
+                return publish(len);
+            }
+            // The first record is longer than a block: a chunk of its own.
+            let limit = pending.len().min(max_record);
+            if let Some(at) = pending[..limit].iter().position(|&byte| byte == delimiter) {
+                return publish(at + 1);
+            }
+            if pending.len() >= max_record {
+                return RecordNext::Publish {
+                    len: max_record,
+                    splits_record: true,
+                };
+            }
+            if at_end {
+                return publish(pending.len());
+            }
+            return RecordNext::Read {
+                wait: None,
+                room: max_record - pending.len(),
+            };
+        }
+        if at_end {
+            return publish(pending.len());
+        }
+        let room = block_size - pending.len();
+        match (whole_records, self.ready_since) {
+            // Strictly later: with a zero delay, input that is ready is read first.
+            (Some(len), Some(since)) if now > since + max_delay => publish(len),
+            (Some(_), Some(since)) => RecordNext::Read {
+                wait: Some((since + max_delay).saturating_duration_since(now)),
+                room,
+            },
+            // Only the start of a record: nothing may be published yet.
+            _ => RecordNext::Read { wait: None, room },
+        }
+    }
+
+    /// Records that `new` bytes arrived at `now` (already appended to pending).
+    pub fn record_input(&mut self, new: &[u8], now: Instant) {
+        if self.ready_since.is_none() && new.contains(&self.policy.delimiter) {
+            self.ready_since = Some(now);
+        }
+    }
+
+    /// Records that a chunk was published at `now`, leaving `rest` pending.
+    pub fn published(&mut self, rest: &[u8], now: Instant) {
+        self.ready_since = rest.contains(&self.policy.delimiter).then_some(now);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,5 +316,100 @@ mod tests {
                 room: 98
             }
         );
+    }
+
+    fn records(block_size: usize, max_record: usize) -> RecordChunker {
+        RecordChunker::new(RecordPolicy {
+            block_size: NonZeroUsize::new(block_size).expect("positive"),
+            max_delay: Duration::from_millis(100),
+            delimiter: b'\n',
+            max_record,
+        })
+    }
+
+    fn publish(len: usize) -> RecordNext {
+        RecordNext::Publish {
+            len,
+            splits_record: false,
+        }
+    }
+
+    #[test]
+    fn a_full_block_is_cut_after_its_last_whole_record() {
+        let chunker = records(10, 100);
+        assert_eq!(
+            chunker.next(b"abc\ndef\ngh", Instant::now(), false),
+            publish(8)
+        );
+    }
+
+    #[test]
+    fn a_record_longer_than_a_block_is_a_chunk_of_its_own() {
+        let chunker = records(4, 100);
+        let now = Instant::now();
+        assert_eq!(
+            chunker.next(b"abcdef", now, false),
+            RecordNext::Read {
+                wait: None,
+                room: 94
+            }
+        );
+        assert_eq!(chunker.next(b"abcdefg\nxy\n", now, false), publish(8));
+    }
+
+    #[test]
+    fn a_record_beyond_the_hard_limit_is_split() {
+        let chunker = records(4, 8);
+        assert_eq!(
+            chunker.next(b"abcdefghij", Instant::now(), false),
+            RecordNext::Publish {
+                len: 8,
+                splits_record: true
+            }
+        );
+    }
+
+    #[test]
+    fn complete_records_wait_at_most_the_delay_and_partial_ones_wait_for_their_end() {
+        let mut chunker = records(100, 1000);
+        let start = Instant::now();
+        chunker.record_input(b"ab", start);
+        assert_eq!(
+            chunker.next(b"ab", start + Duration::from_secs(9), false),
+            RecordNext::Read {
+                wait: None,
+                room: 98
+            }
+        );
+        let later = start + Duration::from_millis(10);
+        chunker.record_input(b"\ncd", later);
+        assert_eq!(
+            chunker.next(b"ab\ncd", later + Duration::from_millis(40), false),
+            RecordNext::Read {
+                wait: Some(Duration::from_millis(60)),
+                room: 95
+            }
+        );
+        assert_eq!(
+            chunker.next(b"ab\ncd", later + Duration::from_millis(100), false),
+            publish(3)
+        );
+        chunker.published(b"cd", later);
+        assert_eq!(
+            chunker.next(b"cd", later + Duration::from_secs(9), false),
+            RecordNext::Read {
+                wait: None,
+                room: 98
+            }
+        );
+    }
+
+    #[test]
+    fn at_end_of_input_the_incomplete_record_is_published_too() {
+        let chunker = records(4, 100);
+        let now = Instant::now();
+        assert_eq!(chunker.next(b"ab", now, true), publish(2));
+        assert_eq!(chunker.next(b"a\nbcdef", now, true), publish(2));
+        assert_eq!(chunker.next(b"", now, true), RecordNext::Done);
     }
 }

@@ -81,9 +81,42 @@ pub enum Command {
         /// Blocking read from input (clear the O_NONBLOCK flag)
         #[arg(long)]
         blocking_read: bool,
+
+        #[command(flatten)]
+        records: RecordOptions,
     },
     /// Connect the consumer side of the stream: write chunks to standard output
     Consumer,
+}
+
+/// Whole records: chunks end only after a delimiter byte.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+#[group(multiple = false)]
+pub struct RecordOptions {
+    /// End chunks only after this byte, so that no record is split: a
+    /// character, an escape (\n, \t, \0, \\) or a hex value such as 0x1e
+    #[arg(long, value_name = "BYTE", value_parser = parse_delimiter)]
+    pub delimiter: Option<u8>,
+
+    /// Whole lines: the same as --delimiter '\n'
+    #[arg(long)]
+    pub lines: bool,
+
+    /// Whole NUL-terminated records: the same as --delimiter '\0'
+    #[arg(short = 'z', long)]
+    pub null: bool,
+}
+
+impl RecordOptions {
+    /// The delimiter chosen, if any.
+    pub fn delimiter(&self) -> Option<u8> {
+        match (self.delimiter, self.lines, self.null) {
+            (Some(byte), _, _) => Some(byte),
+            (None, true, _) => Some(b'\n'),
+            (None, false, true) => Some(0),
+            (None, false, false) => None,
+        }
+    }
 }
 
 impl Cli {
@@ -102,6 +135,10 @@ impl Cli {
             input_method: self.input_method,
             output_method: self.output_method,
             anonymous_temp: !self.named_temp_files,
+            delimiter: match self.command {
+                Command::Producer { records, .. } => records.delimiter(),
+                Command::Consumer => None,
+            },
         })
     }
 }
@@ -115,6 +152,22 @@ fn parse_block_size(text: &str) -> Result<NonZeroUsize, String> {
             .ok_or_else(|| "the block size is too large for this machine".into()),
         Err(_) => Err("the block size must be a positive whole number of bytes".into()),
     }
+}
+
+fn parse_delimiter(text: &str) -> Result<u8, String> {
+    let byte = match text {
+        "\\n" => Some(b'\n'),
+        "\\t" => Some(b'\t'),
+        "\\r" => Some(b'\r'),
+        "\\0" => Some(0),
+        "\\\\" => Some(b'\\'),
+        _ if text.len() == 1 => Some(text.as_bytes()[0]),
+        _ => text
+            .strip_prefix("0x")
+            .or_else(|| text.strip_prefix("0X"))
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok()),
+    };
+    byte.ok_or_else(|| "the delimiter must be one byte: a character, an escape such as \\n, or a hex value such as 0x1e".into())
 }
 
 fn parse_sleep_interval(text: &str) -> Result<Duration, String> {
@@ -149,6 +202,22 @@ mod tests {
         assert_eq!(parse_sleep_interval("0"), Ok(Duration::ZERO));
         for bad in ["-0.1", "NaN", "inf", "-inf", "x", "1e300"] {
             assert!(parse_sleep_interval(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn delimiter_accepts_one_byte_in_several_spellings() {
+        for (text, byte) in [
+            (",", b','),
+            ("\\n", b'\n'),
+            ("\\0", 0),
+            ("0x1e", 0x1e),
+            ("\\\\", b'\\'),
+        ] {
+            assert_eq!(parse_delimiter(text), Ok(byte), "{text:?}");
+        }
+        for bad in ["", "ab", "0x100", "\\q", "é"] {
+            assert!(parse_delimiter(bad).is_err(), "{bad:?} accepted");
         }
     }
 

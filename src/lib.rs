@@ -57,6 +57,8 @@ pub struct Options {
     pub output_method: OutputMethod,
     /// Build chunks in anonymous `O_TMPFILE`s where the filesystem allows.
     pub anonymous_temp: bool,
+    /// End chunks only after this byte (whole records), if set.
+    pub delimiter: Option<u8>,
 }
 
 impl Options {
@@ -71,6 +73,7 @@ impl Options {
             input_method: InputMethod::default(),
             output_method: OutputMethod::default(),
             anonymous_temp: true,
+            delimiter: None,
         }
     }
 

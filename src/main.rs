@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         }
     };
     let outcome = match cli.command {
-        Command::Producer { blocking_read } => filebus::producer::run(&options, blocking_read),
+        Command::Producer { blocking_read, .. } => filebus::producer::run(&options, blocking_read),
         Command::Consumer => filebus::consumer::run(&options),
     };
     match outcome {

@@ -8,8 +8,8 @@ use rustix::fs::OFlags;
 use rustix::io::Errno;
 
 use crate::bus::{Bus, TempFile};
-use crate::chunk::ChunkBuilder;
-use crate::chunker::{Chunker, Next};
+use crate::chunk::{self, ChunkBuilder};
+use crate::chunker::{Chunker, Next, RecordChunker, RecordNext, RecordPolicy};
 use crate::error::{Error, Result};
 use crate::lock::LockFile;
 use crate::watch::Watcher;
@@ -50,12 +50,31 @@ pub fn run(options: &Options, blocking_read: bool) -> Result<()> {
         bus: &bus,
         lock: &mut lock,
     };
+    match options.delimiter {
+        None => publish_blocks(&bus, options, stdin, &mut publisher)?,
+        Some(delimiter) => publish_records(&bus, options, stdin, &mut publisher, delimiter)?,
+    }
+    if options.lossless {
+        log::debug!("end of input: publishing the end-of-stream marker");
+        publisher.publish(chunk::write_chunk(&bus, b"", options.anonymous_temp)?)?;
+    }
+    Ok(())
+}
+
+/// Publishes standard input in chunks of up to a block, built in place in
+/// their temporary files.
+fn publish_blocks(
+    bus: &Bus,
+    options: &Options,
+    stdin: BorrowedFd<'_>,
+    publisher: &mut Publisher<'_>,
+) -> Result<()> {
     let mut chunker = Chunker::new(options.chunk_policy());
     let input_method = options.input_method.for_input(is_pipe(stdin));
     log::debug!("input: {input_method:?}");
     loop {
         let mut chunk = ChunkBuilder::new(
-            &bus,
+            bus,
             options.block_size.get(),
             input_method,
             options.anonymous_temp,
@@ -66,15 +85,63 @@ pub fn run(options: &Options, blocking_read: bool) -> Result<()> {
             publisher.publish(chunk.finish(bus.dir_path())?)?;
         }
         if filled == Filled::EndOfInput {
-            break;
+            return Ok(());
         }
     }
-    if options.lossless {
-        log::debug!("end of input: publishing the end-of-stream marker");
-        let marker = ChunkBuilder::new(&bus, 0, input_method, options.anonymous_temp)?;
-        publisher.publish(marker.finish(bus.dir_path())?)?;
+}
+
+/// The most bytes read at once while a long record accumulates.
+const RECORD_READ_STEP: usize = 1 << 20;
+
+/// Publishes standard input in chunks of whole records. The input not yet
+/// published stays in a buffer, so records are always read with `read(2)`.
+fn publish_records(
+    bus: &Bus,
+    options: &Options,
+    stdin: BorrowedFd<'_>,
+    publisher: &mut Publisher<'_>,
+    delimiter: u8,
+) -> Result<()> {
+    let mut chunker = RecordChunker::new(RecordPolicy::new(options.chunk_policy(), delimiter));
+    let mut pending: Vec<u8> = Vec::with_capacity(options.block_size.get());
+    let mut at_end = false;
+    loop {
+        match chunker.next(&pending, Instant::now(), at_end) {
+            RecordNext::Done => return Ok(()),
+            RecordNext::Publish { len, splits_record } => {
+                if splits_record {
+                    log::warn!(
+                        "a record longer than {} bytes was split across chunks",
+                        chunker.policy().max_record
+                    );
+                }
+                log::debug!("publishing {len} bytes of records");
+                publisher.publish(chunk::write_chunk(
+                    bus,
+                    &pending[..len],
+                    options.anonymous_temp,
+                )?)?;
+                pending.drain(..len);
+                chunker.published(&pending, Instant::now());
+            }
+            RecordNext::Read { wait, room } => {
+                // A timeout means the chunker's delay ran out: ask it again.
+                if !wait_readable(stdin, wait)? {
+                    continue;
+                }
+                let start = pending.len();
+                pending.resize(start + room.min(RECORD_READ_STEP), 0);
+                let read = rustix::io::read(stdin, &mut pending[start..]);
+                pending.truncate(start + *read.as_ref().unwrap_or(&0));
+                match read {
+                    Ok(0) => at_end = true,
+                    Ok(_) => chunker.record_input(&pending[start..], Instant::now()),
+                    Err(Errno::INTR) | Err(Errno::AGAIN) => {}
+                    Err(errno) => return Err(Error::stream("cannot read standard input", errno)),
+                }
+            }
+        }
     }
-    Ok(())
 }
 
 /// Publishes chunks, waiting for the bus to be empty first in lossless mode.
