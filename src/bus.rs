@@ -25,7 +25,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
+use rustix::fs::{Access, AtFlags, FileType, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 
 use crate::error::{Error, Result};
@@ -66,6 +66,8 @@ pub struct Chunk {
     pub id: ChunkId,
     /// Its size when it was opened.
     pub len: u64,
+    /// The user that owns it.
+    pub owner: u32,
 }
 
 /// What is at `F` right now.
@@ -221,6 +223,7 @@ impl Bus {
             file: File::from(fd),
             id: ChunkId::of(&stat),
             len: stat.st_size as u64,
+            owner: stat.st_uid,
         }))
     }
 
@@ -295,9 +298,6 @@ impl Bus {
     /// Makes `temp` the current chunk at `F`, atomically: readers see the
     /// previous chunk or this one, whole. The caller holds the bus lock.
     pub fn publish(&self, temp: TempFile, _lock: &LockGuard<'_>) -> Result<()> {
-        // SIGINT or SIGTERM between link and rename would leave `F.__new__`
-        // behind; hold them off for these few system calls.
-        let _deferred = crate::signals::DeferTermination::new();
         let staged = match &temp.name {
             Some(name) => name.clone(),
             None => {
@@ -378,6 +378,39 @@ impl Bus {
             .map_err(|errno| Error::file("cannot remove stale", &new_path(), errno))?;
         link_anonymous(file, &self.dir, &self.new_name)
             .map_err(|errno| Error::file("cannot link a new chunk as", &new_path(), errno))
+    }
+
+    /// Fails, naming the reason, if this process could not delete files in
+    /// the bus directory, as a lossless consumer must.
+    pub fn check_deletable_here(&self) -> Result<()> {
+        let access = Access::WRITE_OK | Access::EXEC_OK;
+        rustix::fs::accessat(&self.dir, ".", access, AtFlags::EACCESS)
+            .map_err(|errno| self.cannot_take(errno))
+    }
+
+    /// Fails, naming the reason, if this process could not delete `chunk`:
+    /// a lossless consumer checks before it emits a chunk, so that a chunk it
+    /// cannot take is never emitted (and then emitted again by another).
+    pub fn check_removable(&self, chunk: &Chunk) -> Result<()> {
+        self.check_deletable_here()?;
+        // In a sticky directory (such as /tmp) only the owner of a file or
+        // of the directory (or root) may delete it.
+        let dir = rustix::fs::fstat(&self.dir)
+            .map_err(|errno| Error::file("cannot inspect", &self.dir_path, errno))?;
+        let me = rustix::process::geteuid().as_raw();
+        let sticky = Mode::from_raw_mode(dir.st_mode).contains(Mode::SVTX);
+        if sticky && me != 0 && me != chunk.owner && me != dir.st_uid {
+            return Err(self.cannot_take(Errno::PERM));
+        }
+        Ok(())
+    }
+
+    fn cannot_take(&self, errno: Errno) -> Error {
+        Error::file(
+            "cannot take chunks (which means deleting them) from",
+            &self.path,
+            errno,
+        )
     }
 
     /// Deletes the chunk at `F` (a lossless consumer took it). The caller

@@ -391,7 +391,7 @@ mod tests {
             }
         );
         assert_eq!(
-            chunker.next(b"ab\ncd", later + Duration::from_millis(100), false),
+            chunker.next(b"ab\ncd", later + Duration::from_millis(101), false),
             publish(3)
         );
         chunker.published(b"cd", later);

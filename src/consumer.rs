@@ -62,6 +62,7 @@ fn look_forever(bus: &Bus, watcher: &mut Watcher, sink: &mut Sink) -> Result<()>
 /// leaves it for the next consumer, which emits it again (at most one
 /// duplicate, never a loss).
 fn take_until_end_of_stream(bus: &Bus, watcher: &mut Watcher, sink: &mut Sink) -> Result<()> {
+    bus.check_deletable_here()?;
     let mut lock = bus.lock_file()?;
     loop {
         watcher.wait_until(|| bus.exists())?;
@@ -76,6 +77,7 @@ fn take_until_end_of_stream(bus: &Bus, watcher: &mut Watcher, sink: &mut Sink) -
             }
             Current::Chunk(chunk) => chunk,
         };
+        bus.check_removable(&chunk)?;
         sink.emit(&chunk.file, chunk.len)?;
         bus.remove_current(&guard)?;
         // Unlock before closing: closing the last descriptor of a deleted

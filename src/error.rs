@@ -41,6 +41,12 @@ pub enum Error {
     /// The reader of standard output went away: the caller ends quietly, like `cat`.
     #[error("standard output was closed by its reader")]
     BrokenPipe,
+    /// A caught termination signal arrived: the caller ends by that signal.
+    #[error("terminated by signal {signal}")]
+    Terminated {
+        /// The signal number.
+        signal: i32,
+    },
 }
 
 /// The result type of the filebus library.

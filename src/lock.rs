@@ -50,8 +50,15 @@ impl LockFile {
     /// Blocks until this process holds the bus lock.
     pub fn acquire(&mut self) -> Result<LockGuard<'_>> {
         loop {
-            retry_on_eintr(|| rustix::fs::flock(&self.fd, FlockOperation::LockExclusive))
-                .map_err(|errno| Error::file("cannot lock", &self.path, errno))?;
+            match rustix::fs::flock(&self.fd, FlockOperation::LockExclusive) {
+                Ok(()) => {}
+                // A signal: stop if it asks us to, otherwise wait on.
+                Err(Errno::INTR) => {
+                    crate::signals::check_termination()?;
+                    continue;
+                }
+                Err(errno) => return Err(Error::file("cannot lock", &self.path, errno)),
+            }
             if self.still_at_path()? {
                 return Ok(LockGuard { lock: self });
             }
@@ -90,8 +97,13 @@ fn open_lock_file(dir: &OwnedFd, name: &OsStr, path: &std::path::Path) -> Result
     let flags = OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::NONBLOCK;
     let mode = Mode::from_raw_mode(0o666);
     let opened = match rustix::fs::openat(dir, name, flags | OFlags::RDWR | OFlags::CREATE, mode) {
-        Err(Errno::ACCESS) | Err(Errno::PERM) | Err(Errno::ROFS) => {
-            rustix::fs::openat(dir, name, flags | OFlags::RDONLY, mode)
+        // Someone else's lock file: read-only is enough to lock it. If it
+        // does not exist, the reason we could not create it is the error.
+        Err(denied @ (Errno::ACCESS | Errno::PERM | Errno::ROFS)) => {
+            match rustix::fs::openat(dir, name, flags | OFlags::RDONLY, mode) {
+                Err(Errno::NOENT) => Err(denied),
+                other => other,
+            }
         }
         other => other,
     };
@@ -111,16 +123,4 @@ fn open_lock_file(dir: &OwnedFd, name: &OsStr, path: &std::path::Path) -> Result
         });
     }
     Ok(fd)
-}
-
-/// Repeats a system call interrupted by a signal handler.
-pub(crate) fn retry_on_eintr<T>(
-    mut call: impl FnMut() -> rustix::io::Result<T>,
-) -> rustix::io::Result<T> {
-    loop {
-        match call() {
-            Err(Errno::INTR) => continue,
-            other => return other,
-        }
-    }
 }

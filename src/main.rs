@@ -36,6 +36,12 @@ fn main() -> ExitCode {
     };
     match outcome {
         Ok(()) | Err(Error::BrokenPipe) => ExitCode::SUCCESS,
+        Err(Error::Terminated { signal }) => {
+            // Temporary files are gone (dropped on the way here); end the
+            // way the signal would have, for the shell's sake.
+            signals::die_by(signal);
+            ExitCode::from(128u8.saturating_add(signal as u8))
+        }
         Err(error) => {
             eprintln!("filebus: error: {error}");
             ExitCode::from(EXIT_FAILURE)

@@ -30,6 +30,7 @@ enum Filled {
 /// option of the same name); without it a non-blocking input works as well.
 pub fn run(options: &Options, blocking_read: bool) -> Result<()> {
     signals::report_file_size_limit_as_error();
+    signals::catch_termination();
     let bus = Bus::open(&options.path)?;
     // SAFETY: descriptor 0 stays open for the life of the process.
     let stdin = unsafe { BorrowedFd::borrow_raw(0) };
@@ -136,7 +137,8 @@ fn publish_records(
                 match read {
                     Ok(0) => at_end = true,
                     Ok(_) => chunker.record_input(&pending[start..], Instant::now()),
-                    Err(Errno::INTR) | Err(Errno::AGAIN) => {}
+                    Err(Errno::INTR) => signals::check_termination()?,
+                    Err(Errno::AGAIN) => {}
                     Err(errno) => return Err(Error::stream("cannot read standard input", errno)),
                 }
             }
@@ -183,7 +185,8 @@ fn fill(chunk: &mut ChunkBuilder, chunker: &mut Chunker, stdin: BorrowedFd<'_>) 
         match chunk.read_from(stdin, room) {
             Ok(0) => break Filled::EndOfInput,
             Ok(count) => chunker.record_input(count, Instant::now()),
-            Err(Errno::INTR) | Err(Errno::AGAIN) => {}
+            Err(Errno::INTR) => signals::check_termination()?,
+            Err(Errno::AGAIN) => {}
             Err(errno) => return Err(Error::stream("cannot read standard input", errno)),
         }
     };
@@ -200,15 +203,19 @@ fn wait_readable(stdin: BorrowedFd<'_>, wait: Option<std::time::Duration>) -> Re
         tv_nsec: wait.subsec_nanos() as _,
     });
     let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
-    match rustix::event::poll(&mut fds, timeout.as_ref()) {
-        Ok(0) => Ok(false),
-        Ok(_) if fds[0].revents().contains(PollFlags::NVAL) => {
-            Err(Error::stream("cannot read standard input", Errno::BADF))
+    loop {
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(0) => return Ok(false),
+            Ok(_) if fds[0].revents().contains(PollFlags::NVAL) => {
+                return Err(Error::stream("cannot read standard input", Errno::BADF));
+            }
+            // Readable, hung up or in error: the read will tell which.
+            Ok(_) => return Ok(true),
+            // A signal: stop if it asks us to, otherwise wait on (a little
+            // longer than asked, which the chunker's clock corrects).
+            Err(Errno::INTR) => signals::check_termination()?,
+            Err(errno) => return Err(Error::stream("cannot wait for standard input", errno)),
         }
-        // Readable, hung up or in error: the read will tell which.
-        Ok(_) => Ok(true),
-        Err(Errno::INTR) => Ok(true),
-        Err(errno) => Err(Error::stream("cannot wait for standard input", errno)),
     }
 }
 

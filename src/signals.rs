@@ -1,49 +1,62 @@
 //! Signal dispositions filebus relies on.
 //!
-//! filebus installs no signal handlers. SIGINT and SIGTERM keep their default
-//! action (the process ends at once), which is safe because a chunk being
-//! built lives in an anonymous `O_TMPFILE` that the kernel frees, and the lock
-//! is released by the kernel with the process. The one window where dying
-//! would leave a name behind, between linking a chunk as `F.__new__` and
-//! renaming it onto `F`, is covered by [`DeferTermination`].
+//! A producer catches SIGINT, SIGTERM and SIGHUP ([`catch_termination`]): the
+//! handler only records the signal, and interrupts the system call the
+//! producer is blocked in (the handler is installed without `SA_RESTART`).
+//! The producer then stops where it is, its temporary file is removed as the
+//! stack unwinds (an anonymous `O_TMPFILE` needs nothing; a named one is
+//! deleted), and `main` ends the process by the same signal, so the shell
+//! sees the status it expects (130 for SIGINT, 143 for SIGTERM). Input read
+//! but not yet published is discarded; what was published stays.
+//!
+//! The lock needs no care: the kernel releases a `flock` with the process.
 
-/// Blocks the termination signals while alive; a signal that arrives meanwhile
-/// is delivered (and ends the process) when this is dropped.
-#[must_use = "signals are deferred only while the guard lives"]
-pub struct DeferTermination {
-    previous: libc::sigset_t,
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use crate::error::{Error, Result};
+
+/// The termination signal received, or 0.
+static TERMINATION: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn record_termination(signal: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    TERMINATION.store(signal, Ordering::SeqCst);
 }
 
-impl DeferTermination {
-    /// Starts deferring SIGINT, SIGTERM, SIGHUP and SIGQUIT for this thread.
-    pub fn new() -> Self {
-        // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it,
-        // and pthread_sigmask only reads `set` and writes `previous`.
+/// Makes SIGINT, SIGTERM and SIGHUP interrupt blocking calls and be reported
+/// by [`check_termination`] instead of ending the process at once.
+pub fn catch_termination() {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: a zeroed sigaction with a handler that only stores an
+        // atomic; no SA_RESTART, so blocking calls fail with EINTR.
         unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
-                libc::sigaddset(&mut set, signal);
-            }
-            let mut previous: libc::sigset_t = std::mem::zeroed();
-            libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut previous);
-            DeferTermination { previous }
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = record_termination as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut());
         }
     }
 }
 
-impl Default for DeferTermination {
-    fn default() -> Self {
-        Self::new()
+/// `Err(Error::Terminated)` once a caught termination signal has arrived.
+pub fn check_termination() -> Result<()> {
+    match TERMINATION.load(Ordering::SeqCst) {
+        0 => Ok(()),
+        signal => Err(Error::Terminated { signal }),
     }
 }
 
-impl Drop for DeferTermination {
-    fn drop(&mut self) {
-        // SAFETY: restores the mask saved by `new`.
-        unsafe {
-            libc::pthread_sigmask(libc::SIG_SETMASK, &self.previous, std::ptr::null_mut());
-        }
+/// Ends the process by `signal` with its default action, so that the parent
+/// sees the process killed by it. Returns only if the signal does not kill.
+pub fn die_by(signal: i32) {
+    // SAFETY: restoring the default disposition, unblocking and raising.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, signal);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::raise(signal);
     }
 }
 

@@ -15,7 +15,7 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use inotify::{EventMask, Inotify, WatchMask};
-use rustix::event::{PollFd, PollFlags};
+use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
 use crate::bus::Bus;
@@ -29,6 +29,8 @@ const MIN_POLL_INTERVAL: Duration = Duration::from_millis(1);
 pub struct Watcher {
     name: OsString,
     mode: Mode,
+    /// The interval if events become unavailable.
+    poll_interval: Duration,
 }
 
 #[derive(Debug)]
@@ -55,61 +57,21 @@ impl Watcher {
     /// Prepares to wait for changes of `bus`. Must be created before the
     /// caller first looks at the bus, so that no change can slip in between.
     pub fn new(bus: &Bus, file_monitoring: bool, sleep_interval: Duration) -> Result<Self> {
-        let polling = Mode::Polling {
-            interval: sleep_interval.max(MIN_POLL_INTERVAL),
+        let poll_interval = sleep_interval.max(MIN_POLL_INTERVAL);
+        let mode = match events_for(bus, file_monitoring) {
+            Some(inotify) => Mode::Events {
+                inotify,
+                buffer: vec![0; 64 * 1024],
+            },
+            None => Mode::Polling {
+                interval: poll_interval,
+            },
         };
-        let name = bus.name().to_owned();
-        if !file_monitoring {
-            log::info!("file monitoring off: polling every {sleep_interval:?}");
-            return Ok(Watcher {
-                name,
-                mode: polling,
-            });
-        }
-        if let Some(kind) = remote_filesystem(bus) {
-            log::info!(
-                "{} is on {kind}, where inotify misses remote changes: polling every {sleep_interval:?}",
-                bus.dir_path().display()
-            );
-            return Ok(Watcher {
-                name,
-                mode: polling,
-            });
-        }
-        let inotify = Inotify::init().and_then(|inotify| {
-            let mask = WatchMask::CREATE
-                | WatchMask::MOVED_TO
-                | WatchMask::MOVED_FROM
-                | WatchMask::DELETE
-                | WatchMask::CLOSE_WRITE
-                | WatchMask::DELETE_SELF
-                | WatchMask::MOVE_SELF
-                | WatchMask::ONLYDIR;
-            inotify.watches().add(bus.dir_path(), mask)?;
-            Ok(inotify)
-        });
-        match inotify {
-            Ok(inotify) => {
-                log::debug!("watching {} with inotify", bus.dir_path().display());
-                Ok(Watcher {
-                    name,
-                    mode: Mode::Events {
-                        inotify,
-                        buffer: vec![0; 64 * 1024],
-                    },
-                })
-            }
-            Err(error) => {
-                log::warn!(
-                    "cannot watch {} with inotify ({error}): polling every {sleep_interval:?}",
-                    bus.dir_path().display()
-                );
-                Ok(Watcher {
-                    name,
-                    mode: polling,
-                })
-            }
-        }
+        Ok(Watcher {
+            name: bus.name().to_owned(),
+            mode,
+            poll_interval,
+        })
     }
 
     /// Whether the watcher sleeps until an event rather than polling.
@@ -128,17 +90,15 @@ impl Watcher {
 
     /// Blocks until the bus file may have changed.
     pub fn wait_for_change(&mut self) -> Result<()> {
-        let Mode::Events { inotify, buffer } = &mut self.mode else {
-            let Mode::Polling { interval } = self.mode else {
-                unreachable!()
-            };
-            std::thread::sleep(interval);
-            return Ok(());
+        let (inotify, buffer) = match &mut self.mode {
+            Mode::Events { inotify, buffer } => (inotify, buffer),
+            Mode::Polling { interval } => return sleep(*interval),
         };
         loop {
             let mut fds = [PollFd::new(inotify, PollFlags::IN)];
             match rustix::event::poll(&mut fds, None) {
-                Ok(_) | Err(Errno::INTR) => {}
+                Ok(_) => {}
+                Err(Errno::INTR) => crate::signals::check_termination()?,
                 Err(errno) => return Err(Error::stream("cannot wait for inotify events", errno)),
             }
             let events = match inotify.read_events(buffer) {
@@ -161,7 +121,7 @@ impl Watcher {
             if watch_gone {
                 log::warn!("the bus directory was removed or moved: polling from now on");
                 self.mode = Mode::Polling {
-                    interval: Duration::from_millis(100),
+                    interval: self.poll_interval,
                 };
                 return Ok(());
             }
@@ -169,6 +129,61 @@ impl Watcher {
                 return Ok(());
             }
         }
+    }
+}
+
+/// An inotify watch on the bus directory, or `None` (with the reason logged)
+/// where the watcher must poll instead.
+fn events_for(bus: &Bus, file_monitoring: bool) -> Option<Inotify> {
+    if !file_monitoring {
+        log::info!("file monitoring off: polling");
+        return None;
+    }
+    if let Some(kind) = remote_filesystem(bus) {
+        log::info!(
+            "{} is on {kind}, where inotify misses remote changes: polling",
+            bus.dir_path().display()
+        );
+        return None;
+    }
+    let mask = WatchMask::CREATE
+        | WatchMask::MOVED_TO
+        | WatchMask::MOVED_FROM
+        | WatchMask::DELETE
+        | WatchMask::CLOSE_WRITE
+        | WatchMask::DELETE_SELF
+        | WatchMask::MOVE_SELF
+        | WatchMask::ONLYDIR;
+    let watched = Inotify::init().and_then(|inotify| {
+        inotify.watches().add(bus.dir_path(), mask)?;
+        Ok(inotify)
+    });
+    match watched {
+        Ok(inotify) => {
+            log::debug!("watching {} with inotify", bus.dir_path().display());
+            Some(inotify)
+        }
+        Err(error) => {
+            log::warn!(
+                "cannot watch {} with inotify ({error}): polling",
+                bus.dir_path().display()
+            );
+            None
+        }
+    }
+}
+
+/// Sleeps for `interval`, returning early when a signal asks us to stop.
+/// (poll(2) with no descriptors returns on a signal; thread::sleep would not.)
+fn sleep(interval: Duration) -> Result<()> {
+    let timeout = Timespec {
+        tv_sec: interval.as_secs().try_into().unwrap_or(i64::MAX),
+        tv_nsec: interval.subsec_nanos().into(),
+    };
+    match rustix::event::poll(&mut [], Some(&timeout)) {
+        Ok(_) => Ok(()),
+        Err(Errno::INTR) => crate::signals::check_termination(),
+        Err(errno) => Err(Error::stream("cannot sleep", errno)),
     }
 }
 

@@ -18,14 +18,21 @@ fn varied_lines(count: usize) -> Vec<u8> {
 
 /// Checks every line is one that was sent: number, colon, the right filler.
 fn assert_whole_lines(output: &[u8]) -> Vec<usize> {
-    assert!(output.is_empty() || output.ends_with(b"\n"), "output ends inside a line");
+    assert!(
+        output.is_empty() || output.ends_with(b"\n"),
+        "output ends inside a line"
+    );
     output
         .split(|&byte| byte == b'\n')
         .filter(|line| !line.is_empty())
         .map(|line| {
             let text = std::str::from_utf8(line).expect("line is not text: torn");
-            let (number, filler) = text.split_once(':').unwrap_or_else(|| panic!("torn line {text:?}"));
-            let number: usize = number.parse().unwrap_or_else(|_| panic!("torn line {text:?}"));
+            let (number, filler) = text
+                .split_once(':')
+                .unwrap_or_else(|| panic!("torn line {text:?}"));
+            let number: usize = number
+                .parse()
+                .unwrap_or_else(|_| panic!("torn line {text:?}"));
             assert_eq!(filler.len(), number * 7 % 97, "torn line {text:?}");
             number
         })
@@ -43,9 +50,18 @@ fn lossless_chunks(input: &[u8], args: &[&str]) -> Vec<Vec<u8>> {
     let lock = scratch.path("bus.lock");
     loop {
         common::wait_until("a chunk", || scratch.bus().exists());
-        let guard = std::fs::File::options().read(true).write(true).create(true).truncate(false).open(&lock).expect("lock");
+        let guard = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock)
+            .expect("lock");
         // SAFETY: flock on a descriptor we own.
-        assert_eq!(unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&guard), libc::LOCK_EX) }, 0);
+        assert_eq!(
+            unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&guard), libc::LOCK_EX) },
+            0
+        );
         let chunk = std::fs::read(scratch.bus()).expect("read chunk");
         std::fs::remove_file(scratch.bus()).expect("delete chunk");
         drop(guard);
@@ -62,13 +78,25 @@ fn lossless_chunks(input: &[u8], args: &[&str]) -> Vec<Vec<u8>> {
 fn lossy_consumers_of_a_fast_line_stream_print_only_whole_lines() {
     let scratch = Scratch::new();
     let input = varied_lines(200_000);
-    let consumers: Vec<Running> = (0..3).map(|_| Running::consumer(&scratch.bus(), &[])).collect();
-    run(filebus(&scratch.bus(), &["--block-size", "1000", "producer", "--lines"]), &input).assert_success();
+    let consumers: Vec<Running> = (0..3)
+        .map(|_| Running::consumer(&scratch.bus(), &[]))
+        .collect();
+    run(
+        filebus(
+            &scratch.bus(),
+            &["--block-size", "1000", "producer", "--lines"],
+        ),
+        &input,
+    )
+    .assert_success();
     let last_line = format!("199999:{}\n", "x".repeat(199_999 * 7 % 97));
     for consumer in consumers {
         let output = consumer.wait_for_suffix(last_line.as_bytes());
         let numbers = assert_whole_lines(&output);
-        assert!(numbers.windows(2).all(|pair| pair[0] < pair[1]), "duplicated or reordered lines");
+        assert!(
+            numbers.windows(2).all(|pair| pair[0] < pair[1]),
+            "duplicated or reordered lines"
+        );
     }
 }
 
@@ -78,13 +106,23 @@ fn chunks_hold_as_many_whole_lines_as_fit_in_a_block() {
     let chunks = lossless_chunks(&input, &["--block-size", "300", "--lines"]);
     assert_eq!(chunks.concat(), input, "records lost or reordered");
     for chunk in &chunks {
-        assert!(chunk.len() <= 300, "a chunk of {} bytes exceeds the block", chunk.len());
+        assert!(
+            chunk.len() <= 300,
+            "a chunk of {} bytes exceeds the block",
+            chunk.len()
+        );
         assert!(chunk.ends_with(b"\n"), "a chunk ends inside a line");
         assert_whole_lines(chunk);
     }
     // Most chunks are well filled: the next line would not have fit.
-    let filled = chunks.iter().filter(|chunk| chunk.len() > 300 - 110).count();
-    assert!(filled * 10 >= chunks.len() * 9, "chunks are not filled with whole lines");
+    let filled = chunks
+        .iter()
+        .filter(|chunk| chunk.len() > 300 - 110)
+        .count();
+    assert!(
+        filled * 10 >= chunks.len() * 9,
+        "chunks are not filled with whole lines"
+    );
 }
 
 #[test]
@@ -92,7 +130,11 @@ fn a_record_longer_than_the_block_is_a_chunk_of_its_own() {
     let long = "y".repeat(5000);
     let input = format!("short\n{long}\nafter\n").into_bytes();
     let chunks = lossless_chunks(&input, &["--block-size", "100", "--lines"]);
-    let expected: Vec<Vec<u8>> = vec![b"short\n".to_vec(), format!("{long}\n").into_bytes(), b"after\n".to_vec()];
+    let expected: Vec<Vec<u8>> = vec![
+        b"short\n".to_vec(),
+        format!("{long}\n").into_bytes(),
+        b"after\n".to_vec(),
+    ];
     assert_eq!(chunks, expected);
 }
 
@@ -115,10 +157,16 @@ fn an_unterminated_last_record_is_published_at_end_of_input() {
 #[test]
 fn conflicting_record_options_are_refused() {
     let scratch = Scratch::new();
-    let finished = run(filebus(&scratch.bus(), &["producer", "--lines", "--null"]), b"");
+    let finished = run(
+        filebus(&scratch.bus(), &["producer", "--lines", "--null"]),
+        b"",
+    );
     assert_eq!(finished.status.code(), Some(2), "{}", finished.stderr);
     assert_eq!(finished.stderr.lines().count(), 1, "{}", finished.stderr);
-    let finished = run(filebus(&scratch.bus(), &["producer", "--delimiter", "ab"]), b"");
+    let finished = run(
+        filebus(&scratch.bus(), &["producer", "--delimiter", "ab"]),
+        b"",
+    );
     assert_eq!(finished.status.code(), Some(2), "{}", finished.stderr);
     assert!(finished.stderr.contains("one byte"), "{}", finished.stderr);
 }
