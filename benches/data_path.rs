@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use filebus::bus::{Bus, Current};
+use filebus::bus::{Bus, Current, Format};
 use filebus::chunk::ChunkBuilder;
 use filebus::sink::Sink;
 use filebus::{InputMethod, OutputMethod};
@@ -94,7 +94,7 @@ fn build_and_publish(
     method: InputMethod,
     block: usize,
 ) {
-    let mut chunk = ChunkBuilder::new(bus, block, method, true).expect("chunk");
+    let mut chunk = ChunkBuilder::new(bus, block, method, true, Format::Raw).expect("chunk");
     while chunk.len() < block {
         match chunk.read_from(input.as_fd(), block) {
             Ok(_) => {}
@@ -218,7 +218,7 @@ fn lock_and_rename(c: &mut Criterion) {
     c.bench_function("lock_and_rename", |b| {
         b.iter_batched(
             || {
-                ChunkBuilder::new(&bus, 0, InputMethod::Write, true)
+                ChunkBuilder::new(&bus, 0, InputMethod::Write, true, Format::Raw)
                     .expect("chunk")
                     .finish(bus.dir_path())
                     .expect("finish")

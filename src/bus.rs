@@ -22,6 +22,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -30,6 +31,8 @@ use rustix::io::Errno;
 
 use crate::error::{Error, Result};
 use crate::lock::{LockFile, LockGuard};
+use crate::stamp::{self, Stamp};
+use crate::tar;
 
 /// Suffix of the lock file's name.
 pub const LOCK_SUFFIX: &str = ".lock";
@@ -37,6 +40,32 @@ pub const LOCK_SUFFIX: &str = ".lock";
 /// The reference implementation writes its chunks under this name too, always
 /// while holding the lock, so the name is never contended.
 pub const NEW_SUFFIX: &str = ".__new__";
+
+/// How a chunk's content is stored at `F`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// The content's bytes, nothing else (reference 0.1 and later).
+    #[default]
+    Raw,
+    /// A tar archive with one member, `from_server` (reference 0.0.x); our
+    /// producers add PAX records with the sequence number and time ([`crate::tar`]).
+    Tar,
+}
+
+impl Format {
+    /// Where a chunk's content starts in the files our producers write: in
+    /// tar format, after the PAX extended header (two blocks, always present
+    /// because it always carries the publish time) and the member's header.
+    pub fn content_offset(self) -> u64 {
+        match self {
+            Format::Raw => 0,
+            Format::Tar => TAR_HEADER_LEN,
+        }
+    }
+}
+
+/// The length of the header our producers write in tar format.
+const TAR_HEADER_LEN: u64 = 3 * 512;
 
 /// A bus: the directory that holds it and the name of its data file.
 #[derive(Debug)]
@@ -92,6 +121,8 @@ pub struct TempFile {
     /// published.
     name: Option<OsString>,
     dir: Option<OwnedFd>,
+    /// In tar format, the content's length (the header is written at publish).
+    tar_content_len: Option<u64>,
 }
 
 impl Bus {
@@ -241,6 +272,7 @@ impl Bus {
                         file: File::from(fd),
                         name: None,
                         dir: None,
+                        tar_content_len: None,
                     });
                 }
                 // Filesystems without O_TMPFILE say one of these.
@@ -280,6 +312,7 @@ impl Bus {
                         file: File::from(fd),
                         name: Some(name),
                         dir: Some(dir),
+                        tar_content_len: None,
                     });
                 }
                 Err(Errno::EXIST) if attempt < 1000 => continue,
@@ -297,14 +330,24 @@ impl Bus {
 
     /// Makes `temp` the current chunk at `F`, atomically: readers see the
     /// previous chunk or this one, whole. The caller holds the bus lock.
-    pub fn publish(&self, temp: TempFile, _lock: &LockGuard<'_>) -> Result<()> {
+    pub fn publish(&self, temp: TempFile, lock: &LockGuard<'_>) -> Result<()> {
+        let sequence = stamp_chunk(&temp, lock).map_err(|error| {
+            Error::file(
+                "cannot write a chunk's tar header in",
+                &self.dir_path,
+                error,
+            )
+        })?;
         let staged = match &temp.name {
             Some(name) => name.clone(),
             None => {
                 // Where `F` is absent (always, in lossless mode), linking the
                 // complete anonymous file as `F` publishes it in one call.
                 match link_anonymous(&temp.file, &self.dir, &self.name) {
-                    Ok(()) => return Ok(()),
+                    Ok(()) => {
+                        record_sequence(lock, sequence);
+                        return Ok(());
+                    }
                     Err(Errno::EXIST) => {}
                     Err(errno) => {
                         return Err(Error::file("cannot link a new chunk as", &self.path, errno));
@@ -316,7 +359,9 @@ impl Bus {
         };
         let renamed = self.exchange_or_rename(&staged);
         temp.published();
-        renamed
+        renamed?;
+        record_sequence(lock, sequence);
+        Ok(())
     }
 
     /// Puts the file named `staged` at `F`.
@@ -433,6 +478,12 @@ impl ChunkId {
 }
 
 impl TempFile {
+    /// Marks the file as a tar archive with `len` bytes of content, whose
+    /// header is to be written when it is published.
+    pub fn set_tar_content_len(&mut self, len: u64) {
+        self.tar_content_len = Some(len);
+    }
+
     /// Whether the file is an anonymous `O_TMPFILE`, reachable by no name.
     pub fn is_anonymous(&self) -> bool {
         self.name.is_none()
@@ -476,6 +527,61 @@ fn with_suffix(name: &OsStr, suffix: &str) -> OsString {
 /// Set once the filesystem refused `RENAME_EXCHANGE`, so later publishes
 /// rename directly.
 static EXCHANGE_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Set once stamps proved impossible (no extended attributes on this
+/// filesystem, or a lock file we may not write), so no more are attempted.
+static STAMPS_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Stamps a chunk about to be published with the bus's next sequence number
+/// and the time (extended attributes in raw format, the PAX header in tar
+/// format); returns the number, to be recorded once published.
+fn stamp_chunk(temp: &TempFile, lock: &LockGuard<'_>) -> std::io::Result<Option<u64>> {
+    let sequence = (!STAMPS_REFUSED.load(Ordering::Relaxed))
+        .then(|| stamp::last_sequence(lock.lock_file()).unwrap_or(0) + 1);
+    let published_ns = stamp::now_ns();
+    if let Some(content_len) = temp.tar_content_len {
+        let header_stamp = tar::ChunkStamp {
+            sequence,
+            published_ns: Some(published_ns),
+        };
+        let header = tar::encode_header(content_len, &header_stamp, published_ns / 1_000_000_000);
+        debug_assert_eq!(header.len() as u64, TAR_HEADER_LEN);
+        if header.len() as u64 != TAR_HEADER_LEN {
+            return Err(std::io::Error::other(
+                "the tar header does not fit the room left for it",
+            ));
+        }
+        temp.file.write_all_at(&header, 0)?;
+        return Ok(sequence);
+    }
+    let Some(sequence) = sequence else {
+        return Ok(None);
+    };
+    match stamp::write(
+        &temp.file,
+        Stamp {
+            sequence,
+            published_ns,
+        },
+    ) {
+        Ok(()) => Ok(Some(sequence)),
+        Err(errno) => {
+            log::info!("chunks are not stamped: cannot set extended attributes ({errno})");
+            STAMPS_REFUSED.store(true, Ordering::Relaxed);
+            Ok(None)
+        }
+    }
+}
+
+/// Records a published chunk's sequence number on the lock file.
+fn record_sequence(lock: &LockGuard<'_>, sequence: Option<u64>) {
+    let Some(sequence) = sequence else { return };
+    if let Err(errno) = stamp::set_last_sequence(lock.lock_file(), sequence) {
+        // Without the counter every chunk would get the same number.
+        log::info!("chunks are not stamped: cannot record the sequence on the lock file ({errno})");
+        STAMPS_REFUSED.store(true, Ordering::Relaxed);
+    }
+}
 
 /// Set once `linkat(AT_EMPTY_PATH)` was refused, so later links go straight
 /// to `/proc/self/fd`.

@@ -19,8 +19,8 @@
 //! is `Write`.
 
 use std::fs::File;
-use std::io::Write;
 use std::os::fd::BorrowedFd;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use memmap2::{MmapMut, MmapOptions};
@@ -28,8 +28,9 @@ use rustix::fs::FallocateFlags;
 use rustix::io::Errno;
 use rustix::pipe::SpliceFlags;
 
-use crate::bus::{Bus, TempFile};
+use crate::bus::{Bus, Format, TempFile};
 use crate::error::{Error, Result};
+use crate::tar;
 
 /// How a producer moves input into a chunk's file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -65,6 +66,7 @@ pub struct ChunkBuilder {
     store: Store,
     filled: usize,
     capacity: usize,
+    format: Format,
 }
 
 #[derive(Debug)]
@@ -83,18 +85,24 @@ impl ChunkBuilder {
     /// With `anonymous_temp` false, or where `O_TMPFILE` is unsupported, the
     /// file has a name that other users of the directory could open; it is
     /// then never mapped (a truncation by someone else would raise SIGBUS).
+    ///
+    /// In [`Format::Tar`] the content starts after room for the archive's
+    /// header, which is written when the chunk is published (it carries the
+    /// sequence number, known only then).
     pub fn new(
         bus: &Bus,
         capacity: usize,
         method: InputMethod,
         anonymous_temp: bool,
+        format: Format,
     ) -> Result<Self> {
         let temp = bus.create_temp(anonymous_temp)?;
+        let base = format.content_offset();
         let store = match method {
             _ if capacity == 0 => Store::Empty,
             InputMethod::Splice => Store::Spliced,
             InputMethod::Mmap if temp.is_anonymous() => {
-                match map_reserved(&temp.file, capacity, bus.dir_path())? {
+                match map_reserved(&temp.file, base as usize + capacity, bus.dir_path())? {
                     Some(map) => Store::Mapped(map),
                     None => Store::Buffered(vec![0; capacity]),
                 }
@@ -106,6 +114,7 @@ impl ChunkBuilder {
             store,
             filled: 0,
             capacity,
+            format,
         })
     }
 
@@ -113,15 +122,17 @@ impl ChunkBuilder {
     /// into the chunk; returns the count, 0 at end of input.
     pub fn read_from(&mut self, input: BorrowedFd<'_>, max: usize) -> rustix::io::Result<usize> {
         let max = max.min(self.capacity - self.filled);
+        let base = self.format.content_offset() as usize;
         let count = match &mut self.store {
             Store::Mapped(map) => {
-                rustix::io::read(input, &mut map[self.filled..self.filled + max])?
+                let start = base + self.filled;
+                rustix::io::read(input, &mut map[start..start + max])?
             }
             Store::Buffered(buffer) => {
                 rustix::io::read(input, &mut buffer[self.filled..self.filled + max])?
             }
             Store::Spliced => {
-                let mut offset = self.filled as u64;
+                let mut offset = (base + self.filled) as u64;
                 rustix::pipe::splice(
                     input,
                     None,
@@ -152,29 +163,53 @@ impl ChunkBuilder {
         self.filled == 0
     }
 
-    /// Completes the file: exactly the bytes received, ready to publish.
+    /// Completes the file: exactly the bytes received (in tar format, with
+    /// room for the header before them and the archive's end after them),
+    /// ready to publish.
     pub fn finish(self, dir_path: &Path) -> Result<TempFile> {
         let ChunkBuilder {
-            mut temp,
+            temp,
             store,
             filled,
+            format,
             ..
         } = self;
+        let base = format.content_offset();
         match store {
             Store::Mapped(map) => {
                 drop(map);
-                rustix::fs::ftruncate(&temp.file, filled as u64)
+                rustix::fs::ftruncate(&temp.file, base + filled as u64)
                     .map_err(|errno| Error::file("cannot size a chunk in", dir_path, errno))?;
             }
             Store::Buffered(buffer) => {
                 temp.file
-                    .write_all(&buffer[..filled])
+                    .write_all_at(&buffer[..filled], base)
                     .map_err(|error| Error::file("cannot write a chunk in", dir_path, error))?;
             }
             Store::Spliced | Store::Empty => {}
         }
-        Ok(temp)
+        end_archive(temp, filled as u64, format, dir_path)
     }
+}
+
+/// In tar format, writes the end of the archive after `content_len` bytes
+/// of content and notes the length for the header; in raw format, nothing.
+fn end_archive(
+    mut temp: TempFile,
+    content_len: u64,
+    format: Format,
+    dir_path: &Path,
+) -> Result<TempFile> {
+    if format == Format::Tar {
+        temp.file
+            .write_all_at(
+                &tar::trailer(content_len),
+                format.content_offset() + content_len,
+            )
+            .map_err(|error| Error::file("cannot write a chunk in", dir_path, error))?;
+        temp.set_tar_content_len(content_len);
+    }
+    Ok(temp)
 }
 
 /// Reserves `capacity` bytes of disk for `file` and maps them writable.
@@ -207,10 +242,15 @@ fn map_reserved(file: &File, capacity: usize, dir_path: &Path) -> Result<Option<
 }
 
 /// A complete chunk of `bytes` in a new temporary file, ready to publish.
-pub fn write_chunk(bus: &Bus, bytes: &[u8], anonymous_temp: bool) -> Result<TempFile> {
-    let mut temp = bus.create_temp(anonymous_temp)?;
+pub fn write_chunk(
+    bus: &Bus,
+    bytes: &[u8],
+    anonymous_temp: bool,
+    format: Format,
+) -> Result<TempFile> {
+    let temp = bus.create_temp(anonymous_temp)?;
     temp.file
-        .write_all(bytes)
+        .write_all_at(bytes, format.content_offset())
         .map_err(|error| Error::file("cannot write a chunk in", bus.dir_path(), error))?;
-    Ok(temp)
+    end_archive(temp, bytes.len() as u64, format, bus.dir_path())
 }

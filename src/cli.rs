@@ -5,8 +5,17 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{ArgAction, Parser, Subcommand};
-use filebus::{InputMethod, Options, OutputMethod};
+use clap::{ArgAction, Args, Parser, Subcommand};
+use filebus::bench::{BenchOptions, Implementation, Section};
+use filebus::{Format, InputMethod, Options, OutputMethod};
+
+/// The exit statuses, shown by --help and in the manual page.
+pub const EXIT_STATUS: &str = "Exit status:
+  0    success: end of input (producer), end-of-stream chunk taken (lossless consumer)
+  1    a runtime error, printed as one line on stderr
+  2    a bad command line, printed as one line on stderr
+  130  ended by SIGINT; 143 by SIGTERM; 129 by SIGHUP (temporary files removed)
+  141  a consumer whose reader went away (SIGPIPE, like cat)";
 
 /// A user space multicast named pipe implementation backed by a regular file.
 ///
@@ -14,7 +23,7 @@ use filebus::{InputMethod, Options, OutputMethod};
 /// writes the chunks it sees to its standard output. Lossy multicast by
 /// default; lossless unicast with --back-pressure on both sides.
 #[derive(Debug, Parser)]
-#[command(name = "filebus", version, max_term_width = 100)]
+#[command(name = "filebus", version, max_term_width = 100, after_help = EXIT_STATUS)]
 pub struct Cli {
     /// Enable the lossless back pressure protocol (unconsumed chunks make producers wait)
     #[arg(long = "back-pressure", visible_alias = "lossless", global = true)]
@@ -38,6 +47,17 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value = "0.1", value_parser = parse_sleep_interval,
           allow_hyphen_values = true, global = true)]
     pub sleep_interval: Duration,
+
+    /// How chunks are stored at FILE: raw bytes, or a tar archive with one
+    /// member `from_server` (filebus 0.0.x) carrying sequence and time in PAX records
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "raw",
+        global = true
+    )]
+    pub format: Format,
 
     /// Verbose logging on stderr: -v warnings, -vv information, -vvv debugging
     #[arg(short, long, action = ArgAction::Count, global = true)]
@@ -86,7 +106,148 @@ pub enum Command {
         records: RecordOptions,
     },
     /// Connect the consumer side of the stream: write chunks to standard output
-    Consumer,
+    Consumer {
+        /// Print a summary on stderr at exit and on SIGUSR1: chunks and bytes
+        /// emitted, chunks missed, unstamped chunks, publish-to-emit latency
+        #[arg(long)]
+        stats: bool,
+    },
+    /// Measure throughput, latency, loss and idle cost of filebus programs
+    /// side by side, with real producer and consumer processes
+    ///
+    /// Results go to standard output as tables, and optionally to a CSV or
+    /// JSON file and SVG plots; progress goes to standard error. The options
+    /// before the subcommand (--filename, --block-size...) do not apply: the
+    /// benchmark chooses its own for each run.
+    Bench(BenchArgs),
+    /// Show a bus at a glance: its chunk (format, size, age, sequence number)
+    /// and whether its lock is held; with --watch, a line per second with the
+    /// publish rate
+    Stat {
+        /// The bus file [default: the --filename option]
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+
+        /// Print a line per second with chunks/s and bytes/s, until interrupted
+        #[arg(long)]
+        watch: bool,
+
+        /// With --watch, stop after N lines
+        #[arg(long, value_name = "N", requires = "watch")]
+        count: Option<u64>,
+
+        /// Print JSON (one object, or one per line with --watch)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script for bash, zsh, fish, elvish or powershell
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), for `man -l -` or a man directory
+    Man,
+}
+
+/// The options of `filebus bench`.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Benchmark")]
+pub struct BenchArgs {
+    /// A filebus-compatible program to measure, as [NAME=]PROGRAM; repeatable
+    /// [default: this program, named "ours"]. It runs with --sleep-interval 0
+    /// in the latency and loss sections
+    #[arg(long = "implementation", value_name = "[NAME=]PROGRAM")]
+    pub implementations: Vec<String>,
+
+    /// A polling reference to compare with, such as the Python filebus 0.3.5,
+    /// as [NAME=]PROGRAM; repeatable [default name: "reference"]
+    #[arg(long = "reference", value_name = "[NAME=]PROGRAM")]
+    pub references: Vec<String>,
+
+    /// The --sleep-interval references get in the latency and loss sections
+    #[arg(long, value_name = "SECONDS", default_value = "0.001", value_parser = parse_sleep_interval)]
+    pub reference_sleep_interval: Duration,
+
+    /// Leave out the baselines: `cat | cat` and `tee` into named FIFOs
+    #[arg(long)]
+    pub no_baselines: bool,
+
+    /// Fewer points, less data and shorter windows: about a minute
+    #[arg(long)]
+    pub quick: bool,
+
+    /// The sections to run, comma-separated
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        value_name = "SECTIONS",
+        default_value = "throughput,latency,loss,idle"
+    )]
+    pub sections: Vec<Section>,
+
+    /// Runs of each throughput and loss point, whose median is reported
+    /// [default: 5, with --quick 3]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeat: Option<u32>,
+
+    /// Also write the results to FILE, as CSV or JSON according to its extension
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Write SVG plots (throughput.svg, latency.svg, loss.svg) into DIR
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
+
+    /// Create the scratch directory (buses, FIFOs, logs; removed at the end)
+    /// inside DIR [default: $TMPDIR or /tmp]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+impl BenchArgs {
+    /// The benchmark's options, or a message if an implementation is malformed.
+    pub fn options(&self) -> Result<BenchOptions, String> {
+        let mut implementations = Vec::new();
+        if self.implementations.is_empty() {
+            let program = std::env::current_exe()
+                .map_err(|error| format!("cannot find this program's path: {error}"))?;
+            implementations.push(Implementation {
+                name: "ours".into(),
+                program,
+                low_latency_interval: Duration::ZERO,
+                is_reference: false,
+            });
+        }
+        for (index, spec) in self.implementations.iter().enumerate() {
+            let default_name = match index {
+                0 => "ours".to_owned(),
+                n => format!("implementation-{}", n + 1),
+            };
+            implementations.push(Implementation::parse(spec, &default_name, Duration::ZERO)?);
+        }
+        for (index, spec) in self.references.iter().enumerate() {
+            let default_name = match index {
+                0 => "reference".to_owned(),
+                n => format!("reference-{}", n + 1),
+            };
+            let mut reference =
+                Implementation::parse(spec, &default_name, self.reference_sleep_interval)?;
+            reference.is_reference = true;
+            implementations.push(reference);
+        }
+        Ok(BenchOptions {
+            implementations,
+            baselines: !self.no_baselines,
+            quick: self.quick,
+            sections: self.sections.clone(),
+            repeat: self.repeat,
+            output: self.output.clone(),
+            plots: self.plots.clone(),
+            scratch_parent: self.dir.clone(),
+        })
+    }
 }
 
 /// Whole records: chunks end only after a delimiter byte.
@@ -137,8 +298,10 @@ impl Cli {
             anonymous_temp: !self.named_temp_files,
             delimiter: match self.command {
                 Command::Producer { records, .. } => records.delimiter(),
-                Command::Consumer => None,
+                _ => None,
             },
+            stats: matches!(self.command, Command::Consumer { stats: true }),
+            format: self.format,
         })
     }
 }

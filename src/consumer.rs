@@ -1,24 +1,118 @@
 //! The consumer: wake-up → look at (lossy) or take (lossless) the chunk at `F`
 //! → standard output.
 
-use crate::Options;
+use std::sync::{Arc, PoisonError};
+
 use crate::bus::{Bus, Chunk, Current};
 use crate::error::{Error, Result};
 use crate::sink::Sink;
+use crate::stamp::Stamp;
+use crate::stats::{self, SharedStats};
 use crate::watch::Watcher;
+use crate::{Format, Options, signals, stamp, tar};
 
 /// Writes the bus's chunks to standard output: every new chunk it sees
 /// (lossy; never returns), or each chunk it takes until the end-of-stream
 /// marker (lossless).
 pub fn run(options: &Options) -> Result<()> {
     let bus = Bus::open(&options.path)?;
-    let mut sink = Sink::stdout(options.output_method)?;
+    let stats = options.stats.then(|| {
+        let stats = SharedStats::default();
+        // Before any other thread exists (see report_on_signals).
+        stats::report_on_signals(Arc::clone(&stats));
+        // A closed output then ends the run through an error, after which
+        // the summary is printed, instead of killing the process.
+        signals::report_broken_pipe_as_error();
+        stats
+    });
+    let mut output = Output {
+        sink: Sink::stdout(options.output_method)?,
+        format: options.format,
+        stats: stats.clone(),
+    };
     // The watcher exists before the first look, so no change is missed.
     let mut watcher = Watcher::new(&bus, options.file_monitoring, options.sleep_interval)?;
-    if options.lossless {
-        take_until_end_of_stream(&bus, &mut watcher, &mut sink)
+    let outcome = if options.lossless {
+        take_until_end_of_stream(&bus, &mut watcher, &mut output)
     } else {
-        look_forever(&bus, &mut watcher, &mut sink)
+        look_forever(&bus, &mut watcher, &mut output)
+    };
+    if let Some(stats) = &stats {
+        stats::report(stats);
+    }
+    outcome
+}
+
+/// Standard output, the format of the chunks, and the stats of what went
+/// there if asked for.
+struct Output {
+    sink: Sink<'static>,
+    format: Format,
+    stats: Option<SharedStats>,
+}
+
+/// What a chunk carries: where its content lies in its file, and its stamp.
+struct Content {
+    offset: u64,
+    len: u64,
+    stamp: Option<Stamp>,
+}
+
+impl Output {
+    /// Where the content of `chunk` lies, or why it is not a chunk of our
+    /// format. Reads the stamp only when counting.
+    fn content(&self, bus: &Bus, chunk: &Chunk) -> Result<Content> {
+        match self.format {
+            Format::Raw => Ok(Content {
+                offset: 0,
+                len: chunk.len,
+                stamp: self.stats.as_ref().and_then(|_| stamp::read(&chunk.file)),
+            }),
+            // An empty file is an end-of-stream marker in either format.
+            Format::Tar if chunk.len == 0 => Ok(Content {
+                offset: 0,
+                len: 0,
+                stamp: None,
+            }),
+            Format::Tar => {
+                let archive =
+                    tar::parse(&chunk.file, chunk.len).map_err(|error| Error::BadBusPath {
+                        path: bus.path().to_owned(),
+                        problem: format!("is not a tar chunk: {error}"),
+                    })?;
+                let stamp = match archive.stamp {
+                    tar::ChunkStamp {
+                        sequence: Some(sequence),
+                        published_ns: Some(published_ns),
+                    } => Some(Stamp {
+                        sequence,
+                        published_ns,
+                    }),
+                    _ => None,
+                };
+                Ok(Content {
+                    offset: archive.content_offset,
+                    len: archive.content_len,
+                    stamp,
+                })
+            }
+        }
+    }
+
+    /// Writes the content of a chunk to standard output and counts it.
+    fn emit(&mut self, chunk: &Chunk, content: &Content) -> Result<()> {
+        let written = self
+            .sink
+            .emit_range(&chunk.file, content.offset, content.len)?;
+        if let Some(stats) = &self.stats {
+            let emitted_ns = stamp::now_ns();
+            stats.lock().unwrap_or_else(PoisonError::into_inner).record(
+                content.stamp,
+                written,
+                emitted_ns,
+            );
+        }
+        Ok(())
     }
 }
 
@@ -28,7 +122,7 @@ pub fn run(options: &Options) -> Result<()> {
 /// while we hold it, so a new file at `F` always has a different identity.
 /// (ext4 hands a freed inode number straight to the next file; a consumer
 /// that only remembers the number misses chunks.)
-fn look_forever(bus: &Bus, watcher: &mut Watcher, sink: &mut Sink) -> Result<()> {
+fn look_forever(bus: &Bus, watcher: &mut Watcher, output: &mut Output) -> Result<()> {
     let mut last: Option<Chunk> = None;
     let mut warned_unusable = false;
     loop {
@@ -37,7 +131,11 @@ fn look_forever(bus: &Bus, watcher: &mut Watcher, sink: &mut Sink) -> Result<()>
         if bus.current_id()?.is_none_or(|id| Some(id) != last_id) {
             match bus.open_current()? {
                 Current::Chunk(chunk) if Some(chunk.id) != last_id => {
-                    sink.emit(&chunk.file, chunk.len)?;
+                    // A chunk that is not of our format is skipped, once.
+                    match output.content(bus, &chunk) {
+                        Ok(content) => output.emit(&chunk, &content)?,
+                        Err(error) => log::warn!("{error}: skipped"),
+                    }
                     last = Some(chunk);
                     warned_unusable = false;
                 }
@@ -61,7 +159,7 @@ fn look_forever(bus: &Bus, watcher: &mut Watcher, sink: &mut Sink) -> Result<()>
 /// The chunk is emitted before it is deleted: a consumer killed in between
 /// leaves it for the next consumer, which emits it again (at most one
 /// duplicate, never a loss).
-fn take_until_end_of_stream(bus: &Bus, watcher: &mut Watcher, sink: &mut Sink) -> Result<()> {
+fn take_until_end_of_stream(bus: &Bus, watcher: &mut Watcher, output: &mut Output) -> Result<()> {
     bus.check_deletable_here()?;
     let mut lock = bus.lock_file()?;
     loop {
@@ -78,13 +176,15 @@ fn take_until_end_of_stream(bus: &Bus, watcher: &mut Watcher, sink: &mut Sink) -
             Current::Chunk(chunk) => chunk,
         };
         bus.check_removable(&chunk)?;
-        sink.emit(&chunk.file, chunk.len)?;
+        // A chunk that is not of our format stops us, left where it is.
+        let content = output.content(bus, &chunk)?;
+        output.emit(&chunk, &content)?;
         bus.remove_current(&guard)?;
         // Unlock before closing: closing the last descriptor of a deleted
         // file frees it, which is slow on ext4, and producers need not wait.
         drop(guard);
         drop(chunk.file);
-        if chunk.len == 0 {
+        if content.len == 0 {
             return Ok(());
         }
     }

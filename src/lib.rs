@@ -13,21 +13,27 @@
 //! The on-disk protocol is that of the Python reference implementation
 //! (`pip install filebus==0.3.5`), with which it interoperates.
 
+pub mod bench;
 pub mod bus;
 pub mod chunk;
 pub mod chunker;
 pub mod consumer;
 pub mod error;
+pub mod inspect;
 pub mod lock;
 pub mod producer;
 pub mod signals;
 pub mod sink;
+pub mod stamp;
+pub mod stats;
+pub mod tar;
 pub mod watch;
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use bus::Format;
 pub use chunk::InputMethod;
 pub use error::{Error, Result};
 pub use sink::OutputMethod;
@@ -59,6 +65,10 @@ pub struct Options {
     pub anonymous_temp: bool,
     /// End chunks only after this byte (whole records), if set.
     pub delimiter: Option<u8>,
+    /// Consumers count what they emit and miss, and report it on stderr.
+    pub stats: bool,
+    /// How chunks are stored at `F`.
+    pub format: Format,
 }
 
 impl Options {
@@ -74,6 +84,8 @@ impl Options {
             output_method: OutputMethod::default(),
             anonymous_temp: true,
             delimiter: None,
+            stats: false,
+            format: Format::Raw,
         }
     }
 

@@ -9,7 +9,7 @@
 //! reference does.
 
 use std::ffi::{OsStr, OsString};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags};
@@ -79,6 +79,13 @@ impl LockFile {
             Err(Errno::NOENT) => Ok(false),
             Err(errno) => Err(Error::file("cannot inspect", &self.path, errno)),
         }
+    }
+}
+
+impl LockGuard<'_> {
+    /// The locked lock file (it also holds the bus's last sequence number).
+    pub fn lock_file(&self) -> BorrowedFd<'_> {
+        self.lock.fd.as_fd()
     }
 }
 

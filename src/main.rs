@@ -5,10 +5,11 @@ mod logging;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 
-use cli::{Cli, Command};
+use cli::{BenchArgs, Cli, Command};
+use filebus::bench::BenchError;
 use filebus::{Error, signals};
 
 /// Exit status for a runtime failure.
@@ -23,17 +24,44 @@ fn main() -> ExitCode {
         Err(error) => return report_usage_error(error),
     };
     logging::init(cli.verbose);
-    let options = match cli.options() {
-        Ok(options) => options,
-        Err(message) => {
-            eprintln!("filebus: error: {message}");
-            return ExitCode::from(EXIT_USAGE);
+    match &cli.command {
+        Command::Bench(args) => run_bench(args),
+        Command::Stat {
+            file,
+            watch,
+            count,
+            json,
+        } => match file.as_ref().or(cli.filename.as_ref()) {
+            Some(path) => report(run_stat(path, *watch, *count, *json)),
+            None => usage_error("stat needs a bus FILE (or --filename FILE)"),
+        },
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "filebus",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
         }
-    };
-    let outcome = match cli.command {
-        Command::Producer { blocking_read, .. } => filebus::producer::run(&options, blocking_read),
-        Command::Consumer => filebus::consumer::run(&options),
-    };
+        Command::Man => report(
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map_err(|error| Error::stream("cannot write the manual page", error)),
+        ),
+        Command::Producer { blocking_read, .. } => match cli.options() {
+            Ok(options) => report(filebus::producer::run(&options, *blocking_read)),
+            Err(message) => usage_error(message),
+        },
+        Command::Consumer { .. } => match cli.options() {
+            Ok(options) => report(filebus::consumer::run(&options)),
+            Err(message) => usage_error(message),
+        },
+    }
+}
+
+/// The exit status for `outcome`, with the error printed as one line.
+fn report(outcome: Result<(), Error>) -> ExitCode {
     match outcome {
         Ok(()) | Err(Error::BrokenPipe) => ExitCode::SUCCESS,
         Err(Error::Terminated { signal }) => {
@@ -45,6 +73,46 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!("filebus: error: {error}");
             ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("filebus: error: {message}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// Runs `filebus stat`.
+fn run_stat(
+    path: &std::path::Path,
+    watch: bool,
+    count: Option<u64>,
+    json: bool,
+) -> Result<(), Error> {
+    if watch {
+        return filebus::inspect::watch(path, json, count);
+    }
+    let status = filebus::inspect::status(path)?;
+    if json {
+        println!("{}", status.to_json(path));
+    } else {
+        print!("{}", status.to_text(path));
+    }
+    Ok(())
+}
+
+/// Runs `filebus bench`: 0 on success, 2 for bad options, 128 + the signal
+/// when interrupted, 1 otherwise.
+fn run_bench(args: &BenchArgs) -> ExitCode {
+    let outcome = args
+        .options()
+        .map_err(BenchError::Usage)
+        .and_then(|options| filebus::bench::run(&options));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("filebus: error: {error}");
+            ExitCode::from(error.exit_code())
         }
     }
 }

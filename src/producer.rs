@@ -57,7 +57,12 @@ pub fn run(options: &Options, blocking_read: bool) -> Result<()> {
     }
     if options.lossless {
         log::debug!("end of input: publishing the end-of-stream marker");
-        publisher.publish(chunk::write_chunk(&bus, b"", options.anonymous_temp)?)?;
+        publisher.publish(chunk::write_chunk(
+            &bus,
+            b"",
+            options.anonymous_temp,
+            options.format,
+        )?)?;
     }
     Ok(())
 }
@@ -79,6 +84,7 @@ fn publish_blocks(
             options.block_size.get(),
             input_method,
             options.anonymous_temp,
+            options.format,
         )?;
         let filled = fill(&mut chunk, &mut chunker, stdin)?;
         if !chunk.is_empty() {
@@ -121,6 +127,7 @@ fn publish_records(
                     bus,
                     &pending[..len],
                     options.anonymous_temp,
+                    options.format,
                 )?)?;
                 pending.drain(..len);
                 chunker.published(&pending, Instant::now());

@@ -70,6 +70,15 @@ pub fn die_quietly_on_broken_pipe() {
     }
 }
 
+/// Makes writes to a closed pipe fail with EPIPE instead of ending the
+/// process, for callers that have something to say before they end.
+pub fn report_broken_pipe_as_error() {
+    // SAFETY: setting a standard disposition, no handler code involved.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
 /// Turns "file too large" (RLIMIT_FSIZE) into an EFBIG error we can report,
 /// instead of a SIGXFSZ that would kill the producer without a word.
 pub fn report_file_size_limit_as_error() {

@@ -99,9 +99,16 @@ impl<'fd> Sink<'fd> {
     /// Writes the first `len` bytes of `file` (fewer if it is shorter now)
     /// to standard output. Returns the count written.
     pub fn emit(&mut self, file: &File, len: u64) -> Result<u64> {
-        let mut offset = 0u64;
-        while offset < len {
-            let step = (len - offset).min(MAX_STEP) as usize;
+        self.emit_range(file, 0, len)
+    }
+
+    /// Writes the `len` bytes of `file` from offset `start` (fewer if it is
+    /// shorter now) to the output. Returns the count written.
+    pub fn emit_range(&mut self, file: &File, start: u64, len: u64) -> Result<u64> {
+        let mut offset = start;
+        let end = start.saturating_add(len);
+        while offset < end {
+            let step = (end - offset).min(MAX_STEP) as usize;
             let moved = match self.method {
                 OutputMethod::Splice => rustix::pipe::splice(
                     file,
@@ -136,7 +143,7 @@ impl<'fd> Sink<'fd> {
                 Err(errno) => return Err(Error::stream("cannot write to standard output", errno)),
             }
         }
-        Ok(offset)
+        Ok(offset - start)
     }
 
     /// One `pread` and the `write`s to pass it on; advances `offset` by the

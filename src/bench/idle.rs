@@ -1,0 +1,210 @@
+//! Section 4: what an idle producer and consumer cost.
+//!
+//! For every filebus program and both modes, a producer and a consumer are
+//! started with 1 MiB blocks and the program's default `--sleep-interval`
+//! (what a user gets), a few full chunks are passed through (so that buffers
+//! are allocated and peak memory means something), and then nothing: the
+//! producer's input stays open and empty. All pairs idle at the same time,
+//! during one window ([`Plan::idle_window`]), at whose ends `/proc` is read
+//! ([`super::procfs`]): CPU time, voluntary context switches (wake-ups) and
+//! involuntary ones, and the peak resident set size (`VmHWM`, or `ru_maxrss`
+//! from `wait4` if larger).
+
+use std::time::{Duration, Instant};
+
+use super::pattern::Pattern;
+use super::procfs::{self, Sample};
+use super::pump::Pump;
+use super::system::{BusSetup, Mode, Role, Running, System};
+use super::{BenchError, Context, Failure, Plan, Results, Section, interrupt};
+
+/// How long a lossy consumer may stay silent before a chunk counts as
+/// skipped during the warm-up.
+const LOSSY_QUIET: Duration = Duration::from_secs(2);
+
+/// The cost of one idle process.
+#[derive(Debug, Clone)]
+pub(crate) struct Measurement {
+    pub system: String,
+    pub mode: Mode,
+    pub role: Role,
+    /// The window, measured.
+    pub window_seconds: f64,
+    /// CPU time used in the window, nanoseconds.
+    pub cpu_ns: u64,
+    /// Whether `cpu_ns` is exact (schedstat) rather than whole clock ticks.
+    pub cpu_exact: bool,
+    /// Voluntary context switches (wake-ups) in the window.
+    pub voluntary: u64,
+    /// Involuntary context switches in the window.
+    pub involuntary: u64,
+    /// Peak RSS over the whole life of the process, KiB.
+    pub peak_rss_kib: u64,
+}
+
+impl Measurement {
+    /// Wake-ups per second.
+    pub(crate) fn wakeups_per_s(&self) -> f64 {
+        self.voluntary as f64 / self.window_seconds
+    }
+
+    /// CPU time over the window scaled to 10 s, in milliseconds (the
+    /// target's unit).
+    pub(crate) fn cpu_ms_per_10s(&self) -> f64 {
+        self.cpu_ns as f64 / 1e6 * 10.0 / self.window_seconds
+    }
+}
+
+struct Pair {
+    system: String,
+    mode: Mode,
+    running: Running,
+}
+
+/// Starts and warms up every pair, then measures them all over one window.
+pub(crate) fn run(context: &mut Context<'_>, results: &mut Results) -> Result<(), BenchError> {
+    let plan: &Plan = context.plan;
+    let pattern = Pattern::new();
+    let mut pairs = Vec::new();
+    for implementation in context.implementations {
+        for mode in [Mode::Lossy, Mode::Lossless] {
+            let system = System::Bus(BusSetup {
+                implementation,
+                mode,
+                block_size: plan.idle_block_size,
+                sleep_interval: None,
+                consumers: 1,
+            });
+            let label = format!(
+                "idle {} {}: {} chunks of {} through",
+                implementation.name,
+                mode.name(),
+                plan.idle_warm_up_chunks,
+                super::report::bytes_label(plan.idle_block_size as u64)
+            );
+            context.progress.run(&label, 1, 1);
+            let started = system.start(context.scratch).and_then(|mut running| {
+                warm_up(&mut running, &pattern, &implementation.name, mode, plan)?;
+                Ok(running)
+            });
+            match started {
+                Ok(running) => pairs.push(Pair {
+                    system: implementation.name.clone(),
+                    mode,
+                    running,
+                }),
+                Err(BenchError::Failed(message)) => results.failures.push(Failure {
+                    section: Section::Idle,
+                    system: implementation.name.clone(),
+                    point: mode.name().to_owned(),
+                    message,
+                }),
+                Err(other) => return Err(other),
+            }
+        }
+    }
+    let window = format!(
+        "idle window of {:?} for {} pairs",
+        plan.idle_window,
+        pairs.len()
+    );
+    context.progress.run(&window, 1, 1);
+    let before = sample_all(&pairs);
+    let start = Instant::now();
+    interrupt::sleep(plan.idle_window)?;
+    let after = sample_all(&pairs);
+    let window_seconds = start.elapsed().as_secs_f64();
+    for (index, mut pair) in pairs.into_iter().enumerate() {
+        if let Err(error) = pair.running.check_alive() {
+            let BenchError::Failed(message) = error else {
+                return Err(error);
+            };
+            results.failures.push(Failure {
+                section: Section::Idle,
+                system: pair.system.clone(),
+                point: pair.mode.name().to_owned(),
+                message: format!("{message} (during the idle window)"),
+            });
+            continue;
+        }
+        let finished = pair
+            .running
+            .finish(pair.mode == Mode::Lossless, Duration::from_secs(10));
+        if let (Some(before), Some(after)) = (&before[index], &after[index]) {
+            for ((role, earlier), (_, last)) in before.iter().zip(after) {
+                let rss_at_exit = pair.running.peak_rss_kib(*role).unwrap_or(0);
+                results.idle.push(Measurement {
+                    system: pair.system.clone(),
+                    mode: pair.mode,
+                    role: *role,
+                    window_seconds,
+                    cpu_ns: last.cpu_ns.saturating_sub(earlier.cpu_ns),
+                    cpu_exact: last.cpu_exact && earlier.cpu_exact,
+                    voluntary: last.voluntary.saturating_sub(earlier.voluntary),
+                    involuntary: last.involuntary.saturating_sub(earlier.involuntary),
+                    peak_rss_kib: last.peak_rss_kib.max(rss_at_exit),
+                });
+            }
+        }
+        if let Err(error) = finished {
+            let BenchError::Failed(message) = error else {
+                return Err(error);
+            };
+            results.failures.push(Failure {
+                section: Section::Idle,
+                system: pair.system.clone(),
+                point: pair.mode.name().to_owned(),
+                message: format!("{message} (after the idle window)"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Passes `plan.idle_warm_up_chunks` full chunks through, one at a time.
+/// Lossless output is checked byte for byte; a lossy consumer may skip a
+/// chunk, so there the benchmark waits for the bytes or for a quiet spell.
+fn warm_up(
+    running: &mut Running,
+    pattern: &Pattern,
+    name: &str,
+    mode: Mode,
+    plan: &Plan,
+) -> Result<(), BenchError> {
+    let mut pump = Pump::new(pattern, name);
+    pump.verify = mode == Mode::Lossless;
+    let block = plan.idle_block_size as u64;
+    for chunk in 1..=plan.idle_warm_up_chunks as u64 {
+        let limit = chunk * block;
+        let mut all_written_at: Option<Instant> = None;
+        pump.run_until(running, limit, |pump| {
+            if pump.written < limit {
+                return false;
+            }
+            let since = *all_written_at.get_or_insert_with(Instant::now);
+            pump.read >= limit
+                || (mode == Mode::Lossy
+                    && pump.last_read_at.unwrap_or(since).max(since).elapsed() > LOSSY_QUIET)
+        })?;
+    }
+    running.check_alive()
+}
+
+/// The counters of every process of every pair, in the pair's order of
+/// children; `None` for a pair with a process that is gone (the check that
+/// follows the window reports it).
+fn sample_all(pairs: &[Pair]) -> Vec<Option<Vec<(Role, Sample)>>> {
+    pairs
+        .iter()
+        .map(|pair| {
+            pair.running
+                .children()
+                .map(|(role, child)| {
+                    procfs::sample(child.pid())
+                        .ok()
+                        .map(|sample| (role, sample))
+                })
+                .collect()
+        })
+        .collect()
+}

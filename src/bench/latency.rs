@@ -1,0 +1,104 @@
+//! Section 2: latency from the producer's standard input to the consumer's
+//! standard output, at a low rate ([`Plan::latency_rate`], 100 records/s).
+//!
+//! Small numbered records ([`Plan::latency_record_size`] bytes) go through a
+//! paced run ([`super::paced`]) with one consumer; the benchmark notes on the
+//! monotonic clock when it writes each record and when it reads it back, and
+//! the differences go into an HDR histogram (3 significant digits).
+//!
+//! Filebus programs run with their [`Implementation::low_latency_interval`]
+//! as `--sleep-interval` (0 for ours: a chunk is published as soon as the
+//! input pauses), in both modes; `cat | cat` is the floor.
+//!
+//! [`Implementation::low_latency_interval`]: super::Implementation::low_latency_interval
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use super::paced::{self, Schedule};
+use super::system::{BusSetup, Mode, System};
+use super::{BenchError, Context, Failure, Plan, Results, Section};
+
+/// The block size of the latency runs (the reference's default).
+const BLOCK_SIZE: usize = 4096;
+
+/// The latency distribution of one system in one mode.
+#[derive(Debug, Clone)]
+pub(crate) struct Outcome {
+    pub system: String,
+    /// `None` for a baseline.
+    pub mode: Option<Mode>,
+    /// The `--sleep-interval` given, if any.
+    pub sleep_interval: Option<Duration>,
+    /// Records written.
+    pub sent: u64,
+    /// Records delivered (the histogram's count).
+    pub delivered: u64,
+    /// Nanoseconds.
+    pub histogram: Histogram<u64>,
+}
+
+/// Measures every filebus program in both modes, then `cat | cat`.
+pub(crate) fn run(context: &mut Context<'_>, results: &mut Results) -> Result<(), BenchError> {
+    let plan: &Plan = context.plan;
+    let mut systems: Vec<(System<'_>, Option<Mode>, Option<Duration>)> = Vec::new();
+    for implementation in context.implementations {
+        for mode in [Mode::Lossy, Mode::Lossless] {
+            let interval = implementation.low_latency_interval;
+            let system = System::Bus(BusSetup {
+                implementation,
+                mode,
+                block_size: BLOCK_SIZE,
+                sleep_interval: Some(interval),
+                consumers: 1,
+            });
+            systems.push((system, Some(mode), Some(interval)));
+        }
+    }
+    if context.baselines {
+        systems.push((System::CatPipe, None, None));
+    }
+    let planned = Duration::from_secs_f64(plan.latency_records as f64 / plan.latency_rate);
+    let schedule = Schedule {
+        record_size: plan.latency_record_size,
+        rate: plan.latency_rate,
+        records: plan.latency_records,
+        time_cap: planned.mul_f64(1.5) + Duration::from_secs(1),
+        measure_latency: true,
+        drain_timeout: Duration::from_secs(5),
+    };
+    for (system, mode, sleep_interval) in &systems {
+        let mode_name = mode.map_or("pipe", Mode::name);
+        let label = format!(
+            "latency {} {mode_name}, {} records at {}/s",
+            system.name(),
+            plan.latency_records,
+            plan.latency_rate
+        );
+        context.progress.run(&label, 1, 1);
+        match paced::run(context, system, &schedule) {
+            Ok(outcome) => {
+                let Some(histogram) = outcome.latency else {
+                    continue;
+                };
+                results.latency.push(Outcome {
+                    system: system.name().to_owned(),
+                    mode: *mode,
+                    sleep_interval: *sleep_interval,
+                    sent: outcome.written,
+                    delivered: histogram.len(),
+                    histogram,
+                });
+            }
+            Err(BenchError::Failed(message)) => results.failures.push(Failure {
+                section: Section::Latency,
+                system: system.name().to_owned(),
+                point: mode_name.to_owned(),
+                message,
+            }),
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(())
+}

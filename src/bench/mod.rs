@@ -1,0 +1,453 @@
+//! `filebus bench`: measures filebus-compatible programs side by side, and
+//! against plain pipes, by driving real processes.
+//!
+//! Four sections ([`Section`]), each run on fresh processes and a fresh bus
+//! directory per run:
+//!
+//! | section | what | module |
+//! |---|---|---|
+//! | throughput | lossless MB/s and chunks/s for a sweep of block sizes, every byte checked | `throughput` |
+//! | latency | producer stdin → consumer stdout at a low rate, as an HDR histogram | `latency` |
+//! | loss | delivered, missing, duplicated, torn and reordered records versus rate, 1 and 4 consumers | `loss` |
+//! | idle | CPU time, wake-ups and peak RSS of an idle producer and consumer | `idle` |
+//!
+//! How a run goes: `plan` says how much to measure; `system` starts the
+//! processes (a filebus bus with any compatible program, `cat | cat`, or
+//! `tee` into FIFOs) with `process`, in a directory of `scratch`; the
+//! benchmark writes the producer's standard input and reads every consumer's
+//! standard output through pipes, on one thread with `poll(2)` (`pipes`),
+//! either as a checked byte stream (`pump`, `pattern`) or as paced, numbered
+//! records (`paced`, `records`); `procfs` reads the idle costs. Repeated
+//! runs are summarised by their median (`stats`), printed as tables and
+//! written as CSV or JSON (`report`), drawn as SVG (`plots`, `svg`), and
+//! compared with the project's targets (`targets`).
+//!
+//! Children cannot outlive the benchmark (`process`); SIGINT, SIGTERM and
+//! SIGHUP make it stop them and remove its files before it exits
+//! (`interrupt`).
+
+mod idle;
+mod interrupt;
+mod latency;
+mod loss;
+mod machine;
+mod paced;
+mod pattern;
+mod pipes;
+mod plan;
+mod plots;
+mod process;
+mod procfs;
+mod progress;
+mod pump;
+mod records;
+mod report;
+mod scratch;
+mod stats;
+mod svg;
+mod system;
+mod targets;
+mod throughput;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use machine::{filesystem_name, find_program, iso8601_utc, load_average};
+use plan::{Plan, planned_runs};
+use progress::Progress;
+use scratch::Scratch;
+
+/// A part of the benchmark, selectable with `--sections`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Section {
+    /// Lossless throughput for a sweep of block sizes.
+    Throughput,
+    /// Latency from the producer's input to the consumer's output.
+    Latency,
+    /// Loss versus data rate in lossy mode.
+    Loss,
+    /// CPU time, wake-ups and memory of idle processes.
+    Idle,
+}
+
+impl Section {
+    /// Every section, in the order they run.
+    pub const ALL: [Section; 4] = [
+        Section::Throughput,
+        Section::Latency,
+        Section::Loss,
+        Section::Idle,
+    ];
+
+    /// The section's name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Section::Throughput => "throughput",
+            Section::Latency => "latency",
+            Section::Loss => "loss",
+            Section::Idle => "idle",
+        }
+    }
+}
+
+/// A filebus-compatible program to measure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Implementation {
+    /// The name in reports ("ours", "python-0.3.5").
+    pub name: String,
+    /// The program, run as `PROGRAM --filename F [--back-pressure]
+    /// --block-size N [--sleep-interval S] producer|consumer`.
+    pub program: PathBuf,
+    /// The `--sleep-interval` it gets where latency matters (the latency and
+    /// loss sections): 0 for ours (publish as soon as input pauses), the
+    /// lowest a polling implementation tolerates otherwise. The throughput
+    /// and idle sections leave every program its default.
+    pub low_latency_interval: Duration,
+    /// A reference to compare against (`--reference`), such as the Python
+    /// filebus 0.3.5; the targets compare the first implementation to the
+    /// first reference.
+    pub is_reference: bool,
+}
+
+impl Implementation {
+    /// Parses `[NAME=]PROGRAM`; `default_name` is used without `NAME=`.
+    /// (A `=` after a `/` belongs to the program path.)
+    pub fn parse(
+        spec: &str,
+        default_name: &str,
+        low_latency_interval: Duration,
+    ) -> Result<Implementation, String> {
+        let (name, program) = match spec.split_once('=') {
+            Some((name, program)) if !name.contains('/') => (name, program),
+            _ => (default_name, spec),
+        };
+        if name.trim().is_empty() {
+            return Err(format!("{spec:?}: the implementation name is empty"));
+        }
+        if program.trim().is_empty() {
+            return Err(format!("{spec:?}: the program is empty"));
+        }
+        Ok(Implementation {
+            name: name.to_owned(),
+            program: PathBuf::from(program),
+            low_latency_interval,
+            is_reference: false,
+        })
+    }
+}
+
+/// Everything `filebus bench` was asked to do.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// The programs to measure; the first is "ours" for the targets.
+    pub implementations: Vec<Implementation>,
+    /// Also measure `cat | cat` and `tee` into named FIFOs.
+    pub baselines: bool,
+    /// Fewer points, smaller data, shorter windows (about a minute).
+    pub quick: bool,
+    /// The sections to run, in this order.
+    pub sections: Vec<Section>,
+    /// Repetitions of each throughput and loss point (default 5, quick 3).
+    pub repeat: Option<u32>,
+    /// Write the results here, as CSV or JSON according to the extension.
+    pub output: Option<PathBuf>,
+    /// Write SVG plots into this directory (created if missing).
+    pub plots: Option<PathBuf>,
+    /// Where to create the scratch directory (default: the system's temporary directory).
+    pub scratch_parent: Option<PathBuf>,
+}
+
+/// What can stop the benchmark.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// A signal asked the benchmark to stop; it cleaned up first.
+    #[error("interrupted by signal {0}; stopped every child and removed the scratch directory")]
+    Interrupted(i32),
+    /// A system call the benchmark needs failed.
+    #[error("{context}: {}", describe_io(source))]
+    Io {
+        /// What the benchmark was doing.
+        context: String,
+        /// What the kernel said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A measured program misbehaved: lost or changed bytes in lossless
+    /// mode, failed, or stalled. Recorded against its run; the benchmark
+    /// goes on with the next point.
+    #[error("{0}")]
+    Failed(String),
+    /// The options cannot work.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl BenchError {
+    /// An I/O error with what the benchmark was doing.
+    pub(crate) fn io(context: impl Into<String>, source: impl Into<std::io::Error>) -> BenchError {
+        BenchError::Io {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+
+    /// The exit status for this error: 128 + the signal for an interruption.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            BenchError::Interrupted(signal) => u8::try_from(128 + signal).unwrap_or(130),
+            BenchError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+fn describe_io(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match text.find(" (os error ") {
+        Some(cut) => text[..cut].to_owned(),
+        None => text,
+    }
+}
+
+/// A run that failed, recorded instead of a measurement.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    pub section: Section,
+    pub system: String,
+    /// Which point ("block size 4096", "10000 records/s x4").
+    pub point: String,
+    pub message: String,
+}
+
+/// Facts about the machine and the run, printed with the results.
+#[derive(Debug, Clone)]
+pub(crate) struct Meta {
+    /// When the benchmark started, ISO 8601 UTC.
+    pub started: String,
+    pub cpus: usize,
+    pub kernel: String,
+    /// The filesystem type of the scratch directory.
+    pub filesystem: String,
+    pub scratch_parent: PathBuf,
+    pub quick: bool,
+    pub plan: Plan,
+    pub implementations: Vec<Implementation>,
+    pub baselines: bool,
+    pub sections: Vec<Section>,
+    /// How long the whole benchmark took, in seconds.
+    pub seconds: f64,
+    /// The 1-minute load average when the benchmark started and ended: how
+    /// busy the machine was with other work.
+    pub load: (f64, f64),
+}
+
+/// Everything measured.
+#[derive(Debug)]
+pub(crate) struct Results {
+    pub meta: Meta,
+    pub throughput: Vec<throughput::Point>,
+    pub latency: Vec<latency::Outcome>,
+    pub loss: Vec<loss::Point>,
+    pub idle: Vec<idle::Measurement>,
+    pub failures: Vec<Failure>,
+}
+
+/// What every section needs.
+pub(crate) struct Context<'a> {
+    pub scratch: &'a Scratch,
+    pub plan: &'a Plan,
+    pub implementations: &'a [Implementation],
+    pub baselines: bool,
+    pub progress: Progress,
+}
+
+/// Runs the benchmark: measures, prints the tables on standard output, and
+/// writes the requested CSV/JSON file and SVG plots.
+///
+/// On SIGINT, SIGTERM or SIGHUP it stops every child, removes its scratch
+/// directory and returns [`BenchError::Interrupted`].
+pub fn run(options: &BenchOptions) -> Result<(), BenchError> {
+    validate(options)?;
+    interrupt::install()
+        .map_err(|error| BenchError::io("cannot install signal handlers", error))?;
+    let started_at = std::time::Instant::now();
+    let plan = Plan::new(options.quick, options.repeat);
+    let scratch_parent = options
+        .scratch_parent
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
+    let scratch = Scratch::create(&scratch_parent)?;
+    let baselines = options.baselines && baselines_available();
+    let sections = {
+        let mut sections = options.sections.clone();
+        sections.dedup();
+        sections
+    };
+    let mut results = Results {
+        meta: Meta {
+            started: iso8601_utc(SystemTime::now()),
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|text| text.trim().to_owned())
+                .unwrap_or_else(|_| "unknown".into()),
+            filesystem: filesystem_name(scratch.root()),
+            scratch_parent,
+            quick: options.quick,
+            plan: plan.clone(),
+            implementations: options.implementations.clone(),
+            baselines,
+            sections: sections.clone(),
+            seconds: 0.0,
+            load: (load_average(), 0.0),
+        },
+        throughput: Vec::new(),
+        latency: Vec::new(),
+        loss: Vec::new(),
+        idle: Vec::new(),
+        failures: Vec::new(),
+    };
+    let total_runs = sections
+        .iter()
+        .map(|section| planned_runs(*section, &plan, options.implementations.len(), baselines))
+        .sum();
+    let mut context = Context {
+        scratch: &scratch,
+        plan: &plan,
+        implementations: &options.implementations,
+        baselines,
+        progress: Progress::new(total_runs),
+    };
+    for section in &sections {
+        match section {
+            Section::Throughput => throughput::run(&mut context, &mut results)?,
+            Section::Latency => latency::run(&mut context, &mut results)?,
+            Section::Loss => loss::run(&mut context, &mut results)?,
+            Section::Idle => idle::run(&mut context, &mut results)?,
+        }
+    }
+    context.progress.finish();
+    results.meta.seconds = started_at.elapsed().as_secs_f64();
+    results.meta.load.1 = load_average();
+    drop(context);
+    drop(scratch);
+
+    let checks = targets::evaluate(&results);
+    let table = report::table(&results, &checks);
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(table.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|error| BenchError::io("cannot write the results to standard output", error))?;
+    if let Some(path) = &options.output {
+        let text = match output_format(path)? {
+            OutputFormat::Csv => report::csv(&results, &checks),
+            OutputFormat::Json => report::json(&results, &checks),
+        };
+        std::fs::write(path, text)
+            .map_err(|error| BenchError::io(format!("cannot write {}", path.display()), error))?;
+    }
+    if let Some(dir) = &options.plots {
+        plots::write_plots(&results, dir)?;
+    }
+    Ok(())
+}
+
+/// Checks the options before anything is started.
+fn validate(options: &BenchOptions) -> Result<(), BenchError> {
+    if options.implementations.is_empty() {
+        return Err(BenchError::Usage("no implementation to measure".into()));
+    }
+    let mut names: Vec<&str> = options
+        .implementations
+        .iter()
+        .map(|implementation| implementation.name.as_str())
+        .collect();
+    names.sort_unstable();
+    if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(BenchError::Usage(format!(
+            "two implementations are named {:?}: name them with NAME=PROGRAM",
+            pair[0]
+        )));
+    }
+    if names
+        .iter()
+        .any(|name| *name == system::CAT_PIPE || *name == system::TEE_FIFOS)
+    {
+        return Err(BenchError::Usage(format!(
+            "the names {:?} and {:?} are taken by the baselines",
+            system::CAT_PIPE,
+            system::TEE_FIFOS
+        )));
+    }
+    for implementation in &options.implementations {
+        if find_program(&implementation.program).is_none() {
+            return Err(BenchError::Usage(format!(
+                "{}: program {} not found or not executable",
+                implementation.name,
+                implementation.program.display()
+            )));
+        }
+    }
+    if options.sections.is_empty() {
+        return Err(BenchError::Usage("no section to run".into()));
+    }
+    if let Some(path) = &options.output {
+        output_format(path)?;
+    }
+    Ok(())
+}
+
+enum OutputFormat {
+    Csv,
+    Json,
+}
+
+fn output_format(path: &Path) -> Result<OutputFormat, BenchError> {
+    match path.extension().and_then(|ext| ext.to_str()) {
+        Some(ext) if ext.eq_ignore_ascii_case("csv") => Ok(OutputFormat::Csv),
+        Some(ext) if ext.eq_ignore_ascii_case("json") => Ok(OutputFormat::Json),
+        _ => Err(BenchError::Usage(format!(
+            "--output {}: the file name must end in .csv or .json",
+            path.display()
+        ))),
+    }
+}
+
+/// Whether `cat` and `tee` can be found; a warning if not.
+fn baselines_available() -> bool {
+    let missing: Vec<&str> = ["cat", "tee"]
+        .into_iter()
+        .filter(|name| find_program(Path::new(name)).is_none())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    eprintln!(
+        "filebus: warning: {} not found in PATH: no baselines",
+        missing.join(" and ")
+    );
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn implementation_specs_parse_with_and_without_a_name() {
+        let zero = Duration::ZERO;
+        let named = Implementation::parse("py=/opt/bin/filebus", "x", zero).expect("valid");
+        assert_eq!(
+            (named.name.as_str(), named.program.as_path()),
+            ("py", Path::new("/opt/bin/filebus"))
+        );
+        let plain = Implementation::parse("/opt/a=b/filebus", "ours", zero).expect("valid");
+        assert_eq!(
+            (plain.name.as_str(), plain.program.as_path()),
+            ("ours", Path::new("/opt/a=b/filebus"))
+        );
+        assert!(Implementation::parse("=prog", "x", zero).is_err());
+        assert!(Implementation::parse("name=", "x", zero).is_err());
+    }
+}

@@ -1,0 +1,106 @@
+//! How much each section measures: the full plan (about ten minutes with
+//! the Python reference) and the quick one (about a minute).
+
+use std::time::Duration;
+
+use super::Section;
+
+/// The sizes and durations of one benchmark run.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    /// Repetitions of each throughput and loss point.
+    pub repeat: usize,
+    /// Block sizes of the throughput sweep.
+    pub block_sizes: Vec<usize>,
+    /// Bytes written per throughput run, at most.
+    pub throughput_bytes: u64,
+    /// Time spent writing per throughput run, at most.
+    pub throughput_time: Duration,
+    /// Records per latency run.
+    pub latency_records: u64,
+    /// Records per second in the latency section.
+    pub latency_rate: f64,
+    /// Bytes per latency record.
+    pub latency_record_size: usize,
+    /// Offered rates of the loss sweep, records per second.
+    pub loss_rates: Vec<u64>,
+    /// Consumer counts of the loss sweep.
+    pub loss_consumers: Vec<usize>,
+    /// Time spent writing per loss run.
+    pub loss_duration: Duration,
+    /// Bytes per loss record (and the block size).
+    pub loss_record_size: usize,
+    /// The idle window.
+    pub idle_window: Duration,
+    /// Block size in the idle section.
+    pub idle_block_size: usize,
+    /// Chunks passed through before the idle window.
+    pub idle_warm_up_chunks: usize,
+}
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+
+impl Plan {
+    /// The plan for a quick or full run, with `repeat` runs per point if given.
+    pub(crate) fn new(quick: bool, repeat: Option<u32>) -> Plan {
+        let default_repeat = if quick { 3 } else { 5 };
+        let repeat = repeat.map_or(default_repeat, |n| n.max(1) as usize);
+        if quick {
+            Plan {
+                repeat,
+                block_sizes: vec![4 * KIB, 64 * KIB, MIB],
+                throughput_bytes: 32 * MIB as u64,
+                throughput_time: Duration::from_millis(500),
+                latency_records: 200,
+                latency_rate: 100.0,
+                latency_record_size: 64,
+                loss_rates: vec![1_000, 10_000, 100_000],
+                loss_consumers: vec![1, 4],
+                loss_duration: Duration::from_millis(300),
+                loss_record_size: 4 * KIB,
+                idle_window: Duration::from_secs(2),
+                idle_block_size: MIB,
+                idle_warm_up_chunks: 4,
+            }
+        } else {
+            Plan {
+                repeat,
+                block_sizes: vec![4 * KIB, 16 * KIB, 64 * KIB, 256 * KIB, MIB],
+                throughput_bytes: 256 * MIB as u64,
+                throughput_time: Duration::from_secs(2),
+                latency_records: 2_000,
+                latency_rate: 100.0,
+                latency_record_size: 64,
+                loss_rates: vec![100, 300, 1_000, 3_000, 10_000, 30_000, 100_000],
+                loss_consumers: vec![1, 4],
+                loss_duration: Duration::from_secs(1),
+                loss_record_size: 4 * KIB,
+                idle_window: Duration::from_secs(10),
+                idle_block_size: MIB,
+                idle_warm_up_chunks: 8,
+            }
+        }
+    }
+}
+
+/// How many runs a section will make (for the progress line).
+pub(crate) fn planned_runs(
+    section: Section,
+    plan: &Plan,
+    implementations: usize,
+    baselines: bool,
+) -> usize {
+    let baseline = usize::from(baselines);
+    match section {
+        Section::Throughput => plan.block_sizes.len() * plan.repeat * (implementations + baseline),
+        Section::Latency => 2 * implementations + baseline,
+        Section::Loss => {
+            plan.loss_rates.len()
+                * plan.loss_consumers.len()
+                * plan.repeat
+                * (implementations + baseline)
+        }
+        Section::Idle => 2 * implementations + 1,
+    }
+}

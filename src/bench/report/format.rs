@@ -1,0 +1,189 @@
+//! How numbers and text are written: three significant digits in tables,
+//! thousands grouped; short exact numbers in files; CSV and JSON escaping.
+
+use std::fmt::Write as _;
+
+use crate::bench::system::{Mode, Role};
+
+/// Three significant digits, thousands grouped: "12,345", "123", "1.23", "0.0123".
+pub(crate) fn sig(value: f64) -> String {
+    if !value.is_finite() {
+        return "-".into();
+    }
+    let magnitude = value.abs();
+    if magnitude >= 1000.0 {
+        let rounded = value.round();
+        let sign = if rounded < 0.0 { "-" } else { "" };
+        return format!("{sign}{}", group_digits(rounded.abs() as u64));
+    }
+    let decimals = if magnitude >= 100.0 || magnitude == 0.0 {
+        0
+    } else if magnitude >= 10.0 {
+        1
+    } else if magnitude >= 1.0 {
+        2
+    } else {
+        // Three significant digits below 1.
+        (2 - magnitude.log10().floor() as i32).clamp(2, 9) as usize
+    };
+    format!("{value:.decimals$}")
+}
+
+/// "1,234,567".
+pub(crate) fn group_digits(value: u64) -> String {
+    let digits = value.to_string();
+    let mut grouped = String::new();
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    grouped
+}
+
+/// "512 B", "4 KiB", "1 MiB".
+pub(crate) fn bytes_label(bytes: u64) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
+        format!("{} KiB", bytes >> 10)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+/// A fraction as a percentage that never rounds a loss to "100".
+pub(crate) fn percent_text(fraction: f64) -> String {
+    let percent = fraction * 100.0;
+    if fraction >= 1.0 {
+        "100".into()
+    } else if percent >= 99.9 {
+        format!("{:.3}", (percent * 1000.0).floor() / 1000.0)
+    } else if percent >= 10.0 {
+        format!("{percent:.1}")
+    } else {
+        format!("{percent:.2}")
+    }
+}
+
+pub(crate) fn mib(kib: u64) -> String {
+    sig(kib as f64 / 1024.0)
+}
+
+pub(crate) fn micros(nanos: u64) -> String {
+    sig(nanos as f64 / 1e3)
+}
+
+pub(crate) fn mode_name(mode: Option<Mode>) -> &'static str {
+    mode.map_or("pipe", Mode::name)
+}
+
+pub(crate) fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Producer => "producer",
+        Role::Consumer => "consumer",
+    }
+}
+
+/// A number without needless digits: integers plain, others to 6 significant digits.
+pub(crate) fn format_number(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{}", value as i64)
+    } else {
+        let text = format!("{value:.5e}");
+        // Shortest round trip of the 6-significant-digit value.
+        text.parse::<f64>()
+            .map_or(text, |rounded| format!("{rounded}"))
+    }
+}
+
+/// A CSV field, quoted when it holds a comma, quote, line break or
+/// surrounding space.
+pub(crate) fn csv_field(text: &str) -> String {
+    let needs_quotes =
+        text.contains([',', '"', '\n', '\r']) || text.starts_with(' ') || text.ends_with(' ');
+    if needs_quotes {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+/// A JSON string literal: quotes, backslashes and control characters escaped.
+pub(crate) fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A JSON number, or `null` for a missing or non-finite one.
+pub(crate) fn json_number(value: Option<f64>) -> String {
+    match value {
+        Some(value) if value.is_finite() => format_number(value),
+        _ => "null".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_keep_three_significant_digits() {
+        assert_eq!(sig(123_456.7), "123,457");
+        assert_eq!(sig(999.4), "999");
+        assert_eq!(sig(12.345), "12.3");
+        assert_eq!(sig(1.2345), "1.23");
+        assert_eq!(sig(0.012345), "0.0123");
+        assert_eq!(sig(0.0), "0");
+    }
+
+    #[test]
+    fn a_loss_never_shows_as_100_percent() {
+        assert_eq!(percent_text(1.0), "100");
+        assert_eq!(percent_text(0.999_999), "99.999");
+        assert_eq!(percent_text(0.5), "50.0");
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_when_needed() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
+    }
+
+    #[test]
+    fn numbers_are_short_in_files() {
+        assert_eq!(format_number(3.0), "3");
+        assert_eq!(format_number(0.1234567), "0.123457");
+        assert_eq!(format_number(1234.5678), "1234.57");
+    }
+
+    #[test]
+    fn byte_labels_use_binary_units() {
+        assert_eq!(bytes_label(4096), "4 KiB");
+        assert_eq!(bytes_label(1 << 20), "1 MiB");
+        assert_eq!(bytes_label(1000), "1000 B");
+    }
+}

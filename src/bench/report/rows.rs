@@ -1,0 +1,320 @@
+//! Every number of the results as a flat [`Row`], the common ground of the
+//! CSV and JSON files.
+
+use super::format::{mode_name, role_name, sig};
+use super::{QUANTILES, is_pipe};
+use crate::bench::Results;
+use crate::bench::latency::Outcome as Latency;
+use crate::bench::loss::Point as LossPoint;
+use crate::bench::paced::Tally;
+use crate::bench::stats::Summary;
+use crate::bench::system::format_seconds;
+use crate::bench::targets::Check;
+
+/// One number of the results.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Row {
+    pub section: &'static str,
+    pub system: String,
+    pub mode: &'static str,
+    pub block_size: Option<u64>,
+    pub rate: Option<u64>,
+    pub consumers: Option<u64>,
+    pub role: &'static str,
+    pub metric: &'static str,
+    pub unit: &'static str,
+    /// The median, for repeated measurements.
+    pub value: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub runs: Option<usize>,
+    pub note: String,
+}
+
+/// Every number as a flat row.
+pub(crate) fn rows(results: &Results, checks: &[Check]) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for point in &results.throughput {
+        let base = Row {
+            section: "throughput",
+            system: point.system.clone(),
+            mode: if is_pipe(&point.system) {
+                "pipe"
+            } else {
+                "lossless"
+            },
+            block_size: Some(point.block_size as u64),
+            ..Row::default()
+        };
+        let mb = Summary::of(point.runs.iter().map(|run| run.mb_per_s()));
+        let chunks = Summary::of(
+            point
+                .runs
+                .iter()
+                .map(|run| run.mb_per_s() * 1e6 / point.block_size as f64),
+        );
+        rows.push(summary_row(&base, "throughput", "MB/s", mb));
+        rows.push(summary_row(&base, "chunks_per_second", "chunks/s", chunks));
+        let bytes = Summary::of(point.runs.iter().map(|run| run.bytes as f64));
+        rows.push(summary_row(&base, "bytes_timed", "bytes", bytes));
+        for (role, rss) in [
+            (
+                "producer",
+                point
+                    .runs
+                    .iter()
+                    .filter_map(|run| run.producer_rss_kib)
+                    .max(),
+            ),
+            (
+                "consumer",
+                point
+                    .runs
+                    .iter()
+                    .filter_map(|run| run.consumer_rss_kib)
+                    .max(),
+            ),
+        ] {
+            if let Some(kib) = rss {
+                rows.push(Row {
+                    role,
+                    metric: "peak_rss_max",
+                    unit: "KiB",
+                    value: Some(kib as f64),
+                    runs: Some(point.runs.len()),
+                    ..base.clone()
+                });
+            }
+        }
+    }
+    for outcome in &results.latency {
+        latency_rows(outcome, &mut rows);
+    }
+    for point in &results.loss {
+        loss_rows(point, &mut rows);
+    }
+    for m in &results.idle {
+        let base = Row {
+            section: "idle",
+            system: m.system.clone(),
+            mode: m.mode.name(),
+            block_size: Some(results.meta.plan.idle_block_size as u64),
+            role: role_name(m.role),
+            note: format!(
+                "window {} s; CPU from {}",
+                sig(m.window_seconds),
+                if m.cpu_exact {
+                    "schedstat"
+                } else {
+                    "clock ticks"
+                }
+            ),
+            ..Row::default()
+        };
+        for (metric, unit, value) in [
+            ("cpu_time", "ms", m.cpu_ns as f64 / 1e6),
+            ("cpu_time_per_10s", "ms", m.cpu_ms_per_10s()),
+            ("wakeups_per_second", "1/s", m.wakeups_per_s()),
+            (
+                "preemptions_per_second",
+                "1/s",
+                m.involuntary as f64 / m.window_seconds,
+            ),
+            ("peak_rss", "KiB", m.peak_rss_kib as f64),
+        ] {
+            rows.push(Row {
+                metric,
+                unit,
+                value: Some(value),
+                ..base.clone()
+            });
+        }
+    }
+    for failure in &results.failures {
+        rows.push(Row {
+            section: failure.section.name(),
+            system: failure.system.clone(),
+            metric: "failure",
+            note: format!("{}: {}", failure.point, failure.message),
+            ..Row::default()
+        });
+    }
+    let ours = results
+        .meta
+        .implementations
+        .first()
+        .map(|implementation| implementation.name.clone())
+        .unwrap_or_default();
+    for check in checks {
+        rows.push(Row {
+            section: "target",
+            system: ours.clone(),
+            metric: check.id,
+            unit: check.unit,
+            value: check.value,
+            note: format!(
+                "{}: {}; {} {}",
+                check.target,
+                check.measured,
+                check.verdict.name(),
+                check.margin
+            )
+            .trim_end()
+            .to_owned(),
+            ..Row::default()
+        });
+    }
+    rows
+}
+
+fn summary_row(
+    base: &Row,
+    metric: &'static str,
+    unit: &'static str,
+    summary: Option<Summary>,
+) -> Row {
+    Row {
+        metric,
+        unit,
+        value: summary.map(|s| s.median),
+        min: summary.map(|s| s.min),
+        max: summary.map(|s| s.max),
+        runs: Some(summary.map_or(0, |s| s.runs)),
+        ..base.clone()
+    }
+}
+
+fn latency_rows(outcome: &Latency, rows: &mut Vec<Row>) {
+    let base = Row {
+        section: "latency",
+        system: outcome.system.clone(),
+        mode: mode_name(outcome.mode),
+        block_size: Some(4096),
+        consumers: Some(1),
+        note: outcome
+            .sleep_interval
+            .map(|interval| format!("--sleep-interval {}", format_seconds(interval)))
+            .unwrap_or_default(),
+        ..Row::default()
+    };
+    rows.push(Row {
+        metric: "records_sent",
+        unit: "records",
+        value: Some(outcome.sent as f64),
+        ..base.clone()
+    });
+    rows.push(Row {
+        metric: "records_delivered",
+        unit: "records",
+        value: Some(outcome.delivered as f64),
+        ..base.clone()
+    });
+    if outcome.delivered == 0 {
+        return;
+    }
+    for (quantile, name) in QUANTILES {
+        rows.push(Row {
+            metric: name,
+            unit: "us",
+            value: Some(outcome.histogram.value_at_quantile(quantile) as f64 / 1e3),
+            ..base.clone()
+        });
+    }
+    for (metric, nanos) in [
+        ("min", outcome.histogram.min() as f64),
+        ("mean", outcome.histogram.mean()),
+        ("max", outcome.histogram.max() as f64),
+    ] {
+        rows.push(Row {
+            metric,
+            unit: "us",
+            value: Some(nanos / 1e3),
+            ..base.clone()
+        });
+    }
+}
+
+fn loss_rows(point: &LossPoint, rows: &mut Vec<Row>) {
+    let base = Row {
+        section: "loss",
+        system: point.system.clone(),
+        mode: if is_pipe(&point.system) {
+            "fifo"
+        } else {
+            "lossy"
+        },
+        block_size: Some(4096),
+        rate: Some(point.rate),
+        consumers: Some(point.consumers as u64),
+        ..Row::default()
+    };
+    let runs = &point.runs;
+    rows.push(summary_row(
+        &base,
+        "delivered_percent",
+        "%",
+        Summary::of(runs.iter().map(|run| run.delivered_fraction() * 100.0)),
+    ));
+    rows.push(summary_row(
+        &base,
+        "worst_consumer_delivered_percent",
+        "%",
+        Summary::of(runs.iter().map(|run| run.worst_consumer_fraction() * 100.0)),
+    ));
+    rows.push(summary_row(
+        &base,
+        "achieved_rate",
+        "records/s",
+        Summary::of(runs.iter().map(|run| run.achieved_rate)),
+    ));
+    let written: u64 = runs.iter().map(|run| run.written).sum();
+    let total = runs
+        .iter()
+        .map(|run| run.total())
+        .fold(Tally::default(), |sum, tally| sum + tally);
+    let consumers = point.consumers as u64;
+    for (metric, value) in [
+        ("records_written_total", written),
+        ("records_delivered_total", total.delivered),
+        (
+            "records_missing_total",
+            (written * consumers).saturating_sub(total.delivered),
+        ),
+        ("duplicates_total", total.duplicates),
+        ("torn_total", total.torn),
+        ("out_of_order_total", total.out_of_order),
+    ] {
+        rows.push(Row {
+            metric,
+            unit: "records",
+            value: Some(value as f64),
+            runs: Some(runs.len()),
+            note: if metric == "records_written_total" {
+                String::new()
+            } else {
+                "summed over consumers and runs".into()
+            },
+            ..base.clone()
+        });
+    }
+}
+
+/// Points (percentile, microseconds) of a latency distribution, evenly
+/// spaced on the scale of the "nines" (x = -log10(1 - q)), up to the max.
+pub(crate) fn distribution(outcome: &Latency) -> Vec<(f64, f64)> {
+    let histogram = &outcome.histogram;
+    let count = histogram.len().max(1) as f64;
+    let last_x = count.log10();
+    let mut points = Vec::new();
+    let mut x: f64 = 0.0;
+    while x < last_x {
+        let quantile = 1.0 - 10f64.powf(-x);
+        points.push((
+            quantile * 100.0,
+            histogram.value_at_quantile(quantile) as f64 / 1e3,
+        ));
+        x += 0.05;
+    }
+    points.push((100.0, histogram.max() as f64 / 1e3));
+    points
+}

@@ -1,0 +1,484 @@
+//! The tables printed on standard output, one per section, then the targets
+//! and any failed runs.
+
+use std::fmt::Write as _;
+
+use super::format::{
+    bytes_label, group_digits, mib, micros, mode_name, percent_text, role_name, sig,
+};
+use super::{QUANTILES, is_pipe};
+use crate::bench::Results;
+use crate::bench::idle::Measurement;
+use crate::bench::loss::Point as LossPoint;
+use crate::bench::stats::Summary;
+use crate::bench::system::format_seconds;
+use crate::bench::targets::{self, Check};
+
+/// A text table: optional group titles over the columns, a header, rows.
+/// The first column is left-aligned, the others right-aligned (unless
+/// `all_left`).
+struct Table {
+    groups: Vec<(String, usize)>,
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+    /// Left-align every column (for sentences rather than numbers).
+    all_left: bool,
+}
+
+impl Table {
+    fn new(header: &[&str]) -> Table {
+        Table {
+            groups: Vec::new(),
+            header: header.iter().map(|text| (*text).to_owned()).collect(),
+            rows: Vec::new(),
+            all_left: false,
+        }
+    }
+
+    fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    fn render(&self, out: &mut String) {
+        let columns = self.header.len();
+        let mut widths: Vec<usize> = self
+            .header
+            .iter()
+            .map(|text| text.chars().count())
+            .collect();
+        for row in &self.rows {
+            for (index, cell) in row.iter().enumerate().take(columns) {
+                widths[index] = widths[index].max(cell.chars().count());
+            }
+        }
+        // Widen the last column of a group whose title does not fit.
+        let mut first = 0;
+        for (title, span) in &self.groups {
+            let span_width: usize =
+                widths[first..first + span].iter().sum::<usize>() + 2 * (span - 1);
+            let missing = title.chars().count().saturating_sub(span_width);
+            widths[first + span - 1] += missing;
+            first += span;
+        }
+        if !self.groups.is_empty() {
+            let mut line = String::new();
+            let mut first = 0;
+            for (title, span) in &self.groups {
+                let width: usize =
+                    widths[first..first + span].iter().sum::<usize>() + 2 * (span - 1);
+                if first > 0 {
+                    line.push_str("  ");
+                }
+                let _ = write!(line, "{title:^width$}");
+                first += span;
+            }
+            let _ = writeln!(out, "  {}", line.trim_end());
+        }
+        let render_row = |cells: &[String], out: &mut String| {
+            let mut line = String::new();
+            for (index, width) in widths.iter().enumerate() {
+                let cell = cells.get(index).map_or("", String::as_str);
+                if index > 0 {
+                    line.push_str("  ");
+                }
+                if index == 0 || self.all_left {
+                    let _ = write!(line, "{cell:<width$}");
+                } else {
+                    let _ = write!(line, "{cell:>width$}");
+                }
+            }
+            let _ = writeln!(out, "  {}", line.trim_end());
+        };
+        render_row(&self.header, out);
+        let rule: Vec<String> = widths.iter().map(|width| "-".repeat(*width)).collect();
+        render_row(&rule, out);
+        for row in &self.rows {
+            render_row(row, out);
+        }
+    }
+}
+
+/// The whole report for standard output.
+pub(crate) fn table(results: &Results, checks: &[Check]) -> String {
+    let mut out = String::new();
+    header(results, &mut out);
+    if !results.throughput.is_empty() {
+        throughput_table(results, &mut out);
+    }
+    if !results.latency.is_empty() {
+        latency_table(results, &mut out);
+    }
+    if !results.loss.is_empty() {
+        loss_table(results, &mut out);
+    }
+    if !results.idle.is_empty() {
+        idle_table(results, &mut out);
+    }
+    targets_table(checks, &mut out);
+    if !results.failures.is_empty() {
+        let _ = writeln!(out, "\nFailed runs (not counted above)");
+        for failure in &results.failures {
+            let _ = writeln!(
+                out,
+                "  {} {} ({}): {}",
+                failure.section.name(),
+                failure.system,
+                failure.point,
+                failure.message
+            );
+        }
+    }
+    out
+}
+
+fn header(results: &Results, out: &mut String) {
+    let meta = &results.meta;
+    let _ = writeln!(
+        out,
+        "filebus bench ({} run), {}: {} CPUs, Linux {}, scratch in {} ({}), {} s,\n  \
+         load average {} at the start and {} at the end (other work on the machine adds noise)",
+        if meta.quick { "quick" } else { "full" },
+        meta.started,
+        meta.cpus,
+        meta.kernel,
+        meta.scratch_parent.display(),
+        meta.filesystem,
+        sig(meta.seconds),
+        sig(meta.load.0),
+        sig(meta.load.1),
+    );
+    let width = meta
+        .implementations
+        .iter()
+        .map(|implementation| implementation.name.len())
+        .max()
+        .unwrap_or(0);
+    for implementation in &meta.implementations {
+        let _ = writeln!(
+            out,
+            "  {:width$}  {}{}; --sleep-interval {} for latency and loss, its default elsewhere",
+            implementation.name,
+            implementation.program.display(),
+            if implementation.is_reference {
+                " (reference)"
+            } else {
+                ""
+            },
+            format_seconds(implementation.low_latency_interval),
+        );
+    }
+    if meta.baselines {
+        let _ = writeln!(
+            out,
+            "  baselines: cat|cat (throughput, latency), tee into named FIFOs read by cat (loss)"
+        );
+    }
+}
+
+fn throughput_table(results: &Results, out: &mut String) {
+    let plan = &results.meta.plan;
+    let _ = writeln!(
+        out,
+        "\n1. Lossless throughput: median of {} runs, each up to {} or {} s of input after a \
+         one-block warm-up,\n   every byte checked; default --sleep-interval. MB/s = 10^6 \
+         bytes/s; chunks/s = bytes / block size.",
+        plan.repeat,
+        bytes_label(plan.throughput_bytes),
+        sig(plan.throughput_time.as_secs_f64())
+    );
+    let systems = ordered_systems(results.throughput.iter().map(|point| point.system.as_str()));
+    let mut header = vec!["block size"];
+    let mut groups = vec![(String::new(), 1)];
+    for system in &systems {
+        if is_pipe(system) {
+            header.push("MB/s");
+            groups.push(((*system).to_owned(), 1));
+        } else {
+            header.extend(["MB/s", "chunks/s"]);
+            groups.push(((*system).to_owned(), 2));
+        }
+    }
+    let mut table = Table::new(&header);
+    table.groups = groups;
+    for &block in &plan.block_sizes {
+        let mut cells = vec![bytes_label(block as u64)];
+        for system in &systems {
+            let point = results
+                .throughput
+                .iter()
+                .find(|point| point.system == *system && point.block_size == block);
+            let summary =
+                point.and_then(|point| Summary::of(point.runs.iter().map(|run| run.mb_per_s())));
+            match summary {
+                Some(summary) => {
+                    cells.push(sig(summary.median));
+                    if !is_pipe(system) {
+                        cells.push(sig(summary.median * 1e6 / block as f64));
+                    }
+                }
+                None => {
+                    cells.push("failed".into());
+                    if !is_pipe(system) {
+                        cells.push("-".into());
+                    }
+                }
+            }
+        }
+        table.row(cells);
+    }
+    table.render(out);
+    let rss: Vec<String> = systems
+        .iter()
+        .filter_map(|system| {
+            let point = results
+                .throughput
+                .iter()
+                .find(|point| point.system == *system && point.block_size == 1 << 20)?;
+            let producer = point
+                .runs
+                .iter()
+                .filter_map(|run| run.producer_rss_kib)
+                .max()?;
+            let consumer = point
+                .runs
+                .iter()
+                .filter_map(|run| run.consumer_rss_kib)
+                .max()?;
+            Some(format!("{system} {} / {}", mib(producer), mib(consumer)))
+        })
+        .collect();
+    if !rss.is_empty() {
+        let _ = writeln!(
+            out,
+            "  peak RSS with 1 MiB blocks, producer / consumer, MiB: {}",
+            rss.join("; ")
+        );
+    }
+}
+
+fn latency_table(results: &Results, out: &mut String) {
+    let plan = &results.meta.plan;
+    let _ = writeln!(
+        out,
+        "\n2. Latency from the producer's stdin to the consumer's stdout, in microseconds: {} \
+         records of {} bytes\n   at {} records/s, one consumer, block size 4096; timestamps \
+         taken by the benchmark on the monotonic clock.",
+        plan.latency_records,
+        plan.latency_record_size,
+        sig(plan.latency_rate)
+    );
+    let mut header = vec!["system", "mode", "--sleep-interval", "delivered"];
+    header.extend(QUANTILES.iter().map(|(_, name)| *name));
+    header.push("max");
+    let mut table = Table::new(&header);
+    for outcome in &results.latency {
+        let mut cells = vec![
+            outcome.system.clone(),
+            mode_name(outcome.mode).to_owned(),
+            outcome
+                .sleep_interval
+                .map_or_else(|| "-".to_owned(), format_seconds),
+            format!("{}/{}", outcome.delivered, outcome.sent),
+        ];
+        if outcome.delivered > 0 {
+            cells.extend(
+                QUANTILES
+                    .iter()
+                    .map(|(quantile, _)| micros(outcome.histogram.value_at_quantile(*quantile))),
+            );
+            cells.push(micros(outcome.histogram.max()));
+        }
+        table.row(cells);
+    }
+    table.render(out);
+}
+
+fn loss_table(results: &Results, out: &mut String) {
+    let plan = &results.meta.plan;
+    let _ = writeln!(
+        out,
+        "\n3. Loss versus rate, lossy mode: records of {} bytes (one per chunk) for {} s per \
+         run; median of {} runs\n   of the % of records delivered, over all consumers (x1, \
+         x4). \"(8.1k/s)\": the rate achieved, when under 95% of the rate asked.",
+        plan.loss_record_size,
+        sig(plan.loss_duration.as_secs_f64()),
+        plan.repeat
+    );
+    let systems = ordered_systems(results.loss.iter().map(|point| point.system.as_str()));
+    let mut columns: Vec<(&str, usize)> = Vec::new();
+    for system in &systems {
+        for &consumers in &plan.loss_consumers {
+            columns.push((system, consumers));
+        }
+    }
+    let titles: Vec<String> = columns
+        .iter()
+        .map(|(system, consumers)| format!("{system} x{consumers}"))
+        .collect();
+    let mut header = vec!["records/s"];
+    header.extend(titles.iter().map(String::as_str));
+    let mut table = Table::new(&header);
+    for &rate in &plan.loss_rates {
+        let mut cells = vec![group_digits(rate)];
+        for (system, consumers) in &columns {
+            let point = find_loss(results, system, *consumers, rate);
+            cells.push(point.map_or_else(|| "failed".to_owned(), loss_cell));
+        }
+        table.row(cells);
+    }
+    table.render(out);
+    let mut anomalies = Vec::new();
+    let mut onsets = Vec::new();
+    for (system, consumers) in &columns {
+        let points: Vec<&LossPoint> = results
+            .loss
+            .iter()
+            .filter(|point| point.system == *system && point.consumers == *consumers)
+            .collect();
+        let (mut duplicates, mut torn, mut out_of_order) = (0, 0, 0);
+        for run in points.iter().flat_map(|point| point.runs.iter()) {
+            let total = run.total();
+            duplicates += total.duplicates;
+            torn += total.torn;
+            out_of_order += total.out_of_order;
+        }
+        anomalies.push(format!(
+            "{system} x{consumers} {duplicates}/{torn}/{out_of_order}"
+        ));
+        if let Some(onset) = targets::loss_onset(&points) {
+            onsets.push(format!("    {system} x{consumers}: {onset}"));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  duplicated / torn / out-of-order records, all runs: {}",
+        anomalies.join("; ")
+    );
+    if !onsets.is_empty() {
+        let _ = writeln!(
+            out,
+            "  where loss begins (every record to every consumer in every run):"
+        );
+        for onset in onsets {
+            let _ = writeln!(out, "{onset}");
+        }
+    }
+}
+
+fn find_loss<'a>(
+    results: &'a Results,
+    system: &str,
+    consumers: usize,
+    rate: u64,
+) -> Option<&'a LossPoint> {
+    results
+        .loss
+        .iter()
+        .find(|point| point.system == system && point.consumers == consumers && point.rate == rate)
+        .filter(|point| !point.runs.is_empty())
+}
+
+fn loss_cell(point: &LossPoint) -> String {
+    let delivered = Summary::of(point.runs.iter().map(|run| run.delivered_fraction()));
+    let achieved = Summary::of(point.runs.iter().map(|run| run.achieved_rate));
+    let mut cell = delivered.map_or_else(|| "-".to_owned(), |summary| percent_text(summary.median));
+    if let Some(achieved) = achieved
+        && achieved.median < 0.95 * point.rate as f64
+    {
+        let _ = write!(cell, " ({}/s)", short_rate(achieved.median));
+    }
+    cell
+}
+
+/// "8.1k", "950".
+fn short_rate(rate: f64) -> String {
+    if rate >= 1000.0 {
+        format!("{}k", sig(rate / 1000.0))
+    } else {
+        sig(rate)
+    }
+}
+
+fn idle_table(results: &Results, out: &mut String) {
+    let plan = &results.meta.plan;
+    let window = results
+        .idle
+        .first()
+        .map_or(plan.idle_window.as_secs_f64(), |m| m.window_seconds);
+    let exact = results.idle.iter().all(|m| m.cpu_exact);
+    let _ = writeln!(
+        out,
+        "\n4. Idle cost: producer (input open, nothing written) and consumer, {} blocks, default \
+         --sleep-interval,\n   after {} chunks went through; one window of {} s for all. CPU \
+         time from {}; wake-ups = voluntary\n   context switches, all threads; peak RSS = VmHWM \
+         (or ru_maxrss if larger), whole life.",
+        bytes_label(plan.idle_block_size as u64),
+        plan.idle_warm_up_chunks,
+        sig(window),
+        if exact {
+            "schedstat (ns)"
+        } else {
+            "utime+stime (clock ticks)"
+        }
+    );
+    let mut table = Table::new(&[
+        "system",
+        "mode",
+        "role",
+        "CPU ms",
+        "CPU ms/10 s",
+        "wake-ups/s",
+        "preempted/s",
+        "peak RSS MiB",
+    ]);
+    for m in &results.idle {
+        table.row(idle_cells(m));
+    }
+    table.render(out);
+}
+
+fn idle_cells(m: &Measurement) -> Vec<String> {
+    vec![
+        m.system.clone(),
+        m.mode.name().to_owned(),
+        role_name(m.role).to_owned(),
+        sig(m.cpu_ns as f64 / 1e6),
+        sig(m.cpu_ms_per_10s()),
+        sig(m.wakeups_per_s()),
+        sig(m.involuntary as f64 / m.window_seconds),
+        mib(m.peak_rss_kib),
+    ]
+}
+
+fn targets_table(checks: &[Check], out: &mut String) {
+    if checks.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n5. Targets (for the first implementation; reported, not asserted)"
+    );
+    let mut table = Table::new(&["target", "measured", "verdict", "margin"]);
+    for check in checks {
+        table.row(vec![
+            check.target.clone(),
+            check.measured.clone(),
+            check.verdict.name().to_owned(),
+            check.margin.clone(),
+        ]);
+    }
+    table.all_left = true;
+    table.render(out);
+}
+
+/// Systems in order of first appearance, baselines last.
+fn ordered_systems<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut systems: Vec<&str> = Vec::new();
+    for name in names {
+        if !systems.contains(&name) {
+            systems.push(name);
+        }
+    }
+    systems.sort_by_key(|name| is_pipe(name));
+    systems
+}

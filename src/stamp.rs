@@ -1,0 +1,87 @@
+//! Chunk stamps: a bus-wide sequence number and the publish time, so that
+//! consumers can count the chunks they missed and measure latency.
+//!
+//! In raw format a stamp is two user extended attributes set on the chunk's
+//! temporary file before it is published (so it is never visible unstamped):
+//!
+//! | attribute           | value (decimal ASCII)                                  |
+//! |---------------------|--------------------------------------------------------|
+//! | `user.filebus.seq`  | the chunk's sequence number on this bus, from 1        |
+//! | `user.filebus.time` | when it was published: nanoseconds since the Unix epoch (`CLOCK_REALTIME`) |
+//!
+//! The sequence is bus-wide: the last number given is kept in the same
+//! attribute on `F.lock`, read and advanced under the lock, so several
+//! producers share one sequence. The time is taken from the realtime clock
+//! while holding the lock, just before the rename; a consumer on the same
+//! machine compares it with its own realtime clock after writing the chunk.
+//!
+//! A stamp is best effort: where a filesystem refuses extended attributes, or
+//! the lock file cannot be written, or a chunk comes from a foreign producer,
+//! it is simply absent.
+
+use std::os::fd::AsFd;
+
+/// The attribute holding a chunk's sequence number (and, on `F.lock`, the last one given).
+pub const SEQUENCE_ATTRIBUTE: &str = "user.filebus.seq";
+/// The attribute holding a chunk's publish time in nanoseconds since the epoch.
+pub const TIME_ATTRIBUTE: &str = "user.filebus.time";
+
+/// The stamp of one chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// The chunk's sequence number on its bus.
+    pub sequence: u64,
+    /// When it was published, in nanoseconds since the Unix epoch.
+    pub published_ns: u64,
+}
+
+/// Reads the stamp of the chunk open as `file`, if it has one.
+pub fn read(file: impl AsFd) -> Option<Stamp> {
+    Some(Stamp {
+        sequence: read_number(file.as_fd(), SEQUENCE_ATTRIBUTE)?,
+        published_ns: read_number(file.as_fd(), TIME_ATTRIBUTE)?,
+    })
+}
+
+/// Stamps the chunk open as `file`.
+pub fn write(file: impl AsFd, stamp: Stamp) -> rustix::io::Result<()> {
+    write_number(file.as_fd(), SEQUENCE_ATTRIBUTE, stamp.sequence)?;
+    write_number(file.as_fd(), TIME_ATTRIBUTE, stamp.published_ns)
+}
+
+/// The last sequence number given on the bus whose lock file is `lock`.
+pub fn last_sequence(lock: impl AsFd) -> Option<u64> {
+    read_number(lock.as_fd(), SEQUENCE_ATTRIBUTE)
+}
+
+/// Records `sequence` as the last given on the bus whose lock file is `lock`.
+pub fn set_last_sequence(lock: impl AsFd, sequence: u64) -> rustix::io::Result<()> {
+    write_number(lock.as_fd(), SEQUENCE_ATTRIBUTE, sequence)
+}
+
+/// The realtime clock in nanoseconds since the epoch.
+pub fn now_ns() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+    (now.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(now.tv_nsec as u64)
+}
+
+fn read_number(fd: std::os::fd::BorrowedFd<'_>, name: &str) -> Option<u64> {
+    let mut value = [0u8; 24];
+    let len = rustix::fs::fgetxattr(fd, name, &mut value).ok()?;
+    std::str::from_utf8(&value[..len]).ok()?.trim().parse().ok()
+}
+
+fn write_number(
+    fd: std::os::fd::BorrowedFd<'_>,
+    name: &str,
+    number: u64,
+) -> rustix::io::Result<()> {
+    rustix::fs::fsetxattr(
+        fd,
+        name,
+        number.to_string().as_bytes(),
+        rustix::fs::XattrFlags::empty(),
+    )
+}

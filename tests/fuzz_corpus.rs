@@ -1,0 +1,60 @@
+//! The fuzz corpora, replayed on stable Rust: every file of
+//! `fuzz/corpus/tar_parser` through the differential check of
+//! `filebus::tar` against the `tar` crate, and every file of
+//! `fuzz/corpus/chunker` through the chunker properties. The checks are the
+//! fuzz targets' own (`fuzz/properties/`), so `cargo test` keeps what
+//! fuzzing found from coming back.
+
+use std::path::{Path, PathBuf};
+
+include!("../fuzz/properties/tar_agreement.rs");
+include!("../fuzz/properties/chunking.rs");
+
+/// The files of `fuzz/corpus/<target>`, sorted.
+fn corpus(target: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|error| panic!("cannot list {}: {error}", dir.display()))
+        .map(|entry| entry.expect("a directory entry").path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "{} is empty", dir.display());
+    files
+}
+
+/// Runs `check` on every file of the corpus of `target`, naming the file
+/// that fails.
+fn replay(target: &str, check: fn(&[u8])) {
+    for path in corpus(target) {
+        let data = std::fs::read(&path).expect("a corpus file");
+        if let Err(panic) = std::panic::catch_unwind(|| check(&data)) {
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("a panic");
+            panic!("{}: {message}", path.display());
+        }
+    }
+}
+
+#[test]
+fn tar_parser_corpus_agrees_with_the_tar_crate() {
+    replay("tar_parser", check_tar_agreement);
+}
+
+#[test]
+fn chunker_corpus_keeps_the_chunking_properties() {
+    replay("chunker", check_chunking);
+}
+
+#[test]
+fn our_own_archive_is_a_chunk_for_both_readers() {
+    let bytes = filebus::tar::encode(b"x", &filebus::tar::ChunkStamp::default(), 0);
+    let view = oracle_view(&bytes);
+    assert_eq!(view.member.as_deref(), Some(b"x".as_slice()));
+    assert!(view.rejection.is_none());
+    check_tar_agreement(&bytes);
+}

@@ -1,0 +1,141 @@
+//! Stamps and `consumer --stats`: sequence gaps are counted exactly, foreign
+//! chunks are counted as unknown, and the summary comes on SIGUSR1 and at exit.
+
+mod common;
+
+use common::{Running, Scratch, filebus, run, wait_until};
+
+/// The numbers in the last summary line of `stderr`:
+/// (chunks, bytes, missed, unknown).
+fn last_summary(stderr: &str) -> (u64, u64, u64, u64) {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|line| line.contains("stats:"))
+        .unwrap_or_else(|| panic!("no summary in {stderr:?}"));
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|word| !word.is_empty())
+        .take(4)
+        .map(|word| word.parse().expect("a number"))
+        .collect();
+    assert_eq!(numbers.len(), 4, "{line}");
+    (numbers[0], numbers[1], numbers[2], numbers[3])
+}
+
+fn publish(scratch: &Scratch, text: &str) {
+    run(filebus(&scratch.bus(), &["producer"]), text.as_bytes()).assert_success();
+}
+
+fn xattr(path: &std::path::Path, name: &str) -> Option<String> {
+    let output = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import os,sys; print(os.getxattr(sys.argv[1], sys.argv[2]).decode())",
+        ])
+        .arg(path)
+        .arg(name)
+        .output()
+        .expect("python3");
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+#[test]
+fn producers_share_one_sequence_stamped_on_each_chunk() {
+    let scratch = Scratch::new();
+    for number in 1..=3 {
+        publish(&scratch, &format!("chunk {number}\n"));
+        assert_eq!(
+            xattr(&scratch.bus(), "user.filebus.seq").as_deref(),
+            Some(number.to_string().as_str())
+        );
+    }
+    assert_eq!(
+        xattr(&scratch.path("bus.lock"), "user.filebus.seq").as_deref(),
+        Some("3")
+    );
+    let time: u128 = xattr(&scratch.bus(), "user.filebus.time")
+        .expect("time stamp")
+        .parse()
+        .expect("a number");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    assert!(
+        time <= now && now - time < 600_000_000_000,
+        "time stamp {time} is not recent"
+    );
+}
+
+#[test]
+fn lossless_stats_count_every_chunk_and_miss_none() {
+    let scratch = Scratch::new();
+    let consumer = Running::start(
+        filebus(&scratch.bus(), &["--lossless", "consumer", "--stats"]),
+        None,
+    );
+    let input = common::numbered_records(1000);
+    run(
+        filebus(
+            &scratch.bus(),
+            &["--lossless", "--block-size", "900", "producer"],
+        ),
+        &input,
+    )
+    .assert_success();
+    let finished = consumer.wait();
+    finished.assert_success();
+    assert!(finished.stdout == input);
+    // 10 chunks of records and the empty end-of-stream marker.
+    assert_eq!(
+        last_summary(&finished.stderr),
+        (11, 9000, 0, 0),
+        "{}",
+        finished.stderr
+    );
+}
+
+#[test]
+fn lossy_stats_count_gaps_unknown_chunks_and_report_on_signals() {
+    let scratch = Scratch::new();
+    publish(&scratch, "before\n");
+    let consumer = Running::start(filebus(&scratch.bus(), &["consumer", "--stats"]), None);
+    consumer.wait_for_output(7);
+    publish(&scratch, "one\n");
+    consumer.wait_for_output(11);
+    // Stopped, the consumer misses the first two of three chunks.
+    let pid = consumer.child.id() as i32;
+    // SAFETY: signals to our own child.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    for text in ["two\n", "three\n", "four\n"] {
+        publish(&scratch, text);
+    }
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    consumer.wait_for_output(16);
+    // A chunk from a foreign producer has no stamp.
+    std::fs::write(scratch.path("foreign"), b"foreign\n").expect("write");
+    std::fs::rename(scratch.path("foreign"), scratch.bus()).expect("rename");
+    consumer.wait_for_output(24);
+    unsafe { libc::kill(pid, libc::SIGUSR1) };
+    wait_until("the summary on SIGUSR1", || {
+        consumer.stderr().contains("stats:")
+    });
+    assert_eq!(last_summary(&consumer.stderr()), (4, 24, 2, 1));
+    let finished = consumer.signal(libc::SIGTERM);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&finished.status),
+        Some(libc::SIGTERM)
+    );
+    assert_eq!(finished.stdout, b"before\none\nfour\nforeign\n");
+    assert_eq!(
+        finished.stderr.matches("stats:").count(),
+        2,
+        "{}",
+        finished.stderr
+    );
+    assert_eq!(last_summary(&finished.stderr), (4, 24, 2, 1));
+}
