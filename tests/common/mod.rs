@@ -343,7 +343,12 @@ pub fn input_file(scratch: &Scratch, name: &str, bytes: &[u8]) -> File {
 /// it is needed. Panics with a clear message when that cannot be done: these
 /// tests are never skipped silently.
 pub fn reference_filebus() -> PathBuf {
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reference-filebus-0.3.5");
+    reference_filebus_version("0.3.5")
+}
+
+/// The Python reference implementation at `version` (see [`reference_filebus`]).
+pub fn reference_filebus_version(version: &str) -> PathBuf {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("reference-filebus-{version}"));
     let program = venv.join("bin").join("filebus");
     let lock_path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reference-filebus.lock");
     let lock = File::create(&lock_path).expect("cannot create the reference install lock");
@@ -368,13 +373,13 @@ pub fn reference_filebus() -> PathBuf {
                 "install",
                 "--quiet",
                 "--disable-pip-version-check",
-                "filebus==0.3.5",
+                &format!("filebus=={version}"),
             ])
             .output()
             .expect("cannot run pip from the virtual environment");
         assert!(
             output.status.success(),
-            "cannot install the reference implementation (pip install filebus==0.3.5), which the \
+            "cannot install the reference implementation (pip install filebus=={version}), which the \
              interoperability tests need; is PyPI reachable?\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
