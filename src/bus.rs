@@ -375,25 +375,18 @@ impl Bus {
     fn exchange_or_rename(&self, staged: &OsStr) -> Result<()> {
         let rename_failed =
             |errno| Error::file("cannot rename a new chunk onto", &self.path, errno);
-        if !EXCHANGE_REFUSED.load(Ordering::Relaxed) {
-            match rustix::fs::renameat_with(
+        let exchange = || {
+            rustix::fs::renameat_with(
                 &self.dir,
                 staged,
                 &self.dir,
                 self.name.as_os_str(),
                 RenameFlags::EXCHANGE,
-            ) {
-                Ok(()) => {
-                    return rustix::fs::unlinkat(&self.dir, staged, AtFlags::empty()).map_err(
-                        |errno| {
-                            Error::file(
-                                "cannot delete the previous chunk at",
-                                &self.dir_path.join(staged),
-                                errno,
-                            )
-                        },
-                    );
-                }
+            )
+        };
+        if !EXCHANGE_REFUSED.load(Ordering::Relaxed) {
+            match exchange() {
+                Ok(()) => return self.delete_replaced(staged, exchange),
                 Err(Errno::NOENT) => {}
                 Err(Errno::INVAL) | Err(Errno::NOSYS) | Err(Errno::OPNOTSUPP) => {
                     EXCHANGE_REFUSED.store(true, Ordering::Relaxed);
@@ -403,6 +396,35 @@ impl Bus {
         }
         rustix::fs::renameat(&self.dir, staged, &self.dir, self.name.as_os_str())
             .map_err(rename_failed)
+    }
+
+    /// Deletes what an exchange moved out of `F` to `staged`: the previous
+    /// chunk, or a symlink. Anything else (a directory, a FIFO, a device:
+    /// a rename would have refused to replace a directory, and would have
+    /// deleted the others) is swapped back with `exchange` and reported.
+    fn delete_replaced(
+        &self,
+        staged: &OsStr,
+        exchange: impl Fn() -> rustix::io::Result<()>,
+    ) -> Result<()> {
+        let staged_path = self.dir_path.join(staged);
+        let replaced = rustix::fs::statat(&self.dir, staged, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|errno| Error::file("cannot inspect", &staged_path, errno))?;
+        if let Some(kind) =
+            unusable_kind(FileType::from_raw_mode(replaced.st_mode)).filter(|&kind| kind != SYMLINK)
+        {
+            exchange()
+                .map_err(|errno| Error::file("cannot put back what was at", &self.path, errno))?;
+            // Our chunk is back under its temporary name: not wanted now.
+            let _ = rustix::fs::unlinkat(&self.dir, staged, AtFlags::empty());
+            return Err(Error::BadBusPath {
+                path: self.path.clone(),
+                problem: format!("is {kind}, not a bus file (left as it was)"),
+            });
+        }
+        rustix::fs::unlinkat(&self.dir, staged, AtFlags::empty()).map_err(|errno| {
+            Error::file("cannot delete the previous chunk at", &staged_path, errno)
+        })
     }
 
     /// Links an anonymous chunk file as `F.__new__`. A stale `F.__new__` (left
