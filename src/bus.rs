@@ -99,6 +99,27 @@ pub struct Chunk {
     pub owner: u32,
 }
 
+/// Whether this process may delete chunks in the bus directory
+/// ([`Bus::delete_rights`]).
+#[derive(Debug, Clone, Copy)]
+pub struct DeleteRights {
+    me: u32,
+    /// Only files we own may be deleted (a sticky directory not ours).
+    restricted: bool,
+}
+
+impl DeleteRights {
+    /// Fails, naming the reason, if this process could not delete `chunk`:
+    /// a lossless consumer checks before it emits a chunk, so that a chunk it
+    /// cannot take is never emitted (and then emitted again by another).
+    pub fn check(&self, bus: &Bus, chunk: &Chunk) -> Result<()> {
+        if self.restricted && chunk.owner != self.me {
+            return Err(bus.cannot_take(Errno::PERM));
+        }
+        Ok(())
+    }
+}
+
 /// What is at `F` right now.
 #[derive(Debug)]
 pub enum Current {
@@ -447,29 +468,23 @@ impl Bus {
             .map_err(|errno| Error::file("cannot link a new chunk as", &new_path(), errno))
     }
 
-    /// Fails, naming the reason, if this process could not delete files in
-    /// the bus directory, as a lossless consumer must.
-    pub fn check_deletable_here(&self) -> Result<()> {
+    /// What this process may delete in the bus directory, as a lossless
+    /// consumer must; fails, naming the reason, if it may delete nothing.
+    /// Checked once: [`DeleteRights::check`] then costs no system call.
+    pub fn delete_rights(&self) -> Result<DeleteRights> {
         let access = Access::WRITE_OK | Access::EXEC_OK;
         rustix::fs::accessat(&self.dir, ".", access, AtFlags::EACCESS)
-            .map_err(|errno| self.cannot_take(errno))
-    }
-
-    /// Fails, naming the reason, if this process could not delete `chunk`:
-    /// a lossless consumer checks before it emits a chunk, so that a chunk it
-    /// cannot take is never emitted (and then emitted again by another).
-    pub fn check_removable(&self, chunk: &Chunk) -> Result<()> {
-        self.check_deletable_here()?;
-        // In a sticky directory (such as /tmp) only the owner of a file or
-        // of the directory (or root) may delete it.
+            .map_err(|errno| self.cannot_take(errno))?;
         let dir = rustix::fs::fstat(&self.dir)
             .map_err(|errno| Error::file("cannot inspect", &self.dir_path, errno))?;
         let me = rustix::process::geteuid().as_raw();
         let sticky = Mode::from_raw_mode(dir.st_mode).contains(Mode::SVTX);
-        if sticky && me != 0 && me != chunk.owner && me != dir.st_uid {
-            return Err(self.cannot_take(Errno::PERM));
-        }
-        Ok(())
+        Ok(DeleteRights {
+            me,
+            // In a sticky directory (such as /tmp) only the owner of a file
+            // or of the directory (or root) may delete it.
+            restricted: sticky && me != 0 && me != dir.st_uid,
+        })
     }
 
     fn cannot_take(&self, errno: Errno) -> Error {

@@ -160,7 +160,7 @@ fn look_forever(bus: &Bus, watcher: &mut Watcher, output: &mut Output) -> Result
 /// leaves it for the next consumer, which emits it again (at most one
 /// duplicate, never a loss).
 fn take_until_end_of_stream(bus: &Bus, watcher: &mut Watcher, output: &mut Output) -> Result<()> {
-    bus.check_deletable_here()?;
+    let rights = bus.delete_rights()?;
     let mut lock = bus.lock_file()?;
     loop {
         watcher.wait_until(|| bus.exists())?;
@@ -175,7 +175,7 @@ fn take_until_end_of_stream(bus: &Bus, watcher: &mut Watcher, output: &mut Outpu
             }
             Current::Chunk(chunk) => chunk,
         };
-        bus.check_removable(&chunk)?;
+        rights.check(bus, &chunk)?;
         // A chunk that is not of our format stops us, left where it is.
         let content = output.content(bus, &chunk)?;
         output.emit(&chunk, &content)?;

@@ -86,7 +86,16 @@ impl NobodyBinary {
         std::fs::set_permissions(dir.path(), Permissions::from_mode(0o755))
             .expect("cannot chmod the binary's directory");
         let path = dir.path().join("filebus");
-        std::fs::copy(filebus_bin(), &path).expect("cannot copy the binary");
+        // Copied by cp(1), not std::fs::copy: a descriptor open for writing
+        // in this process would be inherited by any child another test
+        // thread forks meanwhile, and exec of the copy would then fail with
+        // ETXTBSY ("Text file busy").
+        let copied = Command::new("cp")
+            .arg(filebus_bin())
+            .arg(&path)
+            .status()
+            .expect("cannot run cp");
+        assert!(copied.success(), "cannot copy the binary");
         std::fs::set_permissions(&path, Permissions::from_mode(0o755))
             .expect("cannot chmod the binary");
         NobodyBinary { _dir: dir, path }
