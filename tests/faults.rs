@@ -51,7 +51,7 @@ fn read_if_present(path: &Path) -> Option<Vec<u8>> {
 
 #[test]
 fn lossy_producer_killed_at_random_moments_leaves_a_whole_chunk_and_no_stray_files() {
-    const TRIALS: usize = 30;
+    const TRIALS: usize = 100;
     // 2000 chunks: a debug build needs a few hundred milliseconds for them,
     // far longer than the kill delays below.
     const TOTAL: usize = 200_000;
@@ -136,8 +136,9 @@ fn lossy_producer_killed_at_random_moments_leaves_a_whole_chunk_and_no_stray_fil
 
 #[test]
 fn lossless_consumers_killed_mid_stream_lose_nothing_and_repeat_at_most_one_chunk() {
-    const TOTAL: usize = 100_000; // 1000 chunks
-    const KILLED: usize = 20;
+    // Each victim emits at most 16 chunks before it is killed.
+    const TOTAL: usize = 300_000; // 3000 chunks
+    const KILLED: usize = 100;
     let bus_dir = Scratch::new();
     let aux = Scratch::new();
     let bus = bus_dir.bus();

@@ -19,7 +19,9 @@ fn a_producer_stops_when_the_bus_file_becomes_a_directory_and_leaves_it() {
         .expect("cannot start producer");
     let mut stdin = producer.stdin.take().expect("piped");
     stdin.write_all(b"first\n").expect("write");
-    wait_until("the first chunk", || std::fs::read(scratch.bus()).is_ok_and(|chunk| chunk == b"first\n"));
+    wait_until("the first chunk", || {
+        std::fs::read(scratch.bus()).is_ok_and(|chunk| chunk == b"first\n")
+    });
     std::fs::remove_file(scratch.bus()).expect("remove");
     std::fs::create_dir(scratch.bus()).expect("mkdir");
     std::fs::write(scratch.bus().join("precious"), b"keep me").expect("write");
@@ -31,7 +33,10 @@ fn a_producer_stops_when_the_bus_file_becomes_a_directory_and_leaves_it() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("is a directory"), "{stderr}");
-    assert_eq!(std::fs::read(scratch.bus().join("precious")).expect("directory intact"), b"keep me");
+    assert_eq!(
+        std::fs::read(scratch.bus().join("precious")).expect("directory intact"),
+        b"keep me"
+    );
     assert_eq!(scratch.names(), ["bus", "bus.lock"], "stray files left");
 }
 
@@ -42,9 +47,14 @@ fn a_lossy_consumer_waits_past_a_fifo_or_directory_at_the_bus_path() {
     let consumer = Running::consumer(&scratch.bus(), &["-v"]);
     consumer.wait_for_output(4);
     std::fs::remove_file(scratch.bus()).expect("remove");
-    let status = std::process::Command::new("mkfifo").arg(scratch.bus()).status().expect("mkfifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(scratch.bus())
+        .status()
+        .expect("mkfifo");
     assert!(status.success());
-    wait_until("the warning about the FIFO", || consumer.stderr().contains("FIFO"));
+    wait_until("the warning about the FIFO", || {
+        consumer.stderr().contains("FIFO")
+    });
     std::fs::remove_file(scratch.bus()).expect("remove fifo");
     run(filebus(&scratch.bus(), &["producer"]), b"two\n").assert_success();
     assert_eq!(consumer.wait_for_output(8), b"one\ntwo\n");
@@ -57,7 +67,11 @@ fn a_lossless_consumer_refuses_a_directory_at_the_bus_path() {
     std::fs::create_dir(scratch.bus()).expect("mkdir");
     let finished = consumer.wait();
     assert_eq!(finished.status.code(), Some(1), "{}", finished.stderr);
-    assert!(finished.stderr.contains("is a directory"), "{}", finished.stderr);
+    assert!(
+        finished.stderr.contains("is a directory"),
+        "{}",
+        finished.stderr
+    );
     assert!(scratch.bus().is_dir());
 }
 
@@ -65,10 +79,13 @@ fn a_lossless_consumer_refuses_a_directory_at_the_bus_path() {
 fn a_deleted_lock_file_is_recreated_and_locking_goes_on() {
     let scratch = Scratch::new();
     let consumer = Running::consumer(&scratch.bus(), &["--lossless"]);
-    let mut producer = filebus(&scratch.bus(), &["--lossless", "--sleep-interval", "0", "producer"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("cannot start producer");
+    let mut producer = filebus(
+        &scratch.bus(),
+        &["--lossless", "--sleep-interval", "0", "producer"],
+    )
+    .stdin(Stdio::piped())
+    .spawn()
+    .expect("cannot start producer");
     let mut stdin = producer.stdin.take().expect("piped");
     stdin.write_all(b"before\n").expect("write");
     consumer.wait_for_output(7);
