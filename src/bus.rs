@@ -18,6 +18,7 @@
 //! `*at` calls and `O_NOFOLLOW`, so a symlink planted at `F`, `F.__new__` or
 //! `F.lock` can never redirect a write.
 
+use std::cell::Cell;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -48,7 +49,7 @@ pub enum Format {
     #[default]
     Raw,
     /// A tar archive with one member, `from_server` (reference 0.0.x); our
-    /// producers add PAX records with the sequence number and time ([`crate::tar`]).
+    /// producers add PAX records with the sequence number and time.
     Tar,
 }
 
@@ -76,6 +77,9 @@ pub struct Bus {
     name: OsString,
     new_name: OsString,
     lock_name: OsString,
+    /// Whether `F` existed at our last publish: then the next publish goes
+    /// straight to the exchange, without a link that would fail.
+    f_was_present: Cell<bool>,
 }
 
 /// The identity of a chunk: the device and inode of the file at `F`.
@@ -188,6 +192,7 @@ impl Bus {
         let bus = Bus {
             new_name: with_suffix(&name, NEW_SUFFIX),
             lock_name: with_suffix(&name, LOCK_SUFFIX),
+            f_was_present: Cell::new(false),
             path: path.to_owned(),
             dir_path,
             dir,
@@ -359,19 +364,25 @@ impl Bus {
                 error,
             )
         })?;
+        // Recorded before the chunk appears, so that a consumer woken by its
+        // appearance finds the lock released at once instead of sleeping on it.
+        record_sequence(lock, sequence);
         let staged = match &temp.name {
             Some(name) => name.clone(),
             None => {
                 // Where `F` is absent (always, in lossless mode), linking the
                 // complete anonymous file as `F` publishes it in one call.
-                match link_anonymous(&temp.file, &self.dir, &self.name) {
-                    Ok(()) => {
-                        record_sequence(lock, sequence);
-                        return Ok(());
-                    }
-                    Err(Errno::EXIST) => {}
-                    Err(errno) => {
-                        return Err(Error::file("cannot link a new chunk as", &self.path, errno));
+                if !self.f_was_present.get() {
+                    match link_anonymous(&temp.file, &self.dir, &self.name) {
+                        Ok(()) => return Ok(()),
+                        Err(Errno::EXIST) => self.f_was_present.set(true),
+                        Err(errno) => {
+                            return Err(Error::file(
+                                "cannot link a new chunk as",
+                                &self.path,
+                                errno,
+                            ));
+                        }
                     }
                 }
                 self.link_as_new(&temp.file)?;
@@ -380,9 +391,7 @@ impl Bus {
         };
         let renamed = self.exchange_or_rename(&staged);
         temp.published();
-        renamed?;
-        record_sequence(lock, sequence);
-        Ok(())
+        renamed
     }
 
     /// Puts the file named `staged` at `F`.
@@ -408,7 +417,7 @@ impl Bus {
         if !EXCHANGE_REFUSED.load(Ordering::Relaxed) {
             match exchange() {
                 Ok(()) => return self.delete_replaced(staged, exchange),
-                Err(Errno::NOENT) => {}
+                Err(Errno::NOENT) => self.f_was_present.set(false),
                 Err(Errno::INVAL) | Err(Errno::NOSYS) | Err(Errno::OPNOTSUPP) => {
                     EXCHANGE_REFUSED.store(true, Ordering::Relaxed);
                 }

@@ -192,9 +192,10 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub repeat: Option<u32>,
 
-    /// Also write the results to FILE, as CSV or JSON according to its extension
-    #[arg(long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    /// Also write the results to FILE, as CSV or JSON according to its
+    /// extension; repeatable
+    #[arg(long = "output", value_name = "FILE")]
+    pub outputs: Vec<PathBuf>,
 
     /// Write SVG plots (throughput.svg, latency.svg, loss.svg) into DIR
     #[arg(long, value_name = "DIR")]
@@ -243,7 +244,7 @@ impl BenchArgs {
             quick: self.quick,
             sections: self.sections.clone(),
             repeat: self.repeat,
-            output: self.output.clone(),
+            outputs: self.outputs.clone(),
             plots: self.plots.clone(),
             scratch_parent: self.dir.clone(),
         })

@@ -150,8 +150,9 @@ pub struct BenchOptions {
     pub sections: Vec<Section>,
     /// Repetitions of each throughput and loss point (default 5, quick 3).
     pub repeat: Option<u32>,
-    /// Write the results here, as CSV or JSON according to the extension.
-    pub output: Option<PathBuf>,
+    /// Write the results to these files, each as CSV or JSON according to
+    /// its extension.
+    pub outputs: Vec<PathBuf>,
     /// Write SVG plots into this directory (created if missing).
     pub plots: Option<PathBuf>,
     /// Where to create the scratch directory (default: the system's temporary directory).
@@ -271,6 +272,13 @@ pub fn run(options: &BenchOptions) -> Result<(), BenchError> {
     validate(options)?;
     interrupt::install()
         .map_err(|error| BenchError::io("cannot install signal handlers", error))?;
+    let results = measure(options)?;
+    publish(options, &results)
+}
+
+/// Runs the sections; every child is stopped and the scratch directory
+/// removed when this returns, whether it succeeds or not.
+fn measure(options: &BenchOptions) -> Result<Results, BenchError> {
     let started_at = std::time::Instant::now();
     let plan = Plan::new(options.quick, options.repeat);
     let scratch_parent = options
@@ -279,11 +287,12 @@ pub fn run(options: &BenchOptions) -> Result<(), BenchError> {
         .unwrap_or_else(std::env::temp_dir);
     let scratch = Scratch::create(&scratch_parent)?;
     let baselines = options.baselines && baselines_available();
-    let sections = {
-        let mut sections = options.sections.clone();
-        sections.dedup();
-        sections
-    };
+    let mut sections: Vec<Section> = Vec::new();
+    for section in &options.sections {
+        if !sections.contains(section) {
+            sections.push(*section);
+        }
+    }
     let mut results = Results {
         meta: Meta {
             started: iso8601_utc(SystemTime::now()),
@@ -329,26 +338,28 @@ pub fn run(options: &BenchOptions) -> Result<(), BenchError> {
     context.progress.finish();
     results.meta.seconds = started_at.elapsed().as_secs_f64();
     results.meta.load.1 = load_average();
-    drop(context);
-    drop(scratch);
+    Ok(results)
+}
 
-    let checks = targets::evaluate(&results);
-    let table = report::table(&results, &checks);
+/// Prints the tables and writes the requested files.
+fn publish(options: &BenchOptions, results: &Results) -> Result<(), BenchError> {
+    let checks = targets::evaluate(results);
+    let table = report::table(results, &checks);
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(table.as_bytes())
         .and_then(|()| stdout.flush())
         .map_err(|error| BenchError::io("cannot write the results to standard output", error))?;
-    if let Some(path) = &options.output {
+    for path in &options.outputs {
         let text = match output_format(path)? {
-            OutputFormat::Csv => report::csv(&results, &checks),
-            OutputFormat::Json => report::json(&results, &checks),
+            OutputFormat::Csv => report::csv(results, &checks),
+            OutputFormat::Json => report::json(results, &checks),
         };
         std::fs::write(path, text)
             .map_err(|error| BenchError::io(format!("cannot write {}", path.display()), error))?;
     }
     if let Some(dir) = &options.plots {
-        plots::write_plots(&results, dir)?;
+        plots::write_plots(results, dir)?;
     }
     Ok(())
 }
@@ -392,8 +403,22 @@ fn validate(options: &BenchOptions) -> Result<(), BenchError> {
     if options.sections.is_empty() {
         return Err(BenchError::Usage("no section to run".into()));
     }
-    if let Some(path) = &options.output {
+    // Fail now rather than after ten minutes of measuring.
+    for path in &options.outputs {
         output_format(path)?;
+        let parent = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty());
+        if parent.is_some_and(|parent| !parent.is_dir()) {
+            return Err(BenchError::Usage(format!(
+                "--output {}: the directory does not exist",
+                path.display()
+            )));
+        }
+    }
+    if let Some(dir) = &options.plots {
+        std::fs::create_dir_all(dir)
+            .map_err(|error| BenchError::io(format!("cannot create {}", dir.display()), error))?;
     }
     Ok(())
 }
