@@ -12,6 +12,7 @@ use rustix::io::Errno;
 
 use crate::bus::{Bus, Current, LOCK_SUFFIX};
 use crate::error::{Error, Result};
+use crate::json::json_string;
 use crate::stamp;
 
 /// What `filebus stat` reports about a bus.
@@ -267,21 +268,4 @@ fn current_sequence(bus: &Bus) -> Option<u64> {
 fn chunk_size(bus: &Bus) -> u64 {
     rustix::fs::statat(bus.dir().as_fd(), bus.name(), AtFlags::SYMLINK_NOFOLLOW)
         .map_or(0, |stat| stat.st_size as u64)
-}
-
-/// `text` as a JSON string literal.
-fn json_string(text: &str) -> String {
-    let mut quoted = String::from("\"");
-    for character in text.chars() {
-        match character {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            control if (control as u32) < 0x20 => {
-                let _ = write!(quoted, "\\u{:04x}", control as u32);
-            }
-            other => quoted.push(other),
-        }
-    }
-    quoted.push('"');
-    quoted
 }

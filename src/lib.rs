@@ -20,6 +20,7 @@ pub mod chunker;
 pub mod consumer;
 pub mod error;
 pub mod inspect;
+pub mod json;
 pub mod lock;
 pub mod producer;
 pub mod signals;

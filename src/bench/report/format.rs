@@ -1,7 +1,6 @@
 //! How numbers and text are written: three significant digits in tables,
 //! thousands grouped; short exact numbers in files; CSV and JSON escaping.
 
-use std::fmt::Write as _;
 
 use crate::bench::system::{Mode, Role};
 
@@ -110,26 +109,7 @@ pub(crate) fn csv_field(text: &str) -> String {
     }
 }
 
-/// A JSON string literal: quotes, backslashes and control characters escaped.
-pub(crate) fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+pub(crate) use crate::json::json_string;
 
 /// A JSON number, or `null` for a missing or non-finite one.
 pub(crate) fn json_number(value: Option<f64>) -> String {
