@@ -123,6 +123,8 @@ pub fn check_protocol(data: &[u8]) {
     let mut lock_planted = false;
 
     for pair in operations.chunks(2) {
+        // Checked before every step, and once more after the last.
+        assert_contained(&dir, &victim);
         let (operation, argument) = (pair[0] % 10, pair.get(1).copied().unwrap_or(0));
         match operation {
             // Publish the next chunk of producer 0 or 1.
@@ -178,17 +180,18 @@ pub fn check_protocol(data: &[u8]) {
             3 => {
                 let (last, seen_by) = &mut lookers[(argument & 1) as usize];
                 let last_id = last.as_ref().map(|chunk| chunk.id);
-                if let Current::Chunk(chunk) = bus.open_current().expect("cannot open the bus") {
-                    if Some(chunk.id) != last_id {
-                        if let Seen::Ours { producer, number } = classify(&read_chunk(&chunk), &foreign) {
-                            if let Some(&previous) = seen_by.get(&producer) {
-                                assert!(number > previous, "producer {producer}: chunk {number} after {previous}");
-                            }
-                            seen_by.insert(producer, number);
-                        }
-                        *last = Some(chunk);
-                    }
+                let current = bus.open_current().expect("cannot open the bus");
+                let Current::Chunk(chunk) = current else { continue };
+                if Some(chunk.id) == last_id {
+                    continue;
                 }
+                if let Seen::Ours { producer, number } = classify(&read_chunk(&chunk), &foreign) {
+                    if let Some(&previous) = seen_by.get(&producer) {
+                        assert!(number > previous, "producer {producer}: chunk {number} after {previous}");
+                    }
+                    seen_by.insert(producer, number);
+                }
+                *last = Some(chunk);
             }
             // A producer killed between link and rename: a stale F.__new__.
             4 => {
@@ -235,16 +238,22 @@ pub fn check_protocol(data: &[u8]) {
                 lock_planted = true;
             }
         }
-        assert_eq!(std::fs::read(&victim).expect("victim"), b"victim", "the victim was written");
-        let names: Vec<OsString> = std::fs::read_dir(&dir)
-            .expect("cannot list")
-            .map(|entry| entry.expect("entry").file_name())
-            .collect();
-        for name in &names {
-            assert!(
-                ["bus", "bus.lock", "bus.__new__"].iter().any(|known| name == known),
-                "stray file {name:?}"
-            );
-        }
+    }
+    assert_contained(&dir, &victim);
+}
+
+/// Nothing outside the bus's names was written: the victim is intact and the
+/// directory holds no stray files.
+fn assert_contained(dir: &Path, victim: &Path) {
+    assert_eq!(std::fs::read(victim).expect("victim"), b"victim", "the victim was written");
+    let names: Vec<OsString> = std::fs::read_dir(dir)
+        .expect("cannot list")
+        .map(|entry| entry.expect("entry").file_name())
+        .collect();
+    for name in &names {
+        assert!(
+            ["bus", "bus.lock", "bus.__new__"].iter().any(|known| name == known),
+            "stray file {name:?}"
+        );
     }
 }
