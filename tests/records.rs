@@ -170,3 +170,43 @@ fn conflicting_record_options_are_refused() {
     assert_eq!(finished.status.code(), Some(2), "{}", finished.stderr);
     assert!(finished.stderr.contains("one byte"), "{}", finished.stderr);
 }
+
+#[test]
+fn the_bash_reference_consumes_our_whole_line_chunks() {
+    // The bash reference is newline-delimited: our --lines chunks are what
+    // it reads and writes, line for line.
+    let scratch = Scratch::new();
+    let reference = common::reference_filebus();
+    let consumer = Running::start(
+        common::command_for(
+            &reference,
+            &scratch.bus(),
+            &[
+                "--impl",
+                "bash",
+                "--back-pressure",
+                "--sleep-interval",
+                "0.01",
+                "consumer",
+            ],
+        ),
+        None,
+    );
+    let input = varied_lines(300);
+    run(
+        filebus(
+            &scratch.bus(),
+            &["--lossless", "--block-size", "500", "producer", "--lines"],
+        ),
+        &input,
+    )
+    .assert_success();
+    let finished = consumer.wait();
+    finished.assert_success();
+    assert!(
+        finished.stdout == input,
+        "the bash consumer wrote {} bytes of {}",
+        finished.stdout.len(),
+        input.len()
+    );
+}
