@@ -492,6 +492,9 @@ impl<R: ReadAt + ?Sized> Parser<'_, R> {
         if self.file_len == 0 {
             return Err(TarError::Empty);
         }
+        // Extended headers (`x`, `L`, `K`) describe the member that follows
+        // them and global headers (`g`) the whole archive: collect them up
+        // to the first header of another type, the member.
         let mut pending = Pending::default();
         let mut offset = 0u64;
         loop {
