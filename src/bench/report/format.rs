@@ -1,7 +1,6 @@
 //! How numbers and text are written: three significant digits in tables,
 //! thousands grouped; short exact numbers in files; CSV and JSON escaping.
 
-
 use crate::bench::system::{Mode, Role};
 
 /// Three significant digits, thousands grouped: "12,345", "123", "1.23", "0.0123".
