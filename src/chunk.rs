@@ -1,22 +1,18 @@
-//! Building a chunk in its temporary file.
+//! Building a chunk in its temporary file, three ways:
 //!
-//! The default ([`InputMethod::Mmap`]) reserves `--block-size` bytes with
-//! `fallocate`, maps them, and lets `read(2)` from standard input land in the
-//! mapping: the bytes go from the input straight into the page cache of the
-//! file that will be published, with no buffer in between. Then the mapping is
-//! dropped and the file truncated to the bytes received.
+//! - [`InputMethod::Splice`] moves data from a standard input that is a pipe
+//!   into the file with `splice(2)`, without passing through user space;
+//! - [`InputMethod::Write`] reads into a buffer and writes it to the file;
+//! - [`InputMethod::Mmap`] reserves `--block-size` bytes with `fallocate`,
+//!   maps them, and lets `read(2)` land in the mapping, then truncates the
+//!   file to the bytes received.
 //!
-//! [`InputMethod::Write`] reads into a buffer and writes it to the file: one
-//! more copy, but it works where `fallocate` or `mmap` do not.
-//!
-//! [`InputMethod::Splice`] moves data from a standard input that is a pipe
-//! into the file with `splice(2)`, without passing through user space.
-//!
-//! Which is fastest is a measured question (`benches/`, `results/`): on
-//! ext4 the `fallocate` and page faults of the mapping cost more than the
-//! copy they save (two to three times slower than `Write` at every block
-//! size), and `Splice` from a pipe is no faster than `Write`, so the default
-//! is `Write`.
+//! Which is fastest is a measured question (`cargo bench --bench data_path`,
+//! figures in `results/README.md`): on ext4, splice from a pipe beats write
+//! by 5 to 25% at every block size, and the `fallocate` and page faults of
+//! the mapping cost two to four times what the copy they save does. So the
+//! default ([`InputMethod::Auto`]) is splice for a pipe and write for
+//! anything else (a file, a terminal, a socket).
 
 use std::fs::File;
 use std::os::fd::BorrowedFd;
@@ -35,7 +31,7 @@ use crate::tar;
 /// How a producer moves input into a chunk's file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum InputMethod {
-    /// The fastest measured method (`Write`).
+    /// The fastest measured method: `Splice` for a pipe, `Write` otherwise.
     #[default]
     Auto,
     /// `read(2)` into an mmap of the reserved file, falling back to `Write`
@@ -52,7 +48,7 @@ impl InputMethod {
     /// `Splice` only for pipes).
     pub fn for_input(self, input_is_pipe: bool) -> InputMethod {
         match self {
-            InputMethod::Splice if input_is_pipe => InputMethod::Splice,
+            InputMethod::Auto | InputMethod::Splice if input_is_pipe => InputMethod::Splice,
             InputMethod::Auto | InputMethod::Splice => InputMethod::Write,
             chosen => chosen,
         }

@@ -164,7 +164,7 @@ fn every_way_of_building_chunks_moves_the_same_bytes() {
         ("mmap", "Mmap"),
         ("write", "Write"),
         ("splice", "Splice"),
-        ("auto", "Write"),
+        ("auto", "Splice"),
     ] {
         let scratch = Scratch::new();
         let input = binary_data(3 << 20);
