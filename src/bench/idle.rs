@@ -87,19 +87,15 @@ pub(crate) fn run(context: &mut Context<'_>, results: &mut Results) -> Result<()
                 warm_up(&mut running, &pattern, &implementation.name, mode, plan)?;
                 Ok(running)
             });
-            match started {
-                Ok(running) => pairs.push(Pair {
+            let settled = results.settle(started, Section::Idle, &implementation.name, || {
+                mode.name().to_owned()
+            })?;
+            if let Some(running) = settled {
+                pairs.push(Pair {
                     system: implementation.name.clone(),
                     mode,
                     running,
-                }),
-                Err(BenchError::Failed(message)) => results.failures.push(Failure {
-                    section: Section::Idle,
-                    system: implementation.name.clone(),
-                    point: mode.name().to_owned(),
-                    message,
-                }),
-                Err(other) => return Err(other),
+                });
             }
         }
     }

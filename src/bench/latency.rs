@@ -18,7 +18,7 @@ use hdrhistogram::Histogram;
 
 use super::paced::{self, Schedule};
 use super::system::{BusSetup, Mode, System};
-use super::{BenchError, Context, Failure, Plan, Results, Section};
+use super::{BenchError, Context, Plan, Results, Section};
 
 /// The block size of the latency runs (the reference's default).
 const BLOCK_SIZE: usize = 4096;
@@ -77,28 +77,22 @@ pub(crate) fn run(context: &mut Context<'_>, results: &mut Results) -> Result<()
             plan.latency_rate
         );
         context.progress.run(&label, 1, 1);
-        match paced::run(context, system, &schedule) {
-            Ok(outcome) => {
-                let Some(histogram) = outcome.latency else {
-                    continue;
-                };
-                results.latency.push(Outcome {
-                    system: system.name().to_owned(),
-                    mode: *mode,
-                    sleep_interval: *sleep_interval,
-                    sent: outcome.written,
-                    delivered: histogram.len(),
-                    histogram,
-                });
-            }
-            Err(BenchError::Failed(message)) => results.failures.push(Failure {
-                section: Section::Latency,
-                system: system.name().to_owned(),
-                point: mode_name.to_owned(),
-                message,
-            }),
-            Err(other) => return Err(other),
-        }
+        let outcome = paced::run(context, system, &schedule);
+        let settled = results.settle(outcome, Section::Latency, system.name(), || {
+            mode_name.to_owned()
+        })?;
+        let Some(outcome) = settled else { continue };
+        let Some(histogram) = outcome.latency else {
+            continue;
+        };
+        results.latency.push(Outcome {
+            system: system.name().to_owned(),
+            mode: *mode,
+            sleep_interval: *sleep_interval,
+            sent: outcome.written,
+            delivered: histogram.len(),
+            histogram,
+        });
     }
     Ok(())
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::paced::{self, Schedule, Tally};
 use super::system::{BusSetup, Mode, System};
-use super::{BenchError, Context, Failure, Plan, Results, Section};
+use super::{BenchError, Context, Plan, Results, Section};
 
 /// One point of the sweep for one system.
 #[derive(Debug, Clone)]
@@ -114,22 +114,16 @@ pub(crate) fn run(context: &mut Context<'_>, results: &mut Results) -> Result<()
                     if failed[index] {
                         continue;
                     }
-                    match paced::run(context, system, &schedule) {
-                        Ok(outcome) => points[index].runs.push(Run {
+                    let outcome = paced::run(context, system, &schedule);
+                    match results.settle(outcome, Section::Loss, system.name(), || {
+                        format!("{rate} records/s, {consumers} consumers")
+                    })? {
+                        Some(outcome) => points[index].runs.push(Run {
                             written: outcome.written,
                             achieved_rate: outcome.achieved_rate(),
                             tallies: outcome.tallies,
                         }),
-                        Err(BenchError::Failed(message)) => {
-                            failed[index] = true;
-                            results.failures.push(Failure {
-                                section: Section::Loss,
-                                system: system.name().to_owned(),
-                                point: format!("{rate} records/s, {consumers} consumers"),
-                                message,
-                            });
-                        }
-                        Err(other) => return Err(other),
+                        None => failed[index] = true,
                     }
                 }
             }

@@ -254,6 +254,33 @@ pub(crate) struct Results {
     pub failures: Vec<Failure>,
 }
 
+impl Results {
+    /// Sorts out the outcome of one run: its value, or `None` after recording
+    /// a failed run (the benchmark goes on with the next point), or the error
+    /// that stops the benchmark (an interruption, for one).
+    pub fn settle<T>(
+        &mut self,
+        outcome: Result<T, BenchError>,
+        section: Section,
+        system: &str,
+        point: impl FnOnce() -> String,
+    ) -> Result<Option<T>, BenchError> {
+        match outcome {
+            Ok(value) => Ok(Some(value)),
+            Err(BenchError::Failed(message)) => {
+                self.failures.push(Failure {
+                    section,
+                    system: system.to_owned(),
+                    point: point(),
+                    message,
+                });
+                Ok(None)
+            }
+            Err(other) => Err(other),
+        }
+    }
+}
+
 /// What every section needs.
 pub(crate) struct Context<'a> {
     pub scratch: &'a Scratch,

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use super::pattern::Pattern;
 use super::pump::Pump;
 use super::system::{BusSetup, Mode, Role, System};
-use super::{BenchError, Context, Failure, Plan, Results, Section};
+use super::{BenchError, Context, Plan, Results, Section};
 
 /// One point of the sweep for one system.
 #[derive(Debug, Clone)]
@@ -95,18 +95,12 @@ pub(crate) fn run(context: &mut Context<'_>, results: &mut Results) -> Result<()
                 if failed[index] {
                     continue;
                 }
-                match run_once(context, system, block_size, &pattern) {
-                    Ok(run) => points[index].runs.push(run),
-                    Err(BenchError::Failed(message)) => {
-                        failed[index] = true;
-                        results.failures.push(Failure {
-                            section: Section::Throughput,
-                            system: system.name().to_owned(),
-                            point: format!("block size {block_size}"),
-                            message,
-                        });
-                    }
-                    Err(other) => return Err(other),
+                let outcome = run_once(context, system, block_size, &pattern);
+                match results.settle(outcome, Section::Throughput, system.name(), || {
+                    format!("block size {block_size}")
+                })? {
+                    Some(run) => points[index].runs.push(run),
+                    None => failed[index] = true,
                 }
             }
         }
