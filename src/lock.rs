@@ -50,6 +50,7 @@ impl LockFile {
     /// Blocks until this process holds the bus lock.
     pub fn acquire(&mut self) -> Result<LockGuard<'_>> {
         loop {
+            crate::signals::check_termination()?;
             match rustix::fs::flock(&self.fd, FlockOperation::LockExclusive) {
                 Ok(()) => {}
                 // A signal: stop if it asks us to, otherwise wait on.

@@ -113,6 +113,7 @@ fn publish_records(
     let mut pending: Vec<u8> = Vec::with_capacity(options.block_size.get());
     let mut at_end = false;
     loop {
+        signals::check_termination()?;
         match chunker.next(&pending, Instant::now(), at_end) {
             RecordNext::Done => return Ok(()),
             RecordNext::Publish { len, splits_record } => {
@@ -182,6 +183,8 @@ impl Publisher<'_> {
 /// input ends.
 fn fill(chunk: &mut ChunkBuilder, chunker: &mut Chunker, stdin: BorrowedFd<'_>) -> Result<Filled> {
     let filled = loop {
+        // A signal that arrived outside a blocking call is seen here.
+        signals::check_termination()?;
         let (wait, room) = match chunker.next(Instant::now()) {
             Next::Publish => break Filled::Ready,
             Next::Read { wait, room } => (wait, room),

@@ -90,6 +90,8 @@ impl Watcher {
 
     /// Blocks until the bus file may have changed.
     pub fn wait_for_change(&mut self) -> Result<()> {
+        // A signal that arrived before this call interrupted nothing.
+        crate::signals::check_termination()?;
         let (inotify, buffer) = match &mut self.mode {
             Mode::Events { inotify, buffer } => (inotify, buffer),
             Mode::Polling { interval } => return sleep(*interval),
