@@ -1086,3 +1086,121 @@ fn producer_killed_at_every_step_of_a_publish_leaves_whole_chunks_only() {
         }
     }
 }
+
+#[test]
+fn lossless_producers_killed_at_random_moments_tear_and_lose_nothing_they_published() {
+    // 100 producers in turn, each killed at a random moment while one
+    // consumer takes chunks throughout: what each published (a chunk-aligned
+    // prefix of its input) arrives whole, once, in order.
+    const TRIALS: usize = 100;
+    const PER_TRIAL: usize = 10_000; // records, 100 chunks
+    let bus_dir = Scratch::new();
+    let aux = Scratch::new();
+    let bus = bus_dir.bus();
+    let consumer = Running::consumer(&bus, &["--lossless"]);
+    let mut rng = Rng::from_clock("kill -9 of lossless producers, 100 trials");
+    let args = [
+        "--lossless",
+        "--block-size",
+        CHUNK_ARG,
+        "--sleep-interval",
+        "3600",
+        "producer",
+    ];
+    for trial in 0..TRIALS {
+        let (reader, mut writer) = std::io::pipe().expect("cannot create a pipe");
+        let mut producer = Spawned::start(filebus(&bus, &args), reader, Stdio::null());
+        let input = records(trial * PER_TRIAL..(trial + 1) * PER_TRIAL);
+        let feeder = std::thread::spawn(move || {
+            let _ = writer.write_all(&input);
+            writer
+        });
+        std::thread::sleep(Duration::from_micros(rng.below(20_000)));
+        producer.send(SIGKILL);
+        let status = producer.wait();
+        assert!(
+            ended_by(status, SIGKILL),
+            "trial {trial}: the producer was not killed: {status:?}"
+        );
+        drop(feeder.join().expect("feeder panicked"));
+    }
+    produce(
+        &bus,
+        &["--lossless", "--block-size", CHUNK_ARG],
+        b"",
+        aux.dir.path(),
+    );
+    let finished = consumer.wait();
+    finished.assert_success();
+    // The first record of each chunk; per trial, consecutive chunks from its first.
+    let numbers = check_full_chunks(&finished.stdout, "chunks of the killed producers");
+    let mut expected_next: Vec<usize> = (0..TRIALS).map(|trial| trial * PER_TRIAL).collect();
+    let mut last_trial = 0;
+    for number in numbers {
+        let trial = number / PER_TRIAL;
+        assert!(
+            trial >= last_trial,
+            "record {number} of trial {trial} came after trial {last_trial}"
+        );
+        assert_eq!(
+            number, expected_next[trial],
+            "trial {trial}: record {number} lost, repeated or out of order"
+        );
+        expected_next[trial] += support::RECORDS_PER_CHUNK;
+        last_trial = trial;
+    }
+    assert_eq!(bus_dir.names(), ["bus.lock"]);
+}
+
+#[test]
+fn lossy_consumers_killed_at_random_moments_emit_only_whole_chunks_in_order() {
+    const TRIALS: usize = 100;
+    let bus_dir = Scratch::new();
+    let bus = bus_dir.bus();
+    // A producer publishing steadily for the whole test: a pipe that a
+    // thread fills with numbered records until told to stop.
+    let (reader, mut writer) = std::io::pipe().expect("cannot create a pipe");
+    let mut producer = Spawned::start(
+        filebus(&bus, &["--block-size", CHUNK_ARG, "producer"]),
+        reader,
+        Stdio::null(),
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopping = std::sync::Arc::clone(&stop);
+    let feeder = std::thread::spawn(move || {
+        let mut next = 0;
+        while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            if writer
+                .write_all(&records(next..next + support::RECORDS_PER_CHUNK))
+                .is_err()
+            {
+                break;
+            }
+            next += support::RECORDS_PER_CHUNK;
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    });
+    let mut rng = Rng::from_clock("kill -9 of lossy consumers, 100 trials");
+    for trial in 0..TRIALS {
+        let mut consumer =
+            Spawned::start(filebus(&bus, &["consumer"]), Stdio::null(), Stdio::piped());
+        let mut stdout = consumer.child.stdout.take().expect("stdout was piped");
+        std::thread::sleep(Duration::from_micros(rng.below(30_000)));
+        consumer.send(SIGKILL);
+        let status = consumer.wait();
+        assert!(ended_by(status, SIGKILL), "trial {trial}: {status:?}");
+        let mut output = Vec::new();
+        stdout
+            .read_to_end(&mut output)
+            .expect("cannot read the consumer's output");
+        let numbers = check_full_chunks(&output, &format!("trial {trial}"));
+        assert!(
+            numbers.windows(2).all(|pair| pair[0] < pair[1]),
+            "trial {trial}: repeated or reordered records"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    producer.send(SIGTERM);
+    producer.wait();
+    feeder.join().expect("feeder panicked");
+}
