@@ -59,6 +59,10 @@ pub struct Cli {
     )]
     pub format: Format,
 
+    /// Consumers refuse chunks larger than N bytes (a huge file put at FILE)
+    #[arg(long, value_name = "N", default_value = "1073741824", global = true)]
+    pub max_chunk_size: u64,
+
     /// Verbose logging on stderr: -v warnings, -vv information, -vvv debugging
     #[arg(short, long, action = ArgAction::Count, global = true)]
     pub verbose: u8,
@@ -303,6 +307,7 @@ impl Cli {
             },
             stats: matches!(self.command, Command::Consumer { stats: true }),
             format: self.format,
+            max_chunk_size: self.max_chunk_size,
         })
     }
 }

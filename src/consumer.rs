@@ -29,6 +29,7 @@ pub fn run(options: &Options) -> Result<()> {
         sink: Sink::stdout(options.output_method)?,
         format: options.format,
         stats: stats.clone(),
+        max_chunk_size: options.max_chunk_size,
     };
     // The watcher exists before the first look, so no change is missed.
     let mut watcher = Watcher::new(&bus, options.file_monitoring, options.sleep_interval)?;
@@ -49,6 +50,8 @@ struct Output {
     sink: Sink<'static>,
     format: Format,
     stats: Option<SharedStats>,
+    /// Larger chunks are refused (a huge sparse file put at `F`, say).
+    max_chunk_size: u64,
 }
 
 /// What a chunk carries: where its content lies in its file, and its stamp.
@@ -62,6 +65,21 @@ impl Output {
     /// Where the content of `chunk` lies, or why it is not a chunk of our
     /// format. Reads the stamp only when counting.
     fn content(&self, bus: &Bus, chunk: &Chunk) -> Result<Content> {
+        let content = self.locate(bus, chunk)?;
+        if content.len > self.max_chunk_size {
+            return Err(Error::BadBusPath {
+                path: bus.path().to_owned(),
+                problem: format!(
+                    "holds a chunk of {} bytes, more than --max-chunk-size {}",
+                    content.len, self.max_chunk_size
+                ),
+            });
+        }
+        Ok(content)
+    }
+
+    /// Where the content of `chunk` lies, in our format.
+    fn locate(&self, bus: &Bus, chunk: &Chunk) -> Result<Content> {
         match self.format {
             Format::Raw => Ok(Content {
                 offset: 0,

@@ -41,6 +41,9 @@ pub use sink::OutputMethod;
 
 /// The reference implementation's default `--block-size`.
 pub const DEFAULT_BLOCK_SIZE: NonZeroUsize = NonZeroUsize::new(4096).unwrap();
+/// The default `--max-chunk-size`: far above any chunk a producer makes with
+/// a sane block size, far below a huge sparse file planted at `F`.
+pub const DEFAULT_MAX_CHUNK_SIZE: u64 = 1 << 30;
 /// The reference implementation's default `--sleep-interval`.
 pub const DEFAULT_SLEEP_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -70,6 +73,8 @@ pub struct Options {
     pub stats: bool,
     /// How chunks are stored at `F`.
     pub format: Format,
+    /// The largest chunk a consumer emits; a larger file at `F` is refused.
+    pub max_chunk_size: u64,
 }
 
 impl Options {
@@ -87,6 +92,7 @@ impl Options {
             delimiter: None,
             stats: false,
             format: Format::Raw,
+            max_chunk_size: DEFAULT_MAX_CHUNK_SIZE,
         }
     }
 

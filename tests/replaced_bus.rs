@@ -97,3 +97,60 @@ fn a_deleted_lock_file_is_recreated_and_locking_goes_on() {
     finished.assert_success();
     assert_eq!(finished.stdout, b"before\nafter\n");
 }
+
+#[test]
+fn a_huge_sparse_file_at_the_bus_path_is_refused_not_emitted() {
+    let scratch = Scratch::new();
+    let huge = std::fs::File::create(scratch.bus()).expect("create");
+    huge.set_len(1 << 40).expect("a 1 TiB sparse file");
+    drop(huge);
+    // Lossy: a warning, and the next real chunk comes through.
+    let consumer = Running::consumer(&scratch.bus(), &["-v"]);
+    wait_until("the warning", || {
+        consumer.stderr().contains("more than --max-chunk-size")
+    });
+    run(filebus(&scratch.bus(), &["producer"]), b"real\n").assert_success();
+    assert_eq!(consumer.wait_for_output(5), b"real\n");
+    drop(consumer);
+    // Lossless: one line, exit 1, the file left as it was.
+    let huge = std::fs::File::create(scratch.bus()).expect("create");
+    huge.set_len(1 << 40).expect("a 1 TiB sparse file");
+    let finished = Running::consumer(&scratch.bus(), &["--lossless"]).wait();
+    assert_eq!(finished.status.code(), Some(1), "{}", finished.stderr);
+    assert_eq!(finished.stderr.lines().count(), 1, "{}", finished.stderr);
+    assert!(
+        finished.stderr.contains("more than --max-chunk-size"),
+        "{}",
+        finished.stderr
+    );
+    assert!(finished.stdout.is_empty());
+    assert_eq!(
+        std::fs::metadata(scratch.bus()).expect("still there").len(),
+        1 << 40
+    );
+}
+
+#[test]
+fn a_lock_file_replaced_while_in_use_is_locked_anew() {
+    let scratch = Scratch::new();
+    let consumer = Running::consumer(&scratch.bus(), &["--lossless"]);
+    let mut producer = filebus(
+        &scratch.bus(),
+        &["--lossless", "--sleep-interval", "0", "producer"],
+    )
+    .stdin(Stdio::piped())
+    .spawn()
+    .expect("cannot start producer");
+    let mut stdin = producer.stdin.take().expect("piped");
+    stdin.write_all(b"before\n").expect("write");
+    consumer.wait_for_output(7);
+    // Another file takes the lock file's name while both hold it open.
+    std::fs::write(scratch.path("new.lock"), b"").expect("write");
+    std::fs::rename(scratch.path("new.lock"), scratch.path("bus.lock")).expect("rename");
+    stdin.write_all(b"after\n").expect("write");
+    drop(stdin);
+    assert!(producer.wait().expect("wait").success());
+    let finished = consumer.wait();
+    finished.assert_success();
+    assert_eq!(finished.stdout, b"before\nafter\n");
+}
