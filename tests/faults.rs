@@ -27,14 +27,14 @@ use std::time::{Duration, Instant};
 use libc::{SIGINT, SIGKILL, SIGPIPE, SIGTERM, SIGXFSZ};
 
 use common::{
-    Running, Scratch, binary_data, filebus, filebus_bin, numbered_records, parse_records,
+    Running, Scratch, binary_data, collect, filebus, filebus_bin, numbered_records, parse_records,
     wait_until,
 };
 use support::{
     CHUNK, CHUNK_ARG, PRODUCER_STRIDE, PUBLISH_SYSCALLS, Rng, Spawned, SyscallTrap,
-    UNLINK_SYSCALLS, assert_one_line_error, check_chunk, check_full_chunks, collect, ended_by,
-    input_in, names_in, pipe_capacity, pipe_queued, process_state, produce, records,
-    run_with_input, wait_until_sleeping,
+    UNLINK_SYSCALLS, assert_one_line_error, check_chunk, check_full_chunks, ended_by, input_in,
+    names_in, pipe_capacity, pipe_queued, process_state, produce, records, run_with_input,
+    wait_until_sleeping,
 };
 
 /// How soon a signalled process must be gone.

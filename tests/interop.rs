@@ -12,7 +12,7 @@ mod common;
 
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -21,8 +21,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{
-    Finished, PATIENCE, RECORD_LEN, Scratch, binary_data, command_for, filebus, input_file,
-    numbered_records, parse_records, reference_filebus, wait_until,
+    Finished, PATIENCE, RECORD_LEN, Scratch, binary_data, collect, command_for, filebus,
+    input_file, numbered_records, parse_records, reference_filebus, wait_until,
 };
 use inotify::{EventMask, Inotify, WatchMask};
 
@@ -252,24 +252,6 @@ impl Drop for Proc {
             let _ = self.child.wait();
         }
     }
-}
-
-fn collect(mut stream: impl Read + Send + 'static) -> (Arc<Mutex<Vec<u8>>>, JoinHandle<()>) {
-    let buffer = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&buffer);
-    let handle = std::thread::spawn(move || {
-        let mut chunk = vec![0u8; 1 << 16];
-        loop {
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => break,
-                Ok(count) => sink
-                    .lock()
-                    .expect("poisoned")
-                    .extend_from_slice(&chunk[..count]),
-            }
-        }
-    });
-    (buffer, handle)
 }
 
 /// Counts the chunks published at the bus, whoever publishes them: every

@@ -248,7 +248,8 @@ impl Finished {
     }
 }
 
-fn collect(mut stream: impl Read + Send + 'static) -> (Arc<Mutex<Vec<u8>>>, JoinHandle<()>) {
+/// Collects everything `stream` yields in the background.
+pub fn collect(mut stream: impl Read + Send + 'static) -> (Arc<Mutex<Vec<u8>>>, JoinHandle<()>) {
     let buffer = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&buffer);
     let handle = std::thread::spawn(move || {

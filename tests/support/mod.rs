@@ -307,30 +307,6 @@ pub fn check_full_chunks(output: &[u8], what: &str) -> Vec<usize> {
         .collect()
 }
 
-/// Collects everything `stream` yields in the background.
-pub fn collect(
-    mut stream: impl std::io::Read + Send + 'static,
-) -> (
-    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
-    std::thread::JoinHandle<()>,
-) {
-    let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = std::sync::Arc::clone(&buffer);
-    let handle = std::thread::spawn(move || {
-        let mut chunk = vec![0u8; 1 << 16];
-        loop {
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => break,
-                Ok(count) => sink
-                    .lock()
-                    .expect("poisoned")
-                    .extend_from_slice(&chunk[..count]),
-            }
-        }
-    });
-    (buffer, handle)
-}
-
 /// Runs `command` to completion (within [`PATIENCE`]) with `input` as its
 /// standard input, given as a regular file written in `aux` (a directory
 /// other than the bus's). Returns the status and stderr.
