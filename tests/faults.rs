@@ -27,13 +27,13 @@ use std::time::{Duration, Instant};
 use libc::{SIGINT, SIGKILL, SIGPIPE, SIGTERM, SIGXFSZ};
 
 use common::{
-    Running, Scratch, binary_data, collect, filebus, filebus_bin, numbered_records, parse_records,
-    wait_until,
+    Running, Scratch, binary_data, collect, filebus, filebus_bin, names_in, numbered_records,
+    parse_records, wait_until,
 };
 use support::{
     CHUNK, CHUNK_ARG, PRODUCER_STRIDE, PUBLISH_SYSCALLS, Rng, Spawned, SyscallTrap,
     UNLINK_SYSCALLS, assert_one_line_error, check_chunk, check_full_chunks, ended_by, input_in,
-    names_in, pipe_capacity, pipe_queued, process_state, produce, records, run_with_input,
+    pipe_capacity, pipe_queued, process_state, produce, records, run_with_input,
     wait_until_sleeping,
 };
 

@@ -16,7 +16,7 @@ use super::pattern::Pattern;
 use super::procfs::{self, Sample};
 use super::pump::Pump;
 use super::system::{BusSetup, Mode, Role, Running, System};
-use super::{BenchError, Context, Failure, Plan, Results, Section, interrupt};
+use super::{BenchError, Context, Plan, Results, Section, interrupt};
 
 /// How long a lossy consumer may stay silent before a chunk counts as
 /// skipped during the warm-up.
@@ -111,16 +111,15 @@ pub(crate) fn run(context: &mut Context<'_>, results: &mut Results) -> Result<()
     let after = sample_all(&pairs);
     let window_seconds = start.elapsed().as_secs_f64();
     for (index, mut pair) in pairs.into_iter().enumerate() {
-        if let Err(error) = pair.running.check_alive() {
-            let BenchError::Failed(message) = error else {
-                return Err(error);
-            };
-            results.failures.push(Failure {
-                section: Section::Idle,
-                system: pair.system.clone(),
-                point: pair.mode.name().to_owned(),
-                message: format!("{message} (during the idle window)"),
-            });
+        let point = || pair.mode.name().to_owned();
+        let alive = pair
+            .running
+            .check_alive()
+            .map_err(|error| noted(error, "during the idle window"));
+        if results
+            .settle(alive, Section::Idle, &pair.system, point)?
+            .is_none()
+        {
             continue;
         }
         let finished = pair
@@ -142,19 +141,20 @@ pub(crate) fn run(context: &mut Context<'_>, results: &mut Results) -> Result<()
                 });
             }
         }
-        if let Err(error) = finished {
-            let BenchError::Failed(message) = error else {
-                return Err(error);
-            };
-            results.failures.push(Failure {
-                section: Section::Idle,
-                system: pair.system.clone(),
-                point: pair.mode.name().to_owned(),
-                message: format!("{message} (after the idle window)"),
-            });
-        }
+        let finished = finished.map_err(|error| noted(error, "after the idle window"));
+        results.settle(finished, Section::Idle, &pair.system, || {
+            pair.mode.name().to_owned()
+        })?;
     }
     Ok(())
+}
+
+/// A failed run's message with `note` on when it failed; other errors as they are.
+fn noted(error: BenchError, note: &str) -> BenchError {
+    match error {
+        BenchError::Failed(message) => BenchError::Failed(format!("{message} ({note})")),
+        other => other,
+    }
 }
 
 /// Passes `plan.idle_warm_up_chunks` full chunks through, one at a time.

@@ -246,22 +246,6 @@ pub fn input_in(dir: &Path, name: &str, bytes: &[u8]) -> File {
     File::open(&path).expect("cannot open input file")
 }
 
-/// The names in `dir`, sorted.
-pub fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap_or_else(|error| panic!("cannot list {}: {error}", dir.display()))
-        .map(|entry| {
-            entry
-                .expect("bad directory entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    names.sort();
-    names
-}
-
 /// Checks that `bytes` is one whole chunk cut from a producer's numbered
 /// records by `--block-size CHUNK` from a regular file: consecutive records
 /// of one producer, starting at a multiple of [`RECORDS_PER_CHUNK`], and a
