@@ -20,10 +20,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use filebus::bus::{Bus, Current, Format};
-use filebus::chunk::ChunkBuilder;
-use filebus::sink::Sink;
-use filebus::{InputMethod, OutputMethod};
+use filebus_core::bus::{Bus, Current, Format};
+use filebus_core::chunk::ChunkBuilder;
+use filebus_core::sink::Sink;
+use filebus_core::{InputMethod, OutputMethod};
 
 const BLOCK_SIZES: [usize; 4] = [4 << 10, 64 << 10, 1 << 20, 4 << 20];
 
@@ -89,7 +89,7 @@ impl Drop for Feeder {
 /// Fills a chunk of `block` bytes from `input` with `method` and publishes it.
 fn build_and_publish(
     bus: &Bus,
-    lock: &mut filebus::lock::LockFile,
+    lock: &mut filebus_core::lock::LockFile,
     input: &OwnedFd,
     method: InputMethod,
     block: usize,

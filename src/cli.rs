@@ -5,9 +5,10 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::ValueEnum;
 use clap::{ArgAction, Args, Parser, Subcommand};
-use filebus::bench::{BenchOptions, Implementation, Section};
-use filebus::{Format, InputMethod, Options, OutputMethod};
+use filebus_bench::{BenchOptions, Implementation, Section};
+use filebus_core::{Format, InputMethod, Options, OutputMethod};
 
 /// The exit statuses, shown by --help and in the manual page.
 pub const EXIT_STATUS: &str = "Exit status:
@@ -57,7 +58,7 @@ pub struct Cli {
         default_value = "raw",
         global = true
     )]
-    pub format: Format,
+    pub format: FormatArg,
 
     /// Consumers refuse chunks larger than N bytes (a huge file put at FILE)
     #[arg(long, value_name = "N", default_value = "1073741824", global = true)]
@@ -76,7 +77,7 @@ pub struct Cli {
         global = true,
         help_heading = "Tuning"
     )]
-    pub input_method: InputMethod,
+    pub input_method: InputMethodArg,
 
     /// How consumers write chunks to standard output
     #[arg(
@@ -87,7 +88,7 @@ pub struct Cli {
         global = true,
         help_heading = "Tuning"
     )]
-    pub output_method: OutputMethod,
+    pub output_method: OutputMethodArg,
 
     /// Build chunks in named temporary files instead of anonymous O_TMPFILEs
     #[arg(long, global = true, help_heading = "Tuning")]
@@ -189,7 +190,7 @@ pub struct BenchArgs {
         value_name = "SECTIONS",
         default_value = "throughput,latency,loss,idle"
     )]
-    pub sections: Vec<Section>,
+    pub sections: Vec<SectionArg>,
 
     /// Runs of each throughput and loss point, whose median is reported
     /// [default: 5, with --quick 3]
@@ -246,7 +247,11 @@ impl BenchArgs {
             implementations,
             baselines: !self.no_baselines,
             quick: self.quick,
-            sections: self.sections.clone(),
+            sections: self
+                .sections
+                .iter()
+                .map(|&section| section.into())
+                .collect(),
             repeat: self.repeat,
             outputs: self.outputs.clone(),
             plots: self.plots.clone(),
@@ -298,17 +303,91 @@ impl Cli {
             block_size: self.block_size,
             sleep_interval: self.sleep_interval,
             file_monitoring: !self.no_file_monitoring,
-            input_method: self.input_method,
-            output_method: self.output_method,
+            input_method: self.input_method.into(),
+            output_method: self.output_method.into(),
             anonymous_temp: !self.named_temp_files,
             delimiter: match self.command {
                 Command::Producer { records, .. } => records.delimiter(),
                 _ => None,
             },
             stats: matches!(self.command, Command::Consumer { stats: true }),
-            format: self.format,
+            format: self.format.into(),
             max_chunk_size: self.max_chunk_size,
         })
+    }
+}
+
+/// Declares a command-line twin of a library enum (the library has no clap),
+/// with the same variants, documented for `--help`, and its conversion.
+macro_rules! value_enum {
+    ($(#[$meta:meta])* $arg:ident => $target:ty { $($(#[$variant_meta:meta])* $variant:ident,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+        pub enum $arg {
+            $($(#[$variant_meta])* $variant,)+
+        }
+
+        impl From<$arg> for $target {
+            fn from(arg: $arg) -> Self {
+                match arg {
+                    $($arg::$variant => <$target>::$variant,)+
+                }
+            }
+        }
+    };
+}
+
+value_enum! {
+    /// `--format`: how chunks are stored at FILE.
+    FormatArg => Format {
+        /// The content's bytes, nothing else (reference 0.1 and later)
+        Raw,
+        /// A tar archive with one member, `from_server` (reference 0.0.x), with PAX stamps
+        Tar,
+    }
+}
+
+value_enum! {
+    /// `--input-method`: how producers fill chunk files.
+    InputMethodArg => InputMethod {
+        /// The fastest measured method: splice for a pipe, write otherwise
+        Auto,
+        /// read(2) into an mmap of the reserved file (write where space cannot be reserved)
+        Mmap,
+        /// read(2) into a buffer, then write(2)
+        Write,
+        /// splice(2) from a pipe (write if input is not a pipe)
+        Splice,
+    }
+}
+
+value_enum! {
+    /// `--output-method`: how consumers write chunks to standard output.
+    OutputMethodArg => OutputMethod {
+        /// splice to a pipe, copy-file-range to a regular file, sendfile otherwise
+        Auto,
+        /// splice(2) from the chunk to a pipe
+        Splice,
+        /// sendfile(2)
+        Sendfile,
+        /// copy_file_range(2) to a regular file
+        CopyFileRange,
+        /// pread(2) into a buffer, then write(2)
+        Write,
+    }
+}
+
+value_enum! {
+    /// `bench --sections`: the parts of the benchmark.
+    SectionArg => Section {
+        /// Lossless throughput for a sweep of block sizes
+        Throughput,
+        /// Latency from the producer's input to the consumer's output
+        Latency,
+        /// Loss versus data rate in lossy mode
+        Loss,
+        /// CPU time, wake-ups and memory of idle processes
+        Idle,
     }
 }
 

@@ -9,8 +9,8 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 
 use cli::{BenchArgs, Cli, Command};
-use filebus::bench::BenchError;
-use filebus::{Error, signals};
+use filebus_bench::BenchError;
+use filebus_core::{Error, signals};
 
 /// Exit status for a runtime failure.
 const EXIT_FAILURE: u8 = 1;
@@ -50,11 +50,11 @@ fn main() -> ExitCode {
                 .map_err(|error| Error::stream("cannot write the manual page", error)),
         ),
         Command::Producer { blocking_read, .. } => match cli.options() {
-            Ok(options) => report(filebus::producer::run(&options, *blocking_read)),
+            Ok(options) => report(filebus_core::producer::run(&options, *blocking_read)),
             Err(message) => usage_error(message),
         },
         Command::Consumer { .. } => match cli.options() {
-            Ok(options) => report(filebus::consumer::run(&options)),
+            Ok(options) => report(filebus_core::consumer::run(&options)),
             Err(message) => usage_error(message),
         },
     }
@@ -90,9 +90,9 @@ fn run_stat(
     json: bool,
 ) -> Result<(), Error> {
     if watch {
-        return filebus::inspect::watch(path, json, count);
+        return filebus_core::inspect::watch(path, json, count);
     }
-    let status = filebus::inspect::status(path)?;
+    let status = filebus_core::inspect::status(path)?;
     if json {
         println!("{}", status.to_json(path));
     } else {
@@ -107,7 +107,7 @@ fn run_bench(args: &BenchArgs) -> ExitCode {
     let outcome = args
         .options()
         .map_err(BenchError::Usage)
-        .and_then(|options| filebus::bench::run(&options));
+        .and_then(|options| filebus_bench::run(&options));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

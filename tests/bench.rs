@@ -2,13 +2,11 @@
 //! writes well-formed JSON, CSV and SVG files, and leaves no file and no
 //! process behind, even when interrupted.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{PATIENCE, Scratch, filebus_bin};
+use crate::util::{PATIENCE, Scratch, filebus_bin};
 
 /// Runs `filebus bench ARGS --dir SCRATCH_PARENT` to completion.
 fn bench(parent: &Path, args: &[&str]) -> Output {

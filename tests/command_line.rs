@@ -1,9 +1,7 @@
 //! Bad command lines and bad bus paths: one line on stderr naming the
 //! problem, a non-zero exit, and existing data untouched.
 
-mod common;
-
-use common::{Scratch, filebus, filebus_bin, run};
+use crate::util::{Scratch, filebus, filebus_bin, run};
 use std::process::Command;
 
 /// Runs our binary with `args` and no bus, returning (status code, stderr).

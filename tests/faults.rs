@@ -10,10 +10,7 @@
 //!
 //! Kills come two ways: at random moments, and at exact ones, with the
 //! process stopped inside a chosen system call by a seccomp filter
-//! ([`support::SyscallTrap`]), so that the worst moments are hit every run.
-
-mod common;
-mod support;
+//! ([`crate::util::SyscallTrap`]), so that the worst moments are hit every run.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -26,15 +23,15 @@ use std::time::{Duration, Instant};
 
 use libc::{SIGINT, SIGKILL, SIGPIPE, SIGTERM, SIGXFSZ};
 
-use common::{
-    Running, Scratch, binary_data, collect, filebus, filebus_bin, names_in, numbered_records,
-    parse_records, wait_until,
-};
-use support::{
+use crate::util::{
     CHUNK, CHUNK_ARG, PRODUCER_STRIDE, PUBLISH_SYSCALLS, Rng, Spawned, SyscallTrap,
     UNLINK_SYSCALLS, assert_one_line_error, check_chunk, check_full_chunks, ended_by, input_in,
     pipe_capacity, pipe_queued, process_state, produce, records, run_with_input,
     wait_until_sleeping,
+};
+use crate::util::{
+    Running, Scratch, binary_data, collect, filebus, filebus_bin, names_in, numbered_records,
+    parse_records, wait_until,
 };
 
 /// How soon a signalled process must be gone.
@@ -952,7 +949,7 @@ fn lossless_consumer_killed_between_emitting_and_deleting_a_chunk_repeats_exactl
     let bus_dir = Scratch::new();
     let aux = Scratch::new();
     let bus = bus_dir.bus();
-    let input = numbered_records(CHUNKS * support::RECORDS_PER_CHUNK);
+    let input = numbered_records(CHUNKS * crate::util::RECORDS_PER_CHUNK);
     let mut producer = Spawned::start(
         filebus(&bus, &["--lossless", "--block-size", CHUNK_ARG, "producer"]),
         input_in(aux.dir.path(), "input", &input),
@@ -1146,7 +1143,7 @@ fn lossless_producers_killed_at_random_moments_tear_and_lose_nothing_they_publis
             number, expected_next[trial],
             "trial {trial}: record {number} lost, repeated or out of order"
         );
-        expected_next[trial] += support::RECORDS_PER_CHUNK;
+        expected_next[trial] += crate::util::RECORDS_PER_CHUNK;
         last_trial = trial;
     }
     assert_eq!(bus_dir.names(), ["bus.lock"]);
@@ -1171,12 +1168,12 @@ fn lossy_consumers_killed_at_random_moments_emit_only_whole_chunks_in_order() {
         let mut next = 0;
         while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
             if writer
-                .write_all(&records(next..next + support::RECORDS_PER_CHUNK))
+                .write_all(&records(next..next + crate::util::RECORDS_PER_CHUNK))
                 .is_err()
             {
                 break;
             }
-            next += support::RECORDS_PER_CHUNK;
+            next += crate::util::RECORDS_PER_CHUNK;
             std::thread::sleep(Duration::from_micros(200));
         }
     });

@@ -8,8 +8,6 @@
 //! keep the stdout pipe open). Waits are on observable facts (output, exit),
 //! never on sleeps.
 
-mod common;
-
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{ErrorKind, Write};
@@ -20,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{
+use crate::util::{
     Finished, PATIENCE, RECORD_LEN, Scratch, binary_data, collect, command_for, filebus,
     input_file, numbered_records, parse_records, reference_filebus, wait_until,
 };

@@ -1,14 +1,12 @@
 //! Lossless unicast (`--back-pressure`): every chunk is taken exactly once,
 //! whole, in order; an empty chunk ends the stream.
 
-mod common;
-
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::Stdio;
 
-use common::{
+use crate::util::{
     Running, Scratch, binary_data, filebus, input_file, numbered_records, parse_records, run,
     wait_until,
 };

@@ -2,12 +2,10 @@
 //! once, in order; a late joiner sees the current chunk; the latest chunk is
 //! never missed, even when inode numbers are recycled.
 
-mod common;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::{
+use crate::util::{
     RECORD_LEN, Running, Scratch, binary_data, filebus, input_file, numbered_records,
     parse_records, run,
 };
@@ -205,7 +203,7 @@ fn stdin_may_be_a_socket_a_terminal_or_dev_null() {
     let bus = scratch.bus();
     let command_line = format!(
         "{} --filename {} producer",
-        common::filebus_bin().display(),
+        crate::util::filebus_bin().display(),
         bus.display()
     );
     let mut script = Command::new("script")
@@ -216,7 +214,7 @@ fn stdin_may_be_a_socket_a_terminal_or_dev_null() {
         .expect("cannot run script(1)");
     let mut typed = script.stdin.take().expect("piped");
     typed.write_all(b"typed line\n").expect("write");
-    common::wait_until("the typed line to be published", || {
+    crate::util::wait_until("the typed line to be published", || {
         std::fs::read(&bus).is_ok_and(|chunk| chunk == b"typed line\n")
     });
     typed.write_all(&[4]).expect("write ^D");

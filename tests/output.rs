@@ -2,12 +2,10 @@
 //! copy_file_range, read/write) and each way of building them (mmap, write;
 //! anonymous or named temporary files) moves the same bytes.
 
-mod common;
-
 use std::fs::File;
 use std::process::Stdio;
 
-use common::{Running, Scratch, binary_data, filebus, run};
+use crate::util::{Running, Scratch, binary_data, filebus, run};
 
 /// Publishes `input` losslessly with `producer_args` while a lossless
 /// consumer with `consumer_args` writes to `stdout`; returns the consumer's stderr.
@@ -193,7 +191,7 @@ fn every_way_of_building_chunks_moves_the_same_bytes() {
 fn splice_is_not_used_for_input_that_is_not_a_pipe() {
     let scratch = Scratch::new();
     let input = binary_data(1 << 20);
-    let stdin = common::input_file(&scratch, "input", &input);
+    let stdin = crate::util::input_file(&scratch, "input", &input);
     let consumer = Running::consumer(&scratch.bus(), &["--lossless"]);
     let mut command = filebus(
         &scratch.bus(),

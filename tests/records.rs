@@ -1,9 +1,7 @@
 //! Whole records (`--delimiter`, `--lines`, `--null`): chunks end only at
 //! record boundaries, so even a lossy consumer never prints part of a record.
 
-mod common;
-
-use common::{Running, Scratch, filebus, run};
+use crate::util::{Running, Scratch, filebus, run};
 
 /// Lines of varying length ("17:xxxxxxxxxx\n"), each naming its own length,
 /// so a torn or glued line is detectable.
@@ -49,7 +47,7 @@ fn lossless_chunks(input: &[u8], args: &[&str]) -> Vec<Vec<u8>> {
     let mut chunks = Vec::new();
     let lock = scratch.path("bus.lock");
     loop {
-        common::wait_until("a chunk", || scratch.bus().exists());
+        crate::util::wait_until("a chunk", || scratch.bus().exists());
         let guard = std::fs::File::options()
             .read(true)
             .write(true)
@@ -176,9 +174,9 @@ fn the_bash_reference_consumes_our_whole_line_chunks() {
     // The bash reference is newline-delimited: our --lines chunks are what
     // it reads and writes, line for line.
     let scratch = Scratch::new();
-    let reference = common::reference_filebus();
+    let reference = crate::util::reference_filebus();
     let consumer = Running::start(
-        common::command_for(
+        crate::util::command_for(
             &reference,
             &scratch.bus(),
             &[

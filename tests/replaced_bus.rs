@@ -2,12 +2,10 @@
 //! hang, a clear message where the bus cannot be used, and what was put
 //! there left as it was.
 
-mod common;
-
 use std::io::Write;
 use std::process::Stdio;
 
-use common::{Running, Scratch, filebus, run, wait_until};
+use crate::util::{Running, Scratch, filebus, run, wait_until};
 
 #[test]
 fn a_producer_stops_when_the_bus_file_becomes_a_directory_and_leaves_it() {

@@ -2,20 +2,17 @@
 //! names filebus writes, unprivileged users (`nobody`, through `setpriv`),
 //! and the permissions of the files filebus creates.
 
-mod common;
-mod support;
-
 use std::fs::Permissions;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{Running, Scratch, filebus, filebus_bin, wait_until};
-use support::{
+use crate::util::{
     CHUNK_ARG, Spawned, assert_one_line_error, produce, records, run_with_input,
     wait_until_sleeping,
 };
+use crate::util::{Running, Scratch, filebus, filebus_bin, wait_until};
 
 const VICTIM_CONTENT: &[u8] = b"the victim's precious content\n";
 
@@ -434,7 +431,7 @@ fn chunk_and_lock_files_respect_the_umask() {
             all.push("producer");
             let command = with_umask(filebus(&bus, &all), umask);
             if args.contains(&"--lossless") {
-                let input = support::input_in(aux.dir.path(), "lossless-input", b"one chunk\n");
+                let input = crate::util::input_in(aux.dir.path(), "lossless-input", b"one chunk\n");
                 let mut producer = Spawned::start(command, input, Stdio::null());
                 wait_until("the chunk", || bus.exists());
                 assert_eq!(mode_of(&bus), expected, "{what}: F");

@@ -1,12 +1,10 @@
 //! `filebus stat` on an empty, a waiting and a busy bus; the rate meter;
 //! shell completions and the manual page.
 
-mod common;
-
 use std::os::fd::AsRawFd;
 use std::process::Command;
 
-use common::{Running, Scratch, filebus, filebus_bin, run};
+use crate::util::{Running, Scratch, filebus, filebus_bin, run};
 
 fn stat(args: &[&str]) -> String {
     let output = Command::new(filebus_bin())
@@ -48,7 +46,7 @@ fn stat_of_a_bus_with_a_chunk_waiting_to_be_taken() {
         filebus(&scratch.bus(), &["--lossless", "producer"]),
         Some(b"first\nsecond".to_vec()),
     );
-    common::wait_until("a chunk", || scratch.bus().exists());
+    crate::util::wait_until("a chunk", || scratch.bus().exists());
     let json = stat(&["--json", scratch.bus().to_str().expect("utf-8 path")]);
     assert!(json.contains("\"format\":\"raw\""), "{json}");
     assert!(json.contains("\"size\":12"), "{json}");

@@ -1,9 +1,7 @@
 //! Stamps and `consumer --stats`: sequence gaps are counted exactly, foreign
 //! chunks are counted as unknown, and the summary comes on SIGUSR1 and at exit.
 
-mod common;
-
-use common::{Running, Scratch, filebus, run, wait_until};
+use crate::util::{Running, Scratch, filebus, run, wait_until};
 
 /// The numbers in the last summary line of `stderr`:
 /// (chunks, bytes, missed, unknown).
@@ -78,7 +76,7 @@ fn lossless_stats_count_every_chunk_and_miss_none() {
         filebus(&scratch.bus(), &["--lossless", "consumer", "--stats"]),
         None,
     );
-    let input = common::numbered_records(1000);
+    let input = crate::util::numbered_records(1000);
     run(
         filebus(
             &scratch.bus(),

@@ -2,11 +2,9 @@
 //! PAX records, the member's content spliced out, garbage refused, and
 //! interoperability with the 0.0.5 reference (which wrote tar chunks).
 
-mod common;
-
 use std::process::Command;
 
-use common::{
+use crate::util::{
     Running, Scratch, binary_data, command_for, filebus, reference_filebus_version, run, wait_until,
 };
 

@@ -1,7 +1,7 @@
 //! The `tar` chunk format against real tar writers and readers: archives
 //! made by GNU tar and by Python's `tarfile` (which the 0.0.x reference used
-//! to write and read chunks) go through `filebus::tar::parse`, and what
-//! `filebus::tar` encodes comes out of `tar -xOf F from_server`, Python's
+//! to write and read chunks) go through `filebus_core::tar::parse`, and what
+//! `filebus_core::tar` encodes comes out of `tar -xOf F from_server`, Python's
 //! `tarfile` and the `tar` crate intact.
 //!
 //! A test whose tool is missing (`tar`, `python3`) says so and passes.
@@ -11,7 +11,9 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use filebus::tar::{ChunkStamp, TarChunk, TarError, encode, encode_header, parse, parse_bytes};
+use filebus_core::tar::{
+    ChunkStamp, TarChunk, TarError, encode, encode_header, parse, parse_bytes,
+};
 
 /// Content that shows truncation, shifting and padding errors: not a
 /// multiple of the block size, every byte value, no run of zeros.
@@ -418,7 +420,7 @@ fn header_content_and_trailer_written_in_pieces_parse_as_one_archive() {
     file.write_all(&encode_header(data.len() as u64, &stamp(), 0))
         .expect("header");
     file.write_all(&data).expect("content");
-    file.write_all(&filebus::tar::trailer(data.len() as u64))
+    file.write_all(&filebus_core::tar::trailer(data.len() as u64))
         .expect("trailer");
     drop(file);
     let (chunk, got) = parse_file(&path).expect("parses");

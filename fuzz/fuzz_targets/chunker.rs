@@ -1,9 +1,9 @@
-//! `filebus::chunker` driven by a synthetic clock through any sequence of
+//! `filebus_core::chunker` driven by a synthetic clock through any sequence of
 //! reads and pauses: see the property file for what must hold.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-include!("../properties/chunking.rs");
+use filebus_testkit::check_chunking;
 
 fuzz_target!(|data: &[u8]| check_chunking(data));

@@ -4,6 +4,6 @@
 
 use libfuzzer_sys::fuzz_target;
 
-include!("../properties/protocol.rs");
+use filebus_testkit::check_protocol;
 
 fuzz_target!(|data: &[u8]| check_protocol(data));

@@ -3,13 +3,13 @@
 
 use super::format::{mode_name, role_name, sig};
 use super::{QUANTILES, is_pipe};
-use crate::bench::Results;
-use crate::bench::latency::Outcome as Latency;
-use crate::bench::loss::Point as LossPoint;
-use crate::bench::paced::Tally;
-use crate::bench::stats::Summary;
-use crate::bench::system::format_seconds;
-use crate::bench::targets::Check;
+use crate::Results;
+use crate::latency::Outcome as Latency;
+use crate::loss::Point as LossPoint;
+use crate::paced::Tally;
+use crate::stats::Summary;
+use crate::system::format_seconds;
+use crate::targets::Check;
 
 /// One number of the results.
 #[derive(Debug, Clone, Default)]

@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::tar;
 
 /// How a producer moves input into a chunk's file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum InputMethod {
     /// The fastest measured method: `Splice` for a pipe, `Write` otherwise.
     #[default]

@@ -43,7 +43,7 @@ pub const LOCK_SUFFIX: &str = ".lock";
 pub const NEW_SUFFIX: &str = ".__new__";
 
 /// How a chunk's content is stored at `F`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
     /// The content's bytes, nothing else (reference 0.1 and later).
     #[default]

@@ -1,34 +1,34 @@
-// The properties of `filebus::chunker`, shared by the `chunker` fuzz target
-// (fuzz/fuzz_targets/chunker.rs) and the corpus replay test
-// (tests/fuzz_corpus.rs), which `include!` this file.
-//
-// The chunkers are pure: they are driven here the way the producer drives
-// them, by a synthetic clock and a script of input that arrives in pieces
-// with pauses between them, read by reads of any size. For any script:
-//
-// - the published chunks, in order, are the input exactly;
-// - no chunk is empty;
-// - `Chunker`: no chunk exceeds the block size, and no chunk is published
-//   later than `max_delay` after its first byte was read;
-// - `RecordChunker`: every chunk ends at a record boundary (except the last
-//   one at end of input and the pieces of a record split at `max_record`),
-//   a chunk longer than the block size is a single record no longer than
-//   `max_record`, and no complete record waits longer than `max_delay` (plus
-//   the instant the producer needs to notice) before it is published;
-// - the drive ends: every step either moves time or input forward.
-//
-// Script layout: byte 0 picks the chunker (even: `Chunker`, odd:
-// `RecordChunker`); bytes 1-2 the block size (1 to 300); byte 3 the delay in
-// milliseconds; byte 4 how much longer than the block size `max_record` is.
-// Then pieces: a pause in milliseconds before it arrives, its length, the
-// most bytes one read may return while it is the newest (0: no limit), and
-// its bytes (records end at `\n`).
+//! The properties of `filebus_core::chunker`, shared by the `chunker` fuzz target
+//! (fuzz/fuzz_targets/chunker.rs) and the corpus replay test
+//! (the integration tests' corpus replay).
+//!
+//! The chunkers are pure: they are driven here the way the producer drives
+//! them, by a synthetic clock and a script of input that arrives in pieces
+//! with pauses between them, read by reads of any size. For any script:
+//!
+//! - the published chunks, in order, are the input exactly;
+//! - no chunk is empty;
+//! - `Chunker`: no chunk exceeds the block size, and no chunk is published
+//!   later than `max_delay` after its first byte was read;
+//! - `RecordChunker`: every chunk ends at a record boundary (except the last
+//!   one at end of input and the pieces of a record split at `max_record`),
+//!   a chunk longer than the block size is a single record no longer than
+//!   `max_record`, and no complete record waits longer than `max_delay` (plus
+//!   the instant the producer needs to notice) before it is published;
+//! - the drive ends: every step either moves time or input forward.
+//!
+//! Script layout: byte 0 picks the chunker (even: `Chunker`, odd:
+//! `RecordChunker`); bytes 1-2 the block size (1 to 300); byte 3 the delay in
+//! milliseconds; byte 4 how much longer than the block size `max_record` is.
+//! Then pieces: a pause in milliseconds before it arrives, its length, the
+//! most bytes one read may return while it is the newest (0: no limit), and
+//! its bytes (records end at `\n`).
 
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
-use filebus::chunker::{ChunkPolicy, Chunker, Next, RecordChunker, RecordNext, RecordPolicy};
+use filebus_core::chunker::{ChunkPolicy, Chunker, Next, RecordChunker, RecordNext, RecordPolicy};
 
 /// How long the producer takes, at least, to notice that a wait ran out.
 const NOTICE: Duration = Duration::from_micros(1);
@@ -123,7 +123,7 @@ impl Input<'_> {
     }
 }
 
-fn check_chunking(data: &[u8]) {
+pub fn check_chunking(data: &[u8]) {
     let Some((records, script)) = Script::parse(data) else {
         return;
     };

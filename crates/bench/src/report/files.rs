@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 
 use super::format::{csv_field, format_number, json_number, json_string, mode_name};
 use super::rows::{Row, distribution, rows};
-use crate::bench::Results;
-use crate::bench::targets::Check;
+use crate::Results;
+use crate::targets::Check;
 
 const CSV_COLUMNS: [&str; 14] = [
     "section",

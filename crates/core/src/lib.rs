@@ -13,7 +13,6 @@
 //! The on-disk protocol is that of the Python reference implementation
 //! (`pip install filebus==0.3.5`), with which it interoperates.
 
-pub mod bench;
 pub mod bus;
 pub mod chunk;
 pub mod chunker;

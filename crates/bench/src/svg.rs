@@ -297,7 +297,7 @@ pub(crate) fn color(index: usize) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::report::sig;
+    use crate::report::sig;
 
     #[test]
     fn text_is_escaped() {

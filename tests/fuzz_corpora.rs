@@ -1,14 +1,15 @@
 //! The fuzz corpora, replayed on stable Rust: every file of
 //! `fuzz/corpus/tar_parser` through the differential check of
-//! `filebus::tar` against the `tar` crate, and every file of
-//! `fuzz/corpus/chunker` through the chunker properties. The checks are the
-//! fuzz targets' own (`fuzz/properties/`), so `cargo test` keeps what
+//! `filebus_core::tar` against the `tar` crate, every file of
+//! `fuzz/corpus/chunker` through the chunker properties, and every file of
+//! `fuzz/corpus/protocol` through the protocol's invariants. The checks are
+//! the fuzz targets' own (`filebus-testkit`), so `cargo test` keeps what
 //! fuzzing found from coming back.
 
 use std::path::{Path, PathBuf};
 
-include!("../fuzz/properties/tar_agreement.rs");
-include!("../fuzz/properties/chunking.rs");
+use filebus_testkit::tar_agreement::oracle_view;
+use filebus_testkit::{check_chunking, check_protocol, check_tar_agreement};
 
 /// The files of `fuzz/corpus/<target>`, sorted.
 fn corpus(target: &str) -> Vec<PathBuf> {
@@ -51,8 +52,13 @@ fn chunker_corpus_keeps_the_chunking_properties() {
 }
 
 #[test]
+fn protocol_corpus_holds_its_invariants() {
+    replay("protocol", check_protocol);
+}
+
+#[test]
 fn our_own_archive_is_a_chunk_for_both_readers() {
-    let bytes = filebus::tar::encode(b"x", &filebus::tar::ChunkStamp::default(), 0);
+    let bytes = filebus_core::tar::encode(b"x", &filebus_core::tar::ChunkStamp::default(), 0);
     let view = oracle_view(&bytes);
     assert_eq!(view.member.as_deref(), Some(b"x".as_slice()));
     assert!(view.rejection.is_none());

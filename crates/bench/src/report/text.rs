@@ -7,12 +7,12 @@ use super::format::{
     bytes_label, group_digits, mib, micros, mode_name, percent_text, role_name, sig,
 };
 use super::{QUANTILES, is_pipe};
-use crate::bench::Results;
-use crate::bench::idle::Measurement;
-use crate::bench::loss::Point as LossPoint;
-use crate::bench::stats::Summary;
-use crate::bench::system::format_seconds;
-use crate::bench::targets::{self, Check};
+use crate::Results;
+use crate::idle::Measurement;
+use crate::loss::Point as LossPoint;
+use crate::stats::Summary;
+use crate::system::format_seconds;
+use crate::targets::{self, Check};
 
 /// A text table: optional group titles over the columns, a header, rows.
 /// The first column is left-aligned, the others right-aligned (unless

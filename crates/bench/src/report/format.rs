@@ -1,7 +1,7 @@
 //! How numbers and text are written: three significant digits in tables,
 //! thousands grouped; short exact numbers in files; CSV and JSON escaping.
 
-use crate::bench::system::{Mode, Role};
+use crate::system::{Mode, Role};
 
 /// Three significant digits, thousands grouped: "12,345", "123", "1.23", "0.0123".
 pub(crate) fn sig(value: f64) -> String {
@@ -108,7 +108,10 @@ pub(crate) fn csv_field(text: &str) -> String {
     }
 }
 
-pub(crate) use crate::json::json_string;
+/// `text` as a JSON string literal, quotes and escapes included.
+pub(crate) fn json_string(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
 
 /// A JSON number, or `null` for a missing or non-finite one.
 pub(crate) fn json_number(value: Option<f64>) -> String {

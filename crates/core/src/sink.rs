@@ -24,7 +24,7 @@ use rustix::pipe::SpliceFlags;
 use crate::error::{Error, Result};
 
 /// How chunks are written to standard output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OutputMethod {
     /// `splice` to a pipe, `copy-file-range` to a regular file, `sendfile` otherwise.
     #[default]

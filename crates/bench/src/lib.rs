@@ -59,7 +59,7 @@ use progress::Progress;
 use scratch::Scratch;
 
 /// A part of the benchmark, selectable with `--sections`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Section {
     /// Lossless throughput for a sweep of block sizes.
     Throughput,

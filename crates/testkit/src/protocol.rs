@@ -1,21 +1,21 @@
-// The protocol, driven through the library against a real directory: any
-// sequence of publishes, lossless takes, lossy looks, crashes between two
-// steps, and interference by others (a foreign writer truncating or
-// replacing `F`, a symlink planted at `F.__new__` or `F.lock`, the lock file
-// deleted). After every step:
-//
-// - a lossless take returns each chunk of each producer exactly once and in
-//   order (a take interrupted after emitting and before deleting may be
-//   repeated once, by the next take);
-// - each lossy consumer sees, per producer, a strictly increasing
-//   subsequence: no duplicate, nothing reordered;
-// - every chunk seen is whole: exactly what a producer published, or (only
-//   where the test truncated or replaced `F` itself) the foreign content;
-// - nothing outside the bus directory is ever written (the symlinks' victim
-//   keeps its content).
-//
-// Input: byte 0 picks the mode (bit 0: lossless); then pairs of bytes, an
-// operation and its argument.
+//! The protocol, driven through the library against a real directory: any
+//! sequence of publishes, lossless takes, lossy looks, crashes between two
+//! steps, and interference by others (a foreign writer truncating or
+//! replacing `F`, a symlink planted at `F.__new__` or `F.lock`, the lock file
+//! deleted). After every step:
+//!
+//! - a lossless take returns each chunk of each producer exactly once and in
+//!   order (a take interrupted after emitting and before deleting may be
+//!   repeated once, by the next take);
+//! - each lossy consumer sees, per producer, a strictly increasing
+//!   subsequence: no duplicate, nothing reordered;
+//! - every chunk seen is whole: exactly what a producer published, or (only
+//!   where the test truncated or replaced `F` itself) the foreign content;
+//! - nothing outside the bus directory is ever written (the symlinks' victim
+//!   keeps its content).
+//!
+//! Input: byte 0 picks the mode (bit 0: lossless); then pairs of bytes, an
+//! operation and its argument.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
@@ -23,8 +23,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use filebus::bus::{Bus, Chunk, Current, Format};
-use filebus::chunk::write_chunk;
+use filebus_core::bus::{Bus, Chunk, Current, Format};
+use filebus_core::chunk::write_chunk;
 
 /// What a consumer may read at `F`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +41,11 @@ struct Scratch(PathBuf);
 impl Scratch {
     fn new() -> Scratch {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let base = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
+        let base = if Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
         let path = base.join(format!(
             "filebus-protocol-{}-{}",
             std::process::id(),
@@ -68,12 +72,22 @@ fn classify(bytes: &[u8], foreign: &[Vec<u8>]) -> Seen {
         return Seen::Foreign;
     }
     let text = std::str::from_utf8(bytes).unwrap_or_else(|_| panic!("torn chunk {bytes:?}"));
-    let rest = text.strip_prefix("producer ").unwrap_or_else(|| panic!("torn chunk {text:?}"));
-    let (producer, rest) = rest.split_once(" chunk ").unwrap_or_else(|| panic!("torn chunk {text:?}"));
-    let number = rest.strip_suffix('\n').unwrap_or_else(|| panic!("torn chunk {text:?}"));
+    let rest = text
+        .strip_prefix("producer ")
+        .unwrap_or_else(|| panic!("torn chunk {text:?}"));
+    let (producer, rest) = rest
+        .split_once(" chunk ")
+        .unwrap_or_else(|| panic!("torn chunk {text:?}"));
+    let number = rest
+        .strip_suffix('\n')
+        .unwrap_or_else(|| panic!("torn chunk {text:?}"));
     let seen = Seen::Ours {
-        producer: producer.parse().unwrap_or_else(|_| panic!("torn chunk {text:?}")),
-        number: number.parse().unwrap_or_else(|_| panic!("torn chunk {text:?}")),
+        producer: producer
+            .parse()
+            .unwrap_or_else(|_| panic!("torn chunk {text:?}")),
+        number: number
+            .parse()
+            .unwrap_or_else(|_| panic!("torn chunk {text:?}")),
     };
     assert_eq!(bytes, chunk_bytes_of(&seen), "torn chunk {text:?}");
     seen
@@ -102,7 +116,9 @@ fn read_chunk(chunk: &Chunk) -> Vec<u8> {
 
 /// Runs the operations in `data` and checks the invariants after each.
 pub fn check_protocol(data: &[u8]) {
-    let Some((&mode, operations)) = data.split_first() else { return };
+    let Some((&mode, operations)) = data.split_first() else {
+        return;
+    };
     let lossless = mode & 1 == 1;
     let scratch = Scratch::new();
     let dir = scratch.0.join("bus-dir");
@@ -155,17 +171,23 @@ pub fn check_protocol(data: &[u8]) {
                     continue;
                 };
                 let guard = lock.acquire().expect("cannot lock");
-                let Current::Chunk(chunk) = bus.open_current().expect("cannot open the bus") else { continue };
+                let Current::Chunk(chunk) = bus.open_current().expect("cannot open the bus") else {
+                    continue;
+                };
                 let seen = classify(&read_chunk(&chunk), &foreign);
                 if let Seen::Ours { producer, number } = seen {
                     let list = taken.entry(producer).or_default();
-                    let repeat = interrupted_take.as_ref() == Some(&seen) && list.last() == Some(&number);
+                    let repeat =
+                        interrupted_take.as_ref() == Some(&seen) && list.last() == Some(&number);
                     if lossless && !repeat {
                         let mut expected = list.last().map_or(0, |last| last + 1);
                         while destroyed.contains(&(producer, expected)) {
                             expected += 1;
                         }
-                        assert_eq!(number, expected, "producer {producer}: chunk {number} taken out of order");
+                        assert_eq!(
+                            number, expected,
+                            "producer {producer}: chunk {number} taken out of order"
+                        );
                         list.push(number);
                     }
                 }
@@ -181,13 +203,18 @@ pub fn check_protocol(data: &[u8]) {
                 let (last, seen_by) = &mut lookers[(argument & 1) as usize];
                 let last_id = last.as_ref().map(|chunk| chunk.id);
                 let current = bus.open_current().expect("cannot open the bus");
-                let Current::Chunk(chunk) = current else { continue };
+                let Current::Chunk(chunk) = current else {
+                    continue;
+                };
                 if Some(chunk.id) == last_id {
                     continue;
                 }
                 if let Seen::Ours { producer, number } = classify(&read_chunk(&chunk), &foreign) {
                     if let Some(&previous) = seen_by.get(&producer) {
-                        assert!(number > previous, "producer {producer}: chunk {number} after {previous}");
+                        assert!(
+                            number > previous,
+                            "producer {producer}: chunk {number} after {previous}"
+                        );
                     }
                     seen_by.insert(producer, number);
                 }
@@ -196,7 +223,8 @@ pub fn check_protocol(data: &[u8]) {
             // A producer killed between link and rename: a stale F.__new__.
             4 => {
                 let _ = std::fs::remove_file(dir.join("bus.__new__"));
-                std::fs::write(dir.join("bus.__new__"), b"stale, never published\n").expect("cannot write");
+                std::fs::write(dir.join("bus.__new__"), b"stale, never published\n")
+                    .expect("cannot write");
             }
             // A foreign writer truncates F in place (not under our lock), or
             // replaces it: the chunk that was there is destroyed.
@@ -208,7 +236,10 @@ pub fn check_protocol(data: &[u8]) {
                     if cut == content.len() {
                         continue;
                     }
-                    let file = std::fs::OpenOptions::new().write(true).open(&bus_path).expect("cannot open");
+                    let file = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&bus_path)
+                        .expect("cannot open");
                     foreign.push(content[..cut].to_vec());
                     file.set_len(cut as u64).expect("cannot truncate");
                 } else {
@@ -217,7 +248,9 @@ pub fn check_protocol(data: &[u8]) {
                     std::fs::rename(dir.join("foreign"), &bus_path).expect("cannot rename");
                     foreign.push(content);
                 }
-                if let Some(Seen::Ours { producer, number }) = before.map(|bytes| classify(&bytes, &foreign)) {
+                if let Some(Seen::Ours { producer, number }) =
+                    before.map(|bytes| classify(&bytes, &foreign))
+                {
                     destroyed.insert((producer, number));
                 }
             }
@@ -245,14 +278,20 @@ pub fn check_protocol(data: &[u8]) {
 /// Nothing outside the bus's names was written: the victim is intact and the
 /// directory holds no stray files.
 fn assert_contained(dir: &Path, victim: &Path) {
-    assert_eq!(std::fs::read(victim).expect("victim"), b"victim", "the victim was written");
+    assert_eq!(
+        std::fs::read(victim).expect("victim"),
+        b"victim",
+        "the victim was written"
+    );
     let names: Vec<OsString> = std::fs::read_dir(dir)
         .expect("cannot list")
         .map(|entry| entry.expect("entry").file_name())
         .collect();
     for name in &names {
         assert!(
-            ["bus", "bus.lock", "bus.__new__"].iter().any(|known| name == known),
+            ["bus", "bus.lock", "bus.__new__"]
+                .iter()
+                .any(|known| name == known),
             "stray file {name:?}"
         );
     }

@@ -1,23 +1,23 @@
-// The differential property of `filebus::tar`, shared by the `tar_parser`
-// fuzz target (fuzz/fuzz_targets/tar_parser.rs) and the corpus replay test
-// (tests/fuzz_corpus.rs), which `include!` this file.
-//
-// The oracle is the `tar` crate. An archive is a chunk for the oracle when
-// its entries, global headers (`g`) aside, are exactly one regular file
-// (type `0`, NUL or `7`) named `from_server` whose content is all there,
-// with nothing after it but the end of the archive. Then `parse_bytes` must
-// find the same content; otherwise it must reject the archive. The only
-// disagreements allowed are the ones listed in `documented_leniency` and
-// `documented_strictness`, each checked against evidence in the archive
-// itself, so that a new kind of disagreement fails the property.
+//! The differential property of `filebus_core::tar`, shared by the `tar_parser`
+//! fuzz target (fuzz/fuzz_targets/tar_parser.rs) and the corpus replay test
+//! (the integration tests' corpus replay).
+//!
+//! The oracle is the `tar` crate. An archive is a chunk for the oracle when
+//! its entries, global headers (`g`) aside, are exactly one regular file
+//! (type `0`, NUL or `7`) named `from_server` whose content is all there,
+//! with nothing after it but the end of the archive. Then `parse_bytes` must
+//! find the same content; otherwise it must reject the archive. The only
+//! disagreements allowed are the ones listed in `documented_leniency` and
+//! `documented_strictness`, each checked against evidence in the archive
+//! itself, so that a new kind of disagreement fails the property.
 
 /// What the `tar` crate makes of an archive.
-struct OracleView {
+pub struct OracleView {
     /// The content of the member, if there is exactly one regular
     /// `from_server` and it is complete.
-    member: Option<Vec<u8>>,
+    pub member: Option<Vec<u8>>,
     /// Why the archive is not a chunk for the oracle (`None`: it is).
-    rejection: Option<String>,
+    pub rejection: Option<String>,
     /// True if the only problem came after the member was read: the oracle
     /// failed while looking for the next header.
     failed_after_member: bool,
@@ -25,7 +25,7 @@ struct OracleView {
     member_pax_keys: Vec<Vec<u8>>,
 }
 
-fn oracle_view(data: &[u8]) -> OracleView {
+pub fn oracle_view(data: &[u8]) -> OracleView {
     let mut view = OracleView {
         member: None,
         rejection: None,
@@ -93,7 +93,7 @@ fn oracle_view(data: &[u8]) -> OracleView {
     view
 }
 
-fn check_tar_agreement(data: &[u8]) {
+pub fn check_tar_agreement(data: &[u8]) {
     // Random mutations break header checksums, which would keep the fuzzer
     // at the first header: an input one byte longer than a multiple of 512
     // has that byte dropped and its checksums set right first.
@@ -104,7 +104,7 @@ fn check_tar_agreement(data: &[u8]) {
     } else {
         data
     };
-    let ours = filebus::tar::parse_bytes(data);
+    let ours = filebus_core::tar::parse_bytes(data);
     if let Ok(chunk) = &ours {
         assert!(
             chunk.content_offset % 512 == 0
@@ -143,7 +143,11 @@ fn check_tar_agreement(data: &[u8]) {
 /// `tarfile` (the 0.0.x reader) and GNU tar read the member all the same;
 /// the tar crate fails when it looks for the next header. The content must
 /// still agree.
-fn documented_leniency(data: &[u8], chunk: &filebus::tar::TarChunk, oracle: &OracleView) -> bool {
+fn documented_leniency(
+    data: &[u8],
+    chunk: &filebus_core::tar::TarChunk,
+    oracle: &OracleView,
+) -> bool {
     let content_end = chunk.content_offset + chunk.content_len;
     let next_header = content_end.div_ceil(512) * 512;
     let content = &data[chunk.content_offset as usize..content_end as usize];
@@ -155,8 +159,12 @@ fn documented_leniency(data: &[u8], chunk: &filebus::tar::TarChunk, oracle: &Ora
 /// The archives we reject although the tar crate reads them, each because
 /// tar readers disagree on them (so a chunk must not depend on one reading)
 /// or because they announce sizes no chunk has.
-fn documented_strictness(data: &[u8], error: &filebus::tar::TarError, oracle: &OracleView) -> bool {
-    use filebus::tar::TarError;
+fn documented_strictness(
+    data: &[u8],
+    error: &filebus_core::tar::TarError,
+    oracle: &OracleView,
+) -> bool {
+    use filebus_core::tar::TarError;
     match error {
         // The crate parses numbers with `str::trim` (Unicode white space)
         // and `from_str_radix` (which takes a `+`), and reads only the last
@@ -214,7 +222,7 @@ fn documented_strictness(data: &[u8], error: &filebus::tar::TarError, oracle: &O
             .iter()
             .any(|key| key.as_slice() == b"path"),
         // Not reached by the fuzzer's short inputs, but a limit all the same.
-        TarError::ExtensionTooLarge { size, .. } => *size > filebus::tar::MAX_EXTENSION_LEN,
+        TarError::ExtensionTooLarge { size, .. } => *size > filebus_core::tar::MAX_EXTENSION_LEN,
         _ => false,
     }
 }
@@ -233,7 +241,7 @@ fn extension_data(data: &[u8], offset: u64) -> Option<&[u8]> {
     data.get(offset + 512..offset.checked_add(512)?.checked_add(size)?)
 }
 
-/// The numeric forms `filebus::tar` accepts, written independently of it:
+/// The numeric forms `filebus_core::tar` accepts, written independently of it:
 /// octal digits up to a NUL, between ASCII white space; or 0x80 followed by
 /// a big-endian number that fits in 64 bits.
 fn strict_octal_or_base_256(field: &[u8]) -> bool {
@@ -263,7 +271,7 @@ fn plain_decimal(value: &[u8]) -> bool {
             .is_some()
 }
 
-/// PAX records in the strict form, written independently of `filebus::tar`:
+/// PAX records in the strict form, written independently of `filebus_core::tar`:
 /// split at newlines, each line is "<length> <key>=<value>" where the length
 /// counts the line and its newline, the key is not empty, and the data ends
 /// with a newline.

@@ -1,0 +1,21 @@
+//! The integration tests: one binary, one module per behaviour, all through
+//! the real `filebus` binary (or, for the fuzz corpora and the tar format,
+//! through the library), with the helpers in `util`.
+
+mod util;
+
+mod bench;
+mod command_line;
+mod faults;
+mod fuzz_corpora;
+mod interop;
+mod lossless;
+mod lossy;
+mod output;
+mod records;
+mod replaced_bus;
+mod security;
+mod stat_and_install;
+mod stats;
+mod tar_chunks;
+mod tar_format;
