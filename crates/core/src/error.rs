@@ -76,7 +76,7 @@ impl Error {
 
 /// The kernel's message without Rust's " (os error N)" suffix, which means
 /// nothing to a shell user.
-fn describe_io(error: &io::Error) -> String {
+pub fn describe_io(error: &io::Error) -> String {
     let text = error.to_string();
     match text.find(" (os error ") {
         Some(cut) => text[..cut].to_owned(),

@@ -18,6 +18,7 @@ pub mod chunk;
 pub mod chunker;
 pub mod consumer;
 pub mod error;
+pub mod filesystem;
 pub mod inspect;
 pub mod json;
 pub mod lock;

@@ -11,7 +11,6 @@
 //! be set up) the waiter polls every `--sleep-interval` instead.
 
 use std::ffi::OsString;
-use std::os::fd::AsFd;
 use std::time::Duration;
 
 use inotify::{EventMask, Inotify, WatchMask};
@@ -20,6 +19,7 @@ use rustix::io::Errno;
 
 use crate::bus::Bus;
 use crate::error::{Error, Result};
+use crate::filesystem;
 
 /// The shortest polling interval: a zero `--sleep-interval` would spin.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(1);
@@ -38,20 +38,6 @@ enum Mode {
     Events { inotify: Inotify, buffer: Vec<u8> },
     Polling { interval: Duration },
 }
-
-/// Filesystems whose changes can come from other machines, where inotify
-/// reports nothing for them (values of `statfs.f_type`).
-const REMOTE_FILESYSTEMS: &[(i64, &str)] = &[
-    (0x6969, "NFS"),
-    (0xFF53_4D42, "CIFS"),
-    (0xFE53_4D42, "SMB2"),
-    (0x517B, "SMB"),
-    (0x6573_5546, "FUSE"),
-    (0x0102_1997, "9P"),
-    (0x00C3_6400, "Ceph"),
-    (0x5346_414F, "AFS"),
-    (0x0BD0_0BD0, "Lustre"),
-];
 
 impl Watcher {
     /// Prepares to wait for changes of `bus`. Must be created before the
@@ -190,10 +176,8 @@ fn sleep(interval: Duration) -> Result<()> {
 }
 
 fn remote_filesystem(bus: &Bus) -> Option<&'static str> {
-    let stats = rustix::fs::fstatfs(bus.dir().as_fd()).ok()?;
-    let kind = stats.f_type as i64;
-    REMOTE_FILESYSTEMS
-        .iter()
-        .find(|(magic, _)| *magic == kind)
-        .map(|(_, name)| *name)
+    match filesystem::kind_of(bus.dir()) {
+        Ok(Some(kind)) if kind.remote => Some(kind.name),
+        _ => None,
+    }
 }
