@@ -310,7 +310,8 @@ impl Cli {
                 Command::Producer { records, .. } => records.delimiter(),
                 _ => None,
             },
-            stats: matches!(self.command, Command::Consumer { stats: true }),
+            stats: None,
+            stop: filebus_core::stop::StopFlag::NEVER,
             format: self.format.into(),
             max_chunk_size: self.max_chunk_size,
         })

@@ -2,6 +2,7 @@
 
 mod cli;
 mod logging;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -10,7 +11,8 @@ use clap::{CommandFactory, Parser};
 
 use cli::{BenchArgs, Cli, Command};
 use filebus_bench::BenchError;
-use filebus_core::{Error, signals};
+use filebus_core::Error;
+use filebus_core::stats::SharedStats;
 
 /// Exit status for a runtime failure.
 const EXIT_FAILURE: u8 = 1;
@@ -18,7 +20,9 @@ const EXIT_FAILURE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    signals::die_quietly_on_broken_pipe();
+    if let Err(error) = signals::die_quietly_on_broken_pipe() {
+        return report(Err(Error::stream("cannot set up signals", error)));
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => return report_usage_error(error),
@@ -50,20 +54,49 @@ fn main() -> ExitCode {
                 .map_err(|error| Error::stream("cannot write the manual page", error)),
         ),
         Command::Producer { blocking_read, .. } => match cli.options() {
-            Ok(options) => report(filebus_core::producer::run(&options, *blocking_read)),
+            Ok(options) => report(run_producer(options, *blocking_read)),
             Err(message) => usage_error(message),
         },
-        Command::Consumer { .. } => match cli.options() {
-            Ok(options) => report(filebus_core::consumer::run(&options)),
+        Command::Consumer { stats, .. } => match cli.options() {
+            Ok(options) => report(run_consumer(options, *stats)),
             Err(message) => usage_error(message),
         },
     }
 }
 
+/// Runs a producer that stops cleanly on SIGINT, SIGTERM and SIGHUP.
+fn run_producer(mut options: filebus_core::Options, blocking_read: bool) -> Result<(), Error> {
+    let setup = |error| Error::stream("cannot set up signals", error);
+    signals::report_file_size_limit_as_error().map_err(setup)?;
+    options.stop = signals::catch_termination().map_err(setup)?;
+    filebus_core::producer::run(&options, blocking_read)
+}
+
+/// Runs a consumer; with `--stats`, one that reports on SIGUSR1 and before
+/// it ends.
+fn run_consumer(mut options: filebus_core::Options, stats: bool) -> Result<(), Error> {
+    if stats {
+        let setup = |error| Error::stream("cannot set up signals", error);
+        let shared = SharedStats::default();
+        // Before any other thread exists (see report_stats_on_signals).
+        signals::report_stats_on_signals(shared.clone()).map_err(setup)?;
+        // A closed output then ends the run through an error, after which
+        // the summary is printed, before the process dies of SIGPIPE.
+        signals::report_broken_pipe_as_error().map_err(setup)?;
+        options.stats = Some(shared);
+    }
+    filebus_core::consumer::run(&options)
+}
+
 /// The exit status for `outcome`, with the error printed as one line.
 fn report(outcome: Result<(), Error>) -> ExitCode {
     match outcome {
-        Ok(()) | Err(Error::BrokenPipe) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Error::BrokenPipe) => {
+            // The reader went away: end as `cat` does, by SIGPIPE (141).
+            signals::die_by(libc::SIGPIPE);
+            ExitCode::from(128u8 + libc::SIGPIPE as u8)
+        }
         Err(Error::Terminated { signal }) => {
             // Temporary files are gone (dropped on the way here); end the
             // way the signal would have, for the shell's sake.
@@ -107,7 +140,12 @@ fn run_bench(args: &BenchArgs) -> ExitCode {
     let outcome = args
         .options()
         .map_err(BenchError::Usage)
-        .and_then(|options| filebus_bench::run(&options));
+        .and_then(|options| {
+            let setup = |error| BenchError::io("cannot install signal handlers", error);
+            let stop = signals::catch_termination().map_err(setup)?;
+            signals::report_broken_pipe_as_error().map_err(setup)?;
+            filebus_bench::run(&options, stop)
+        });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -49,6 +49,7 @@ mod system;
 mod targets;
 mod throughput;
 
+use filebus_core::stop::StopFlag;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -186,7 +187,7 @@ pub enum BenchError {
 
 impl BenchError {
     /// An I/O error with what the benchmark was doing.
-    pub(crate) fn io(context: impl Into<String>, source: impl Into<std::io::Error>) -> BenchError {
+    pub fn io(context: impl Into<String>, source: impl Into<std::io::Error>) -> BenchError {
         BenchError::Io {
             context: context.into(),
             source: source.into(),
@@ -295,10 +296,11 @@ pub(crate) struct Context<'a> {
 ///
 /// On SIGINT, SIGTERM or SIGHUP it stops every child, removes its scratch
 /// directory and returns [`BenchError::Interrupted`].
-pub fn run(options: &BenchOptions) -> Result<(), BenchError> {
+/// `stop` is where the program's handler of SIGINT, SIGTERM and SIGHUP
+/// records them; SIGPIPE must be ignored.
+pub fn run(options: &BenchOptions, stop: StopFlag) -> Result<(), BenchError> {
     validate(options)?;
-    interrupt::install()
-        .map_err(|error| BenchError::io("cannot install signal handlers", error))?;
+    interrupt::stop_on(stop);
     let results = measure(options)?;
     publish(options, &results)
 }

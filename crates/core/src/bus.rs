@@ -25,7 +25,6 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::fs::{Access, AtFlags, FileType, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
@@ -33,6 +32,7 @@ use rustix::io::Errno;
 use crate::error::{Error, Result};
 use crate::lock::{LockFile, LockGuard};
 use crate::stamp::{self, Stamp};
+use crate::stop::StopFlag;
 use crate::tar;
 
 /// Suffix of the lock file's name.
@@ -80,6 +80,24 @@ pub struct Bus {
     /// Whether `F` existed at our last publish: then the next publish goes
     /// straight to the exchange, without a link that would fail.
     f_was_present: Cell<bool>,
+    /// What this bus's filesystem refused so far, so it is not tried again.
+    refused: Refusals,
+    /// Checked by its lock and its watchers when a wait is interrupted.
+    stop: StopFlag,
+}
+
+/// What a filesystem refused, remembered per bus (two buses of one process
+/// may live on filesystems that differ).
+#[derive(Debug, Default)]
+struct Refusals {
+    /// `RENAME_EXCHANGE` was refused: later publishes rename directly.
+    exchange: Cell<bool>,
+    /// Stamps proved impossible (no extended attributes on this filesystem,
+    /// or a lock file we may not write): no more are attempted.
+    stamps: Cell<bool>,
+    /// `linkat(AT_EMPTY_PATH)` was refused: later links go straight to
+    /// `/proc/self/fd`.
+    empty_path: Cell<bool>,
 }
 
 /// The identity of a chunk: the device and inode of the file at `F`.
@@ -193,6 +211,8 @@ impl Bus {
             new_name: with_suffix(&name, NEW_SUFFIX),
             lock_name: with_suffix(&name, LOCK_SUFFIX),
             f_was_present: Cell::new(false),
+            refused: Refusals::default(),
+            stop: StopFlag::NEVER,
             path: path.to_owned(),
             dir_path,
             dir,
@@ -206,6 +226,18 @@ impl Bus {
             Err(Errno::NOENT) => Ok(bus),
             Err(errno) => Err(Error::file("cannot inspect", path, errno)),
         }
+    }
+
+    /// The bus, its lock and its watchers stopping their waits with
+    /// [`crate::Error::Terminated`] once `stop` records a signal.
+    pub fn stopped_by(mut self, stop: StopFlag) -> Self {
+        self.stop = stop;
+        self
+    }
+
+    /// What stops this bus's waits.
+    pub fn stop_flag(&self) -> StopFlag {
+        self.stop
     }
 
     /// The bus path as the user gave it.
@@ -223,6 +255,11 @@ impl Bus {
         &self.name
     }
 
+    /// The file name of the lock file `F.lock` within the bus directory.
+    pub fn lock_name(&self) -> &OsStr {
+        &self.lock_name
+    }
+
     /// A descriptor (`O_PATH`) of the directory holding the bus.
     pub fn dir(&self) -> &OwnedFd {
         &self.dir
@@ -237,6 +274,7 @@ impl Bus {
             dir,
             self.lock_name.clone(),
             self.dir_path.join(&self.lock_name),
+            self.stop,
         )
     }
 
@@ -357,7 +395,7 @@ impl Bus {
     /// Makes `temp` the current chunk at `F`, atomically: readers see the
     /// previous chunk or this one, whole. The caller holds the bus lock.
     pub fn publish(&self, temp: TempFile, lock: &LockGuard<'_>) -> Result<()> {
-        let sequence = stamp_chunk(&temp, lock).map_err(|error| {
+        let sequence = stamp_chunk(&temp, lock, &self.refused).map_err(|error| {
             Error::file(
                 "cannot write a chunk's tar header in",
                 &self.dir_path,
@@ -366,14 +404,14 @@ impl Bus {
         })?;
         // Recorded before the chunk appears, so that a consumer woken by its
         // appearance finds the lock released at once instead of sleeping on it.
-        record_sequence(lock, sequence);
+        record_sequence(lock, sequence, &self.refused);
         let staged = match &temp.name {
             Some(name) => name.clone(),
             None => {
                 // Where `F` is absent (always, in lossless mode), linking the
                 // complete anonymous file as `F` publishes it in one call.
                 if !self.f_was_present.get() {
-                    match link_anonymous(&temp.file, &self.dir, &self.name) {
+                    match link_anonymous(&temp.file, &self.dir, &self.name, &self.refused) {
                         Ok(()) => return Ok(()),
                         Err(Errno::EXIST) => self.f_was_present.set(true),
                         Err(errno) => {
@@ -414,12 +452,12 @@ impl Bus {
                 RenameFlags::EXCHANGE,
             )
         };
-        if !EXCHANGE_REFUSED.load(Ordering::Relaxed) {
+        if !self.refused.exchange.get() {
             match exchange() {
                 Ok(()) => return self.delete_replaced(staged, exchange),
                 Err(Errno::NOENT) => self.f_was_present.set(false),
                 Err(Errno::INVAL) | Err(Errno::NOSYS) | Err(Errno::OPNOTSUPP) => {
-                    EXCHANGE_REFUSED.store(true, Ordering::Relaxed);
+                    self.refused.exchange.set(true);
                 }
                 Err(errno) => return Err(rename_failed(errno)),
             }
@@ -463,7 +501,7 @@ impl Bus {
     /// never its target) and the link retried.
     fn link_as_new(&self, file: &File) -> Result<()> {
         let new_path = || self.dir_path.join(&self.new_name);
-        match link_anonymous(file, &self.dir, &self.new_name) {
+        match link_anonymous(file, &self.dir, &self.new_name, &self.refused) {
             Err(Errno::EXIST) => {}
             other => {
                 return other.map_err(|errno| {
@@ -473,7 +511,7 @@ impl Bus {
         }
         rustix::fs::unlinkat(&self.dir, self.new_name.as_os_str(), AtFlags::empty())
             .map_err(|errno| Error::file("cannot remove stale", &new_path(), errno))?;
-        link_anonymous(file, &self.dir, &self.new_name)
+        link_anonymous(file, &self.dir, &self.new_name, &self.refused)
             .map_err(|errno| Error::file("cannot link a new chunk as", &new_path(), errno))
     }
 
@@ -570,20 +608,16 @@ fn with_suffix(name: &OsStr, suffix: &str) -> OsString {
     joined
 }
 
-/// Set once the filesystem refused `RENAME_EXCHANGE`, so later publishes
-/// rename directly.
-static EXCHANGE_REFUSED: AtomicBool = AtomicBool::new(false);
-
-/// Set once stamps proved impossible (no extended attributes on this
-/// filesystem, or a lock file we may not write), so no more are attempted.
-static STAMPS_REFUSED: AtomicBool = AtomicBool::new(false);
-
 /// Stamps a chunk about to be published with the bus's next sequence number
 /// and the time (extended attributes in raw format, the PAX header in tar
 /// format); returns the number, to be recorded once published.
-fn stamp_chunk(temp: &TempFile, lock: &LockGuard<'_>) -> std::io::Result<Option<u64>> {
-    let sequence = (!STAMPS_REFUSED.load(Ordering::Relaxed))
-        .then(|| stamp::last_sequence(lock.lock_file()).unwrap_or(0) + 1);
+fn stamp_chunk(
+    temp: &TempFile,
+    lock: &LockGuard<'_>,
+    refused: &Refusals,
+) -> std::io::Result<Option<u64>> {
+    let sequence = (!refused.stamps.get())
+        .then(|| stamp::next_sequence(stamp::last_sequence(lock.lock_file())));
     let published_ns = stamp::now_ns();
     if let Some(content_len) = temp.tar_content_len {
         let header_stamp = tar::ChunkStamp {
@@ -613,33 +647,34 @@ fn stamp_chunk(temp: &TempFile, lock: &LockGuard<'_>) -> std::io::Result<Option<
         Ok(()) => Ok(Some(sequence)),
         Err(errno) => {
             log::info!("chunks are not stamped: cannot set extended attributes ({errno})");
-            STAMPS_REFUSED.store(true, Ordering::Relaxed);
+            refused.stamps.set(true);
             Ok(None)
         }
     }
 }
 
 /// Records a published chunk's sequence number on the lock file.
-fn record_sequence(lock: &LockGuard<'_>, sequence: Option<u64>) {
+fn record_sequence(lock: &LockGuard<'_>, sequence: Option<u64>, refused: &Refusals) {
     let Some(sequence) = sequence else { return };
     if let Err(errno) = stamp::set_last_sequence(lock.lock_file(), sequence) {
         // Without the counter every chunk would get the same number.
         log::info!("chunks are not stamped: cannot record the sequence on the lock file ({errno})");
-        STAMPS_REFUSED.store(true, Ordering::Relaxed);
+        refused.stamps.set(true);
     }
 }
 
-/// Set once `linkat(AT_EMPTY_PATH)` was refused, so later links go straight
-/// to `/proc/self/fd`.
-static EMPTY_PATH_REFUSED: AtomicBool = AtomicBool::new(false);
-
 /// Gives an anonymous `O_TMPFILE` a name in `dir`. `AT_EMPTY_PATH` needs
 /// `CAP_DAC_READ_SEARCH` on older kernels; `/proc/self/fd` works for anyone.
-fn link_anonymous(file: &File, dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<()> {
-    if !EMPTY_PATH_REFUSED.load(Ordering::Relaxed) {
+fn link_anonymous(
+    file: &File,
+    dir: &OwnedFd,
+    name: &OsStr,
+    refused: &Refusals,
+) -> rustix::io::Result<()> {
+    if !refused.empty_path.get() {
         match rustix::fs::linkat(file.as_fd(), "", dir, name, AtFlags::EMPTY_PATH) {
             Err(Errno::NOENT) | Err(Errno::PERM) | Err(Errno::INVAL) => {
-                EMPTY_PATH_REFUSED.store(true, Ordering::Relaxed);
+                refused.empty_path.set(true);
             }
             other => return other,
         }

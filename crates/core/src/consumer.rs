@@ -1,7 +1,7 @@
 //! The consumer: wake-up → look at (lossy) or take (lossless) the chunk at `F`
 //! → standard output.
 
-use std::sync::{Arc, PoisonError};
+use std::sync::PoisonError;
 
 use crate::bus::{Bus, Chunk, Current};
 use crate::error::{Error, Result};
@@ -9,22 +9,14 @@ use crate::sink::Sink;
 use crate::stamp::Stamp;
 use crate::stats::{self, SharedStats};
 use crate::watch::Watcher;
-use crate::{Format, Options, signals, stamp, tar};
+use crate::{Format, Options, stamp, tar};
 
 /// Writes the bus's chunks to standard output: every new chunk it sees
 /// (lossy; never returns), or each chunk it takes until the end-of-stream
 /// marker (lossless).
 pub fn run(options: &Options) -> Result<()> {
-    let bus = Bus::open(&options.path)?;
-    let stats = options.stats.then(|| {
-        let stats = SharedStats::default();
-        // Before any other thread exists (see report_on_signals).
-        stats::report_on_signals(Arc::clone(&stats));
-        // A closed output then ends the run through an error, after which
-        // the summary is printed, instead of killing the process.
-        signals::report_broken_pipe_as_error();
-        stats
-    });
+    let bus = Bus::open(&options.path)?.stopped_by(options.stop);
+    let stats = options.stats.clone();
     let mut output = Output {
         sink: Sink::stdout(options.output_method)?,
         format: options.format,
@@ -102,7 +94,7 @@ impl Output {
                     tar::ChunkStamp {
                         sequence: Some(sequence),
                         published_ns: Some(published_ns),
-                    } => Some(Stamp {
+                    } => stamp::valid_sequence(sequence).map(|sequence| Stamp {
                         sequence,
                         published_ns,
                     }),

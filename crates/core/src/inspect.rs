@@ -5,15 +5,14 @@ use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use inotify::{EventMask, Inotify, WatchMask};
-use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
+use serde::Serialize;
 
-use crate::bus::{Bus, Current, LOCK_SUFFIX};
+use crate::bus::{Bus, Current};
 use crate::error::{Error, Result};
-use crate::json::json_string;
 use crate::stamp;
+use crate::watch::Watcher;
 
 /// What `filebus stat` reports about a bus.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,16 +98,15 @@ fn looks_like_tar(file: &std::fs::File) -> bool {
 /// Tries a shared lock without waiting: it fails only while someone holds
 /// the exclusive lock. Released at once.
 fn lock_state(bus: &Bus) -> Result<LockState> {
-    let mut name = bus.name().to_owned();
-    name.push(LOCK_SUFFIX);
+    let name = bus.lock_name();
     let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-    let lock = match rustix::fs::openat(bus.dir(), name.as_os_str(), flags, Mode::empty()) {
+    let lock = match rustix::fs::openat(bus.dir(), name, flags, Mode::empty()) {
         Ok(lock) => lock,
         Err(Errno::NOENT) => return Ok(LockState::Missing),
         Err(errno) => {
             return Err(Error::file(
                 "cannot open lock file",
-                &bus.dir_path().join(&name),
+                &bus.dir_path().join(name),
                 errno,
             ));
         }
@@ -118,7 +116,7 @@ fn lock_state(bus: &Bus) -> Result<LockState> {
         Err(Errno::WOULDBLOCK) => Ok(LockState::Held),
         Err(errno) => Err(Error::file(
             "cannot test lock",
-            &bus.dir_path().join(&name),
+            &bus.dir_path().join(name),
             errno,
         )),
     }
@@ -169,24 +167,16 @@ impl BusStatus {
             LockState::Free => "free",
             LockState::Held => "held",
         };
-        let chunk = match &self.chunk {
-            None => "null".to_owned(),
-            Some(chunk) => format!(
-                "{{\"format\":\"{}\",\"size\":{},\"age_seconds\":{},\"sequence\":{}}}",
-                chunk.format,
-                chunk.size,
-                chunk
-                    .age
-                    .map_or("null".to_owned(), |age| format!("{:.6}", age.as_secs_f64())),
-                chunk
-                    .sequence
-                    .map_or("null".to_owned(), |sequence| sequence.to_string()),
-            ),
-        };
-        format!(
-            "{{\"bus\":{},\"chunk\":{chunk},\"lock\":\"{lock}\"}}",
-            json_string(&path.to_string_lossy())
-        )
+        to_json(&serde_json::json!({
+            "bus": path.to_string_lossy(),
+            "chunk": self.chunk.as_ref().map(|chunk| serde_json::json!({
+                "format": chunk.format,
+                "size": chunk.size,
+                "age_seconds": chunk.age.map(|age| age.as_secs_f64()),
+                "sequence": chunk.sequence,
+            })),
+            "lock": lock,
+        }))
     }
 }
 
@@ -195,67 +185,52 @@ impl BusStatus {
 /// chunks carry them (exact), else from the directory's events.
 pub fn watch(path: &Path, json: bool, count: Option<u64>) -> Result<()> {
     let bus = Bus::open(path)?;
-    let inotify = Inotify::init()
-        .map_err(|error| Error::stream("cannot create an inotify instance", error))?;
-    inotify
-        .watches()
-        .add(bus.dir_path(), WatchMask::CREATE | WatchMask::MOVED_TO)
-        .map_err(|error| Error::file("cannot watch", bus.dir_path(), error))?;
-    let mut inotify = inotify;
-    let mut buffer = vec![0u8; 64 * 1024];
+    // Events, whatever the filesystem: chunks are counted from them only
+    // where the chunks carry no sequence stamps.
+    let mut watcher = Watcher::new(&bus, true, Duration::from_millis(100))?;
     let mut last_sequence = current_sequence(&bus);
     let started = Instant::now();
     for line in 1.. {
-        let until = started + Duration::from_secs(line);
-        let (mut events, mut bytes) = (0u64, 0u64);
-        while let Some(left) = until
-            .checked_duration_since(Instant::now())
-            .filter(|left| !left.is_zero())
-        {
-            let timeout = Timespec {
-                tv_sec: left.as_secs() as _,
-                tv_nsec: left.subsec_nanos() as _,
-            };
-            let mut fds = [PollFd::new(&inotify, PollFlags::IN)];
-            match rustix::event::poll(&mut fds, Some(&timeout)) {
-                Ok(0) | Err(Errno::INTR) => continue,
-                Ok(_) => {}
-                Err(errno) => return Err(Error::stream("cannot wait for inotify events", errno)),
-            }
-            let read = match inotify.read_events(&mut buffer) {
-                Ok(read) => read,
-                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(error) => return Err(Error::stream("cannot read inotify events", error)),
-            };
-            for event in read {
-                if event
-                    .mask
-                    .intersects(EventMask::CREATE | EventMask::MOVED_TO)
-                    && event.name == Some(bus.name())
-                {
-                    events += 1;
-                    bytes += chunk_size(&bus);
-                }
-            }
-        }
+        let arrivals = watcher.count_arrivals_until(started + Duration::from_secs(line))?;
         let sequence = current_sequence(&bus);
-        let chunks = match (last_sequence, sequence) {
+        let chunks_per_second = match (last_sequence, sequence) {
             (Some(before), Some(now)) if now >= before => now - before,
-            _ => events,
+            _ => arrivals,
         };
         last_sequence = sequence.or(last_sequence);
+        let rate = Rate {
+            second: line,
+            chunks_per_second,
+            bytes_per_second: chunks_per_second.saturating_mul(chunk_size(&bus)),
+        };
         if json {
-            println!(
-                "{{\"second\":{line},\"chunks_per_second\":{chunks},\"bytes_per_second\":{bytes}}}"
-            );
+            println!("{}", to_json(&rate));
         } else {
-            println!("{line:>6} s  {chunks:>9} chunks/s  {bytes:>13} bytes/s");
+            println!(
+                "{:>6} s  {:>9} chunks/s  {:>13} bytes/s",
+                rate.second, rate.chunks_per_second, rate.bytes_per_second
+            );
         }
         if count.is_some_and(|count| line >= count) {
             break;
         }
     }
     Ok(())
+}
+
+/// One second of `stat --watch`.
+#[derive(Debug, Serialize)]
+struct Rate {
+    second: u64,
+    chunks_per_second: u64,
+    /// Estimated from the current chunk's size.
+    bytes_per_second: u64,
+}
+
+/// `value` as one line of JSON.
+fn to_json(value: &impl Serialize) -> String {
+    // Plain structs of numbers and strings always serialize.
+    serde_json::to_string(value).unwrap_or_else(|error| format!("{{\"error\":\"{error}\"}}"))
 }
 
 fn current_sequence(bus: &Bus) -> Option<u64> {

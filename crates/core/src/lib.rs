@@ -20,13 +20,12 @@ pub mod consumer;
 pub mod error;
 pub mod filesystem;
 pub mod inspect;
-pub mod json;
 pub mod lock;
 pub mod producer;
-pub mod signals;
 pub mod sink;
 pub mod stamp;
 pub mod stats;
+pub mod stop;
 pub mod tar;
 pub mod watch;
 
@@ -69,8 +68,11 @@ pub struct Options {
     pub anonymous_temp: bool,
     /// End chunks only after this byte (whole records), if set.
     pub delimiter: Option<u8>,
-    /// Consumers count what they emit and miss, and report it on stderr.
-    pub stats: bool,
+    /// Consumers count what they emit and miss here, and report it on
+    /// stderr at the end (`--stats`).
+    pub stats: Option<stats::SharedStats>,
+    /// Where the program's signal handler records a termination signal.
+    pub stop: stop::StopFlag,
     /// How chunks are stored at `F`.
     pub format: Format,
     /// The largest chunk a consumer emits; a larger file at `F` is refused.
@@ -90,7 +92,8 @@ impl Options {
             output_method: OutputMethod::default(),
             anonymous_temp: true,
             delimiter: None,
-            stats: false,
+            stats: None,
+            stop: stop::StopFlag::NEVER,
             format: Format::Raw,
             max_chunk_size: DEFAULT_MAX_CHUNK_SIZE,
         }

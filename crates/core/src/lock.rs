@@ -16,6 +16,7 @@ use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::error::{Error, Result};
+use crate::stop::StopFlag;
 
 /// An open lock file, ready to be locked any number of times.
 #[derive(Debug)]
@@ -24,6 +25,8 @@ pub struct LockFile {
     name: OsString,
     path: PathBuf,
     fd: OwnedFd,
+    /// Checked when a wait for the lock is interrupted.
+    stop: StopFlag,
 }
 
 /// Proof that the bus lock is held; dropping it releases the lock.
@@ -36,26 +39,27 @@ impl LockFile {
     /// Opens (creating if needed) the lock file `name` in `dir`.
     ///
     /// `dir` is a duplicate of the bus's directory descriptor; `path` is only
-    /// for messages.
-    pub fn open(dir: OwnedFd, name: OsString, path: PathBuf) -> Result<Self> {
+    /// for messages; `stop` is checked when a wait for the lock is interrupted.
+    pub fn open(dir: OwnedFd, name: OsString, path: PathBuf, stop: StopFlag) -> Result<Self> {
         let fd = open_lock_file(&dir, &name, &path)?;
         Ok(LockFile {
             dir,
             name,
             path,
             fd,
+            stop,
         })
     }
 
     /// Blocks until this process holds the bus lock.
     pub fn acquire(&mut self) -> Result<LockGuard<'_>> {
         loop {
-            crate::signals::check_termination()?;
+            self.stop.check()?;
             match rustix::fs::flock(&self.fd, FlockOperation::LockExclusive) {
                 Ok(()) => {}
                 // A signal: stop if it asks us to, otherwise wait on.
                 Err(Errno::INTR) => {
-                    crate::signals::check_termination()?;
+                    self.stop.check()?;
                     continue;
                 }
                 Err(errno) => return Err(Error::file("cannot lock", &self.path, errno)),

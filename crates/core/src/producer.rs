@@ -3,17 +3,18 @@
 use std::os::fd::BorrowedFd;
 use std::time::Instant;
 
-use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::event::{PollFd, PollFlags};
 use rustix::fs::OFlags;
 use rustix::io::Errno;
 
+use crate::Options;
 use crate::bus::{Bus, TempFile};
 use crate::chunk::{self, ChunkBuilder};
 use crate::chunker::{Chunker, Next, RecordChunker, RecordNext, RecordPolicy};
 use crate::error::{Error, Result};
 use crate::lock::LockFile;
+use crate::stop::StopFlag;
 use crate::watch::Watcher;
-use crate::{Options, signals};
 
 /// How a call to [`fill`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,11 +30,8 @@ enum Filled {
 /// `blocking_read` clears `O_NONBLOCK` on standard input first (the reference
 /// option of the same name); without it a non-blocking input works as well.
 pub fn run(options: &Options, blocking_read: bool) -> Result<()> {
-    signals::report_file_size_limit_as_error();
-    signals::catch_termination();
-    let bus = Bus::open(&options.path)?;
-    // SAFETY: descriptor 0 stays open for the life of the process.
-    let stdin = unsafe { BorrowedFd::borrow_raw(0) };
+    let bus = Bus::open(&options.path)?.stopped_by(options.stop);
+    let stdin = rustix::stdio::stdin();
     if blocking_read {
         clear_nonblocking(stdin)?;
     }
@@ -86,7 +84,7 @@ fn publish_blocks(
             options.anonymous_temp,
             options.format,
         )?;
-        let filled = fill(&mut chunk, &mut chunker, stdin)?;
+        let filled = fill(&mut chunk, &mut chunker, stdin, options.stop)?;
         if !chunk.is_empty() {
             log::debug!("publishing {} bytes", chunk.len());
             publisher.publish(chunk.finish(bus.dir_path())?)?;
@@ -113,7 +111,7 @@ fn publish_records(
     let mut pending: Vec<u8> = Vec::with_capacity(options.block_size.get());
     let mut at_end = false;
     loop {
-        signals::check_termination()?;
+        options.stop.check()?;
         match chunker.next(&pending, Instant::now(), at_end) {
             RecordNext::Done => return Ok(()),
             RecordNext::Publish { len, splits_record } => {
@@ -135,7 +133,7 @@ fn publish_records(
             }
             RecordNext::Read { wait, room } => {
                 // A timeout means the chunker's delay ran out: ask it again.
-                if !wait_readable(stdin, wait)? {
+                if !wait_readable(stdin, wait, options.stop)? {
                     continue;
                 }
                 let start = pending.len();
@@ -145,7 +143,7 @@ fn publish_records(
                 match read {
                     Ok(0) => at_end = true,
                     Ok(_) => chunker.record_input(&pending[start..], Instant::now()),
-                    Err(Errno::INTR) => signals::check_termination()?,
+                    Err(Errno::INTR) => options.stop.check()?,
                     Err(Errno::AGAIN) => {}
                     Err(errno) => return Err(Error::stream("cannot read standard input", errno)),
                 }
@@ -181,21 +179,26 @@ impl Publisher<'_> {
 
 /// Reads standard input into `chunk` until the chunker says to publish or the
 /// input ends.
-fn fill(chunk: &mut ChunkBuilder, chunker: &mut Chunker, stdin: BorrowedFd<'_>) -> Result<Filled> {
+fn fill(
+    chunk: &mut ChunkBuilder,
+    chunker: &mut Chunker,
+    stdin: BorrowedFd<'_>,
+    stop: StopFlag,
+) -> Result<Filled> {
     let filled = loop {
         // A signal that arrived outside a blocking call is seen here.
-        signals::check_termination()?;
+        stop.check()?;
         let (wait, room) = match chunker.next(Instant::now()) {
             Next::Publish => break Filled::Ready,
             Next::Read { wait, room } => (wait, room),
         };
-        if !wait_readable(stdin, wait)? {
+        if !wait_readable(stdin, wait, stop)? {
             break Filled::Ready;
         }
         match chunk.read_from(stdin, room) {
             Ok(0) => break Filled::EndOfInput,
             Ok(count) => chunker.record_input(count, Instant::now()),
-            Err(Errno::INTR) => signals::check_termination()?,
+            Err(Errno::INTR) => stop.check()?,
             Err(Errno::AGAIN) => {}
             Err(errno) => return Err(Error::stream("cannot read standard input", errno)),
         }
@@ -207,11 +210,12 @@ fn fill(chunk: &mut ChunkBuilder, chunker: &mut Chunker, stdin: BorrowedFd<'_>) 
 
 /// Waits until standard input has data or an end (`None`: without limit).
 /// Returns false if the time ran out first.
-fn wait_readable(stdin: BorrowedFd<'_>, wait: Option<std::time::Duration>) -> Result<bool> {
-    let timeout = wait.map(|wait| Timespec {
-        tv_sec: wait.as_secs() as _,
-        tv_nsec: wait.subsec_nanos() as _,
-    });
+fn wait_readable(
+    stdin: BorrowedFd<'_>,
+    wait: Option<std::time::Duration>,
+    stop: StopFlag,
+) -> Result<bool> {
+    let timeout = wait.map(crate::watch::timeout);
     let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
     loop {
         match rustix::event::poll(&mut fds, timeout.as_ref()) {
@@ -223,7 +227,7 @@ fn wait_readable(stdin: BorrowedFd<'_>, wait: Option<std::time::Duration>) -> Re
             Ok(_) => return Ok(true),
             // A signal: stop if it asks us to, otherwise wait on (a little
             // longer than asked, which the chunker's clock corrects).
-            Err(Errno::INTR) => signals::check_termination()?,
+            Err(Errno::INTR) => stop.check()?,
             Err(errno) => return Err(Error::stream("cannot wait for standard input", errno)),
         }
     }

@@ -63,9 +63,7 @@ impl Sink<'static> {
     /// Standard output, written with `requested` (or the best method for
     /// what it is, for [`OutputMethod::Auto`]).
     pub fn stdout(requested: OutputMethod) -> Result<Sink<'static>> {
-        // SAFETY: descriptor 1 stays open for the life of the process; we
-        // never close it.
-        Sink::new(unsafe { BorrowedFd::borrow_raw(1) }, requested)
+        Sink::new(rustix::stdio::stdout(), requested)
     }
 }
 

@@ -26,6 +26,17 @@ pub const SEQUENCE_ATTRIBUTE: &str = "user.filebus.seq";
 /// The attribute holding a chunk's publish time in nanoseconds since the epoch.
 pub const TIME_ATTRIBUTE: &str = "user.filebus.time";
 
+/// The largest sequence number a stamp may carry: far beyond any bus's life
+/// (2^63 chunks), far enough below `u64::MAX` that counting from it cannot
+/// overflow. Anyone with write access can set a stamp, so a number outside
+/// `1..=MAX_SEQUENCE` is treated as no stamp at all.
+pub const MAX_SEQUENCE: u64 = i64::MAX as u64;
+
+/// `number` as a sequence number, if it is one (`1..=MAX_SEQUENCE`).
+pub fn valid_sequence(number: u64) -> Option<u64> {
+    (1..=MAX_SEQUENCE).contains(&number).then_some(number)
+}
+
 /// The stamp of one chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
@@ -38,7 +49,7 @@ pub struct Stamp {
 /// Reads the stamp of the chunk open as `file`, if it has one.
 pub fn read(file: impl AsFd) -> Option<Stamp> {
     Some(Stamp {
-        sequence: read_number(file.as_fd(), SEQUENCE_ATTRIBUTE)?,
+        sequence: valid_sequence(read_number(file.as_fd(), SEQUENCE_ATTRIBUTE)?)?,
         published_ns: read_number(file.as_fd(), TIME_ATTRIBUTE)?,
     })
 }
@@ -49,9 +60,19 @@ pub fn write(file: impl AsFd, stamp: Stamp) -> rustix::io::Result<()> {
     write_number(file.as_fd(), TIME_ATTRIBUTE, stamp.published_ns)
 }
 
-/// The last sequence number given on the bus whose lock file is `lock`.
+/// The last sequence number given on the bus whose lock file is `lock`
+/// (`None` if there is none, or it is out of range).
 pub fn last_sequence(lock: impl AsFd) -> Option<u64> {
-    read_number(lock.as_fd(), SEQUENCE_ATTRIBUTE)
+    valid_sequence(read_number(lock.as_fd(), SEQUENCE_ATTRIBUTE)?)
+}
+
+/// The number to give the chunk after `last` (1 for the first, and again 1
+/// after [`MAX_SEQUENCE`]).
+pub fn next_sequence(last: Option<u64>) -> u64 {
+    match last {
+        Some(last) if last < MAX_SEQUENCE => last + 1,
+        _ => 1,
+    }
 }
 
 /// Records `sequence` as the last given on the bus whose lock file is `lock`.
@@ -84,4 +105,20 @@ fn write_number(
         number.to_string().as_bytes(),
         rustix::fs::XattrFlags::empty(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_range_numbers_are_no_sequence() {
+        assert_eq!(valid_sequence(0), None);
+        assert_eq!(valid_sequence(u64::MAX), None);
+        assert_eq!(valid_sequence(MAX_SEQUENCE + 1), None);
+        assert_eq!(valid_sequence(MAX_SEQUENCE), Some(MAX_SEQUENCE));
+        assert_eq!(next_sequence(None), 1);
+        assert_eq!(next_sequence(Some(41)), 42);
+        assert_eq!(next_sequence(Some(MAX_SEQUENCE)), 1);
+    }
 }

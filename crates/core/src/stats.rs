@@ -9,9 +9,9 @@
 //! Latency is from the stamp's publish time to the moment the chunk was
 //! written, both on the realtime clock of this machine.
 //!
-//! The summary is one line on stderr, printed when the consumer ends (end
-//! of stream, closed output, SIGINT, SIGTERM or SIGHUP) and whenever it
-//! receives SIGUSR1.
+//! The summary is one line on stderr ([`report`]), printed when the consumer
+//! ends; the `filebus` command also prints it on SIGUSR1 and before it dies
+//! of SIGINT, SIGTERM or SIGHUP (the library installs no signal handler).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -65,7 +65,7 @@ impl Stats {
         if let Some(last) = self.last_sequence {
             // A smaller number means the bus's counter was reset (its lock
             // file recreated): a new sequence, nothing missed.
-            self.missed += stamp.sequence.saturating_sub(last + 1);
+            self.missed += stamp.sequence.saturating_sub(last.saturating_add(1));
         }
         self.last_sequence = Some(stamp.sequence);
         if let Some(histogram) = &mut self.latency_us {
@@ -113,37 +113,6 @@ pub type SharedStats = Arc<Mutex<Stats>>;
 pub fn report(stats: &SharedStats) {
     let stats = stats.lock().unwrap_or_else(PoisonError::into_inner);
     eprintln!("filebus: {}", stats.summary());
-}
-
-/// Starts the thread that prints the summary on SIGUSR1, and prints it and
-/// ends the process on SIGINT, SIGTERM and SIGHUP. Call before any other
-/// thread exists: it blocks those signals in the calling thread, which all
-/// later threads inherit, so that only the reporter receives them.
-pub fn report_on_signals(stats: SharedStats) {
-    // SAFETY: sigset_t is plain data initialised by sigemptyset/sigaddset;
-    // pthread_sigmask only reads it.
-    let set = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for signal in [libc::SIGUSR1, libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            libc::sigaddset(&mut set, signal);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    };
-    std::thread::spawn(move || {
-        loop {
-            let mut signal: libc::c_int = 0;
-            // SAFETY: waits for one of the blocked signals in `set`.
-            if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
-                continue;
-            }
-            report(&stats);
-            if signal != libc::SIGUSR1 {
-                crate::signals::die_by(signal);
-            }
-        }
-    });
 }
 
 #[cfg(test)]

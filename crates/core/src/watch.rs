@@ -11,7 +11,7 @@
 //! be set up) the waiter polls every `--sleep-interval` instead.
 
 use std::ffi::OsString;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use inotify::{EventMask, Inotify, WatchMask};
 use rustix::event::{PollFd, PollFlags, Timespec};
@@ -20,6 +20,7 @@ use rustix::io::Errno;
 use crate::bus::Bus;
 use crate::error::{Error, Result};
 use crate::filesystem;
+use crate::stop::StopFlag;
 
 /// The shortest polling interval: a zero `--sleep-interval` would spin.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(1);
@@ -31,6 +32,8 @@ pub struct Watcher {
     mode: Mode,
     /// The interval if events become unavailable.
     poll_interval: Duration,
+    /// Checked when a wait is interrupted.
+    stop: StopFlag,
 }
 
 #[derive(Debug)]
@@ -57,6 +60,7 @@ impl Watcher {
             name: bus.name().to_owned(),
             mode,
             poll_interval,
+            stop: bus.stop_flag(),
         })
     }
 
@@ -77,47 +81,103 @@ impl Watcher {
     /// Blocks until the bus file may have changed.
     pub fn wait_for_change(&mut self) -> Result<()> {
         // A signal that arrived before this call interrupted nothing.
-        crate::signals::check_termination()?;
-        let (inotify, buffer) = match &mut self.mode {
-            Mode::Events { inotify, buffer } => (inotify, buffer),
-            Mode::Polling { interval } => return sleep(*interval),
-        };
+        self.stop.check()?;
         loop {
-            let mut fds = [PollFd::new(inotify, PollFlags::IN)];
-            match rustix::event::poll(&mut fds, None) {
-                Ok(_) => {}
-                Err(Errno::INTR) => crate::signals::check_termination()?,
-                Err(errno) => return Err(Error::stream("cannot wait for inotify events", errno)),
-            }
-            let events = match inotify.read_events(buffer) {
-                Ok(events) => events,
-                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
-                Err(error) => return Err(Error::stream("cannot read inotify events", error)),
-            };
-            let mut relevant = false;
-            let mut watch_gone = false;
-            for event in events {
-                if event
-                    .mask
-                    .intersects(EventMask::IGNORED | EventMask::DELETE_SELF | EventMask::MOVE_SELF)
-                {
-                    watch_gone = true;
-                }
-                relevant |= event.mask.contains(EventMask::Q_OVERFLOW)
-                    || event.name.is_some_and(|name| name == self.name.as_os_str());
-            }
-            if watch_gone {
-                log::warn!("the bus directory was removed or moved: polling from now on");
-                self.mode = Mode::Polling {
-                    interval: self.poll_interval,
-                };
-                return Ok(());
-            }
-            if relevant {
-                return Ok(());
+            match self.next_events(None)? {
+                Some(events) if events.relevant => return Ok(()),
+                _ => continue,
             }
         }
     }
+
+    /// Waits until `deadline`, counting the chunks that arrive at the bus
+    /// file meanwhile (created or renamed onto it). Counts nothing while
+    /// polling, which cannot tell.
+    pub fn count_arrivals_until(&mut self, deadline: Instant) -> Result<u64> {
+        let mut arrivals = 0;
+        while let Some(left) = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|left| !left.is_zero())
+        {
+            self.stop.check()?;
+            if let Some(events) = self.next_events(Some(left))? {
+                arrivals += events.arrivals;
+            }
+        }
+        Ok(arrivals)
+    }
+
+    /// Waits for the next batch of events, at most `timeout` (`None`: no
+    /// limit), and sums it up; `None` if the time ran out or a signal came.
+    /// While polling, sleeps one interval (within `timeout`) and reports a
+    /// possible change.
+    fn next_events(&mut self, timeout: Option<Duration>) -> Result<Option<Events>> {
+        let (inotify, buffer) = match &mut self.mode {
+            Mode::Events { inotify, buffer } => (inotify, buffer),
+            Mode::Polling { interval } => {
+                let interval = timeout.map_or(*interval, |timeout| timeout.min(*interval));
+                sleep(interval, self.stop)?;
+                return Ok(Some(Events {
+                    relevant: true,
+                    arrivals: 0,
+                }));
+            }
+        };
+        let mut fds = [PollFd::new(inotify, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, timeout.map(crate::watch::timeout).as_ref()) {
+            Ok(0) => return Ok(None),
+            Ok(_) => {}
+            Err(Errno::INTR) => {
+                self.stop.check()?;
+                return Ok(None);
+            }
+            Err(errno) => return Err(Error::stream("cannot wait for inotify events", errno)),
+        }
+        let read = match inotify.read_events(buffer) {
+            Ok(read) => read,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+            Err(error) => return Err(Error::stream("cannot read inotify events", error)),
+        };
+        let mut events = Events {
+            relevant: false,
+            arrivals: 0,
+        };
+        let mut watch_gone = false;
+        for event in read {
+            if event
+                .mask
+                .intersects(EventMask::IGNORED | EventMask::DELETE_SELF | EventMask::MOVE_SELF)
+            {
+                watch_gone = true;
+            }
+            let names_bus = event.name.is_some_and(|name| name == self.name.as_os_str());
+            events.relevant |= names_bus || event.mask.contains(EventMask::Q_OVERFLOW);
+            if names_bus
+                && event
+                    .mask
+                    .intersects(EventMask::CREATE | EventMask::MOVED_TO)
+            {
+                events.arrivals += 1;
+            }
+        }
+        if watch_gone {
+            log::warn!("the bus directory was removed or moved: polling from now on");
+            self.mode = Mode::Polling {
+                interval: self.poll_interval,
+            };
+            events.relevant = true;
+        }
+        Ok(Some(events))
+    }
+}
+
+/// A batch of inotify events, summed up.
+#[derive(Debug, Clone, Copy)]
+struct Events {
+    /// Whether the bus file may have changed.
+    relevant: bool,
+    /// How many of them put a new file at the bus file's name.
+    arrivals: u64,
 }
 
 /// An inotify watch on the bus directory, or `None` (with the reason logged)
@@ -163,14 +223,10 @@ fn events_for(bus: &Bus, file_monitoring: bool) -> Option<Inotify> {
 
 /// Sleeps for `interval`, returning early when a signal asks us to stop.
 /// (poll(2) with no descriptors returns on a signal; thread::sleep would not.)
-fn sleep(interval: Duration) -> Result<()> {
-    let timeout = Timespec {
-        tv_sec: interval.as_secs().try_into().unwrap_or(i64::MAX),
-        tv_nsec: interval.subsec_nanos().into(),
-    };
-    match rustix::event::poll(&mut [], Some(&timeout)) {
+fn sleep(interval: Duration, stop: StopFlag) -> Result<()> {
+    match rustix::event::poll(&mut [], Some(&timeout(interval))) {
         Ok(_) => Ok(()),
-        Err(Errno::INTR) => crate::signals::check_termination(),
+        Err(Errno::INTR) => stop.check(),
         Err(errno) => Err(Error::stream("cannot sleep", errno)),
     }
 }
@@ -180,4 +236,13 @@ fn remote_filesystem(bus: &Bus) -> Option<&'static str> {
         Ok(Some(kind)) if kind.remote => Some(kind.name),
         _ => None,
     }
+}
+
+/// `duration` as a `poll(2)` timeout (saturating: a duration too long for a
+/// `Timespec` waits as long as one can).
+pub(crate) fn timeout(duration: Duration) -> Timespec {
+    Timespec::try_from(duration).unwrap_or(Timespec {
+        tv_sec: i64::MAX,
+        tv_nsec: 0,
+    })
 }
