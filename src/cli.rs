@@ -30,7 +30,7 @@ pub struct Cli {
     #[arg(long = "back-pressure", visible_alias = "lossless", global = true)]
     pub back_pressure: bool,
 
-    /// Maximum chunk size in bytes
+    /// Maximum chunk size in bytes (at most 1 GiB, 1073741824)
     #[arg(long, value_name = "N", default_value = "4096", value_parser = parse_block_size,
           allow_hyphen_values = true, global = true)]
     pub block_size: NonZeroUsize,
@@ -64,9 +64,26 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value = "1073741824", global = true)]
     pub max_chunk_size: u64,
 
-    /// Verbose logging on stderr: -v warnings, -vv information, -vvv debugging
+    /// More messages on stderr: -v information, -vv debugging (warnings and
+    /// errors are always shown)
     #[arg(short, long, action = ArgAction::Count, global = true)]
     pub verbose: u8,
+
+    /// Fewer messages on stderr: errors only, no warnings
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// The reference implementation to behave as, for scripts written for
+    /// filebus 0.3.5: `python` changes nothing (this program is a third
+    /// implementation, on the same protocol as both); `bash` makes producers
+    /// end chunks only at newlines, as the bash variant does (like --lines)
+    #[arg(
+        long = "impl",
+        visible_alias = "implementation",
+        value_enum,
+        value_name = "IMPL"
+    )]
+    pub reference_impl: Option<ReferenceImpl>,
 
     /// How producers fill chunk files
     #[arg(
@@ -307,7 +324,9 @@ impl Cli {
             output_method: self.output_method.into(),
             anonymous_temp: !self.named_temp_files,
             delimiter: match self.command {
-                Command::Producer { records, .. } => records.delimiter(),
+                Command::Producer { records, .. } => records
+                    .delimiter()
+                    .or((self.reference_impl == Some(ReferenceImpl::Bash)).then_some(b'\n')),
                 _ => None,
             },
             stats: None,
@@ -336,6 +355,15 @@ macro_rules! value_enum {
             }
         }
     };
+}
+
+/// `--impl`: the reference implementation whose behaviour to follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReferenceImpl {
+    /// The Python reference: nothing changes
+    Python,
+    /// The bash reference: producers end chunks only at newlines
+    Bash,
 }
 
 value_enum! {
@@ -392,13 +420,27 @@ value_enum! {
     }
 }
 
+/// The largest `--block-size`: a chunk is a file that consumers copy whole,
+/// and the default `--max-chunk-size` refuses anything larger.
+pub const MAX_BLOCK_SIZE: u64 = 1 << 30;
+
 fn parse_block_size(text: &str) -> Result<NonZeroUsize, String> {
     match text.trim().parse::<u64>() {
         Ok(0) => Err("the block size must be at least 1 byte".into()),
+        Ok(bytes) if bytes > MAX_BLOCK_SIZE => Err(format!(
+            "the block size must be at most {MAX_BLOCK_SIZE} bytes (1 GiB)"
+        )),
         Ok(bytes) => usize::try_from(bytes)
             .ok()
             .and_then(NonZeroUsize::new)
             .ok_or_else(|| "the block size is too large for this machine".into()),
+        Err(_)
+            if text.trim().bytes().all(|byte| byte.is_ascii_digit()) && !text.trim().is_empty() =>
+        {
+            Err(format!(
+                "the block size must be at most {MAX_BLOCK_SIZE} bytes (1 GiB)"
+            ))
+        }
         Err(_) => Err("the block size must be a positive whole number of bytes".into()),
     }
 }
@@ -440,7 +482,20 @@ mod tests {
     #[test]
     fn block_size_accepts_positive_integers_only() {
         assert_eq!(parse_block_size("4096").map(NonZeroUsize::get), Ok(4096));
-        for bad in ["0", "-1", "1.5", "abc", ""] {
+        assert_eq!(
+            parse_block_size("1073741824").map(NonZeroUsize::get),
+            Ok(1 << 30)
+        );
+        for bad in [
+            "0",
+            "-1",
+            "1.5",
+            "abc",
+            "",
+            "1073741825",
+            "99999999999999",
+            "99999999999999999999999",
+        ] {
             assert!(parse_block_size(bad).is_err(), "{bad:?} accepted");
         }
     }

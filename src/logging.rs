@@ -1,4 +1,5 @@
-//! Messages on stderr, one line each, at the verbosity chosen with `-v`.
+//! Messages on stderr, one line each: errors and warnings by default, fewer
+//! with `-q`, more with each `-v`.
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
@@ -26,14 +27,14 @@ impl Log for StderrLogger {
 
 static LOGGER: StderrLogger = StderrLogger;
 
-/// Sends log messages to stderr: errors only by default, then warnings,
-/// information and debugging for each `-v`.
-pub fn init(verbosity: u8) {
-    let level = match verbosity {
-        0 => LevelFilter::Error,
-        1 => LevelFilter::Warn,
-        2 => LevelFilter::Info,
-        _ => LevelFilter::Debug,
+/// Sends log messages to stderr: errors and warnings by default (errors
+/// only when `quiet`), then information and debugging for each `-v`.
+pub fn init(verbosity: u8, quiet: bool) {
+    let level = match (quiet, verbosity) {
+        (true, _) => LevelFilter::Error,
+        (false, 0) => LevelFilter::Warn,
+        (false, 1) => LevelFilter::Info,
+        (false, _) => LevelFilter::Debug,
     };
     // Fails only if a logger is already set, which cannot happen here.
     let _ = log::set_logger(&LOGGER);

@@ -6,7 +6,7 @@ mod signals;
 
 use std::process::ExitCode;
 
-use clap::error::ErrorKind;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, Parser};
 
 use cli::{BenchArgs, Cli, Command};
@@ -27,7 +27,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return report_usage_error(error),
     };
-    logging::init(cli.verbose);
+    logging::init(cli.verbose, cli.quiet);
     match &cli.command {
         Command::Bench(args) => run_bench(args),
         Command::Stat {
@@ -167,6 +167,53 @@ fn report_usage_error(error: clap::Error) -> ExitCode {
     let rendered = error.render().to_string();
     let first_line = rendered.lines().next().unwrap_or("invalid command line");
     let message = first_line.strip_prefix("error: ").unwrap_or(first_line);
-    eprintln!("filebus: error: {message} (see filebus --help)");
+    let hint = match (error.kind(), error.get(ContextKind::InvalidArg)) {
+        (ErrorKind::UnknownArgument, Some(ContextValue::String(argument))) => {
+            where_option_belongs(argument)
+        }
+        _ => None,
+    };
+    match hint {
+        Some(hint) => eprintln!("filebus: error: {message}: {hint}"),
+        None => eprintln!("filebus: error: {message} (see filebus --help)"),
+    }
     ExitCode::from(EXIT_USAGE)
+}
+
+/// Where the option `argument` (`--lines`, `-z`, `--lines=x`) belongs, if it
+/// is one of ours: said when it was given on the wrong side of the
+/// subcommand.
+fn where_option_belongs(argument: &str) -> Option<String> {
+    let name = argument.split('=').next().unwrap_or(argument);
+    let is_named = |arg: &clap::Arg| {
+        let long = name.strip_prefix("--").is_some_and(|long| {
+            arg.get_long() == Some(long)
+                || arg
+                    .get_all_aliases()
+                    .is_some_and(|aliases| aliases.contains(&long))
+        });
+        let short = name.strip_prefix('-').is_some_and(|short| {
+            let mut chars = short.chars();
+            chars.next().is_some_and(|c| arg.get_short() == Some(c)) && chars.next().is_none()
+        });
+        long || short
+    };
+    let command = Cli::command();
+    if command
+        .get_arguments()
+        .any(|arg| !arg.is_global_set() && is_named(arg))
+    {
+        return Some(format!(
+            "{argument} is an option of `filebus` itself: put it before the subcommand"
+        ));
+    }
+    command
+        .get_subcommands()
+        .find(|subcommand| subcommand.get_arguments().any(is_named))
+        .map(|subcommand| {
+            let subcommand = subcommand.get_name();
+            format!(
+                "{argument} is an option of `filebus {subcommand}`: put it after `{subcommand}`"
+            )
+        })
 }

@@ -195,7 +195,7 @@ fn symlink_planted_at_the_lock_file_is_refused_and_never_followed() {
             symlink(&victim.path, bus_dir.path("bus.lock")).expect("cannot plant the symlink");
             let input: &[u8] = if is_producer { b"some input\n" } else { b"" };
             let (status, stderr) = run_with_input(filebus(&bus, args), input, aux.dir.path());
-            assert_one_line_error(status, &stderr, &["symbolic link"], &what);
+            assert_one_line_error(status, &stderr, None, &["symbolic link"], &what);
             assert!(
                 stderr.contains("bus.lock"),
                 "{what}: {stderr:?} does not name the lock file"
@@ -224,6 +224,7 @@ fn symlink_planted_at_the_bus_file_is_never_followed() {
     assert_one_line_error(
         finished.status,
         &finished.stderr,
+        None,
         &["symbolic link"],
         "lossless consumer",
     );
@@ -340,6 +341,7 @@ fn producer_as_nobody_in_a_read_only_directory_fails_naming_the_lock_file() {
         assert_one_line_error(
             status,
             &stderr,
+            None,
             &["bus.lock", "Permission denied"],
             &format!("{args:?}"),
         );
@@ -361,6 +363,7 @@ fn producer_as_nobody_with_a_foreign_lock_file_fails_with_permission_denied() {
         assert_one_line_error(
             status,
             &stderr,
+            None,
             &[&dir, "Permission denied"],
             &format!("{args:?}"),
         );
@@ -377,7 +380,7 @@ fn lossless_consumer_as_nobody_without_write_permission_fails_clearly() {
         let bus_dir = read_only_bus(with_lock);
         let command = binary.command(&bus_dir.bus(), &["--lossless", "consumer"]);
         let (status, stderr) = run_with_input(command, b"", aux.dir.path());
-        assert_one_line_error(status, &stderr, &["Permission denied"], &what);
+        assert_one_line_error(status, &stderr, None, &["Permission denied"], &what);
         let names: &[&str] = if with_lock {
             &["bus", "bus.lock"]
         } else {
@@ -401,6 +404,7 @@ fn lossless_consumer_without_write_permission_does_not_emit_a_chunk_it_cannot_ta
     assert_one_line_error(
         finished.status,
         &finished.stderr,
+        None,
         &["Permission denied"],
         "lossless consumer as nobody",
     );

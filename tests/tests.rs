@@ -11,6 +11,7 @@ mod fuzz_corpora;
 mod interop;
 mod lossless;
 mod lossy;
+mod new_user;
 mod output;
 mod records;
 mod replaced_bus;

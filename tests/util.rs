@@ -532,15 +532,29 @@ pub fn ended_by(status: ExitStatus, signal: i32) -> bool {
     status.signal() == Some(signal) || status.code() == Some(128 + signal)
 }
 
-/// Asserts a clean runtime failure: a non-zero exit status (not a signal),
-/// exactly one line on stderr, no panic, and every one of `needles` in it.
+/// Asserts a clean failure: the exit status `expected_code` (any non-zero
+/// status, not a signal, if `None`), exactly one line on stderr, no panic,
+/// and every one of `needles` in it.
 /// `what` names the case in failure messages.
 #[track_caller]
-pub fn assert_one_line_error(status: ExitStatus, stderr: &str, needles: &[&str], what: &str) {
-    assert!(
-        matches!(status.code(), Some(code) if code != 0),
-        "{what}: expected a non-zero exit status, got {status:?}; stderr:\n{stderr}"
-    );
+pub fn assert_one_line_error(
+    status: ExitStatus,
+    stderr: &str,
+    expected_code: Option<i32>,
+    needles: &[&str],
+    what: &str,
+) {
+    match expected_code {
+        Some(expected) => assert_eq!(
+            status.code(),
+            Some(expected),
+            "{what}: wrong exit status; stderr:\n{stderr}"
+        ),
+        None => assert!(
+            matches!(status.code(), Some(code) if code != 0),
+            "{what}: expected a non-zero exit status, got {status:?}; stderr:\n{stderr}"
+        ),
+    }
     assert!(
         !stderr.contains("panicked"),
         "{what}: the program panicked:\n{stderr}"

@@ -207,6 +207,7 @@ impl Bus {
             },
             errno => Error::file("cannot open directory", &dir_path, errno),
         })?;
+        check_name_room(&dir, &name, path)?;
         let bus = Bus {
             new_name: with_suffix(&name, NEW_SUFFIX),
             lock_name: with_suffix(&name, LOCK_SUFFIX),
@@ -600,6 +601,39 @@ fn unusable_kind(file_type: FileType) -> Option<&'static str> {
         FileType::Symlink => Some(SYMLINK),
         FileType::Unknown => Some("a file of unknown type"),
     }
+}
+
+/// The suffixes of the names derived from `F` in its directory.
+const DERIVED_SUFFIXES: &[&str] = &[NEW_SUFFIX, LOCK_SUFFIX];
+
+/// The longest file name on Linux filesystems, where `statvfs` cannot say.
+const DEFAULT_NAME_MAX: u64 = 255;
+
+/// Refuses a bus name too long for the names derived from it (`F.__new__`)
+/// on its filesystem, before anything is published: otherwise the first
+/// publish (linked straight at `F`) works and every later one fails.
+fn check_name_room(dir: &OwnedFd, name: &OsStr, path: &Path) -> Result<()> {
+    let name_max = rustix::fs::fstatvfs(dir)
+        .map(|stats| stats.f_namemax)
+        .ok()
+        .filter(|&max| max > 0)
+        .unwrap_or(DEFAULT_NAME_MAX);
+    let longest = DERIVED_SUFFIXES
+        .iter()
+        .map(|suffix| suffix.len())
+        .max()
+        .unwrap_or(0);
+    let room = name_max.saturating_sub(longest as u64);
+    if name.len() as u64 > room {
+        return Err(Error::BadBusPath {
+            path: path.to_owned(),
+            problem: format!(
+                "the bus file name is {} bytes long; at most {room} fit here (filebus adds up to {longest} bytes for its own files, in a {name_max}-byte limit)",
+                name.len()
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn with_suffix(name: &OsStr, suffix: &str) -> OsString {

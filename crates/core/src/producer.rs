@@ -108,7 +108,8 @@ fn publish_records(
     delimiter: u8,
 ) -> Result<()> {
     let mut chunker = RecordChunker::new(RecordPolicy::new(options.chunk_policy(), delimiter));
-    let mut pending: Vec<u8> = Vec::with_capacity(options.block_size.get());
+    // Grows with the input: a large --block-size costs nothing until used.
+    let mut pending: Vec<u8> = Vec::new();
     let mut at_end = false;
     loop {
         options.stop.check()?;
