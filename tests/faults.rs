@@ -49,16 +49,17 @@ fn read_if_present(path: &Path) -> Option<Vec<u8>> {
 #[test]
 fn lossy_producer_killed_at_random_moments_leaves_a_whole_chunk_and_no_stray_files() {
     const TRIALS: usize = 100;
-    // 2000 chunks: a debug build needs a few hundred milliseconds for them,
-    // far longer than the kill delays below.
-    const TOTAL: usize = 200_000;
+    // 20,000 chunks: even a release build on a fast machine needs far longer
+    // for them (several system calls each) than the kill delays below, so
+    // every kill lands before the producer is done.
+    const TOTAL: usize = 2_000_000;
     let bus_dir = Scratch::new();
     let aux = Scratch::new();
     let bus = bus_dir.bus();
     let input = aux.path("input");
     std::fs::write(&input, numbered_records(TOTAL)).expect("cannot write input");
     let mut rng = Rng::from_clock("kill -9 of a lossy producer");
-    let mut killed = 0;
+    let bytes = std::sync::Arc::new(std::fs::read(&input).expect("cannot read input"));
     for trial in 0..TRIALS {
         // A regular file with the mmap and write input methods, or a pipe
         // with the default method for pipes (chunks are cut when full only:
@@ -77,7 +78,7 @@ fn lossy_producer_killed_at_random_moments_leaves_a_whole_chunk_and_no_stray_fil
         let (mut producer, feeder) = if from_pipe {
             let (reader, mut writer) = std::io::pipe().expect("cannot create a pipe");
             let producer = Spawned::start(filebus(&bus, &args), reader, Stdio::null());
-            let bytes = std::fs::read(&input).expect("cannot read input");
+            let bytes = std::sync::Arc::clone(&bytes);
             // Ends with EPIPE when the producer is killed.
             let feeder = std::thread::spawn(move || drop(writer.write_all(&bytes)));
             (producer, Some(feeder))
@@ -94,15 +95,12 @@ fn lossy_producer_killed_at_random_moments_leaves_a_whole_chunk_and_no_stray_fil
         if let Some(feeder) = feeder {
             feeder.join().expect("feeder panicked");
         }
-        if ended_by(status, SIGKILL) {
-            killed += 1;
-        } else {
-            assert!(
-                status.success(),
-                "{what}: {status:?}; stderr:\n{}",
-                producer.stderr()
-            );
-        }
+        assert!(
+            ended_by(status, SIGKILL),
+            "{what}: the kill did not land (the producer ended first, with {status:?}); \
+             stderr:\n{}",
+            producer.stderr()
+        );
         let names = bus_dir.names();
         for name in &names {
             assert!(
@@ -116,7 +114,6 @@ fn lossy_producer_killed_at_random_moments_leaves_a_whole_chunk_and_no_stray_fil
             }
         }
     }
-    eprintln!("{killed} of {TRIALS} producers were killed before they ended");
     // A later producer publishes normally and leaves nothing behind.
     produce(
         &bus,
@@ -1086,9 +1083,10 @@ fn producer_killed_at_every_step_of_a_publish_leaves_whole_chunks_only() {
 
 #[test]
 fn lossless_producers_killed_at_random_moments_tear_and_lose_nothing_they_published() {
-    // 100 producers in turn, each killed at a random moment while one
-    // consumer takes chunks throughout: what each published (a chunk-aligned
-    // prefix of its input) arrives whole, once, in order.
+    // 100 producers in turn, each killed at a random moment after its first
+    // chunk arrived, while one consumer takes chunks throughout: what each
+    // published (a chunk-aligned prefix of its input, at least one chunk)
+    // arrives whole, once, in order, up to the last chunk it published.
     const TRIALS: usize = 100;
     const PER_TRIAL: usize = 10_000; // records, 100 chunks
     let bus_dir = Scratch::new();
@@ -1108,10 +1106,15 @@ fn lossless_producers_killed_at_random_moments_tear_and_lose_nothing_they_publis
         let (reader, mut writer) = std::io::pipe().expect("cannot create a pipe");
         let mut producer = Spawned::start(filebus(&bus, &args), reader, Stdio::null());
         let input = records(trial * PER_TRIAL..(trial + 1) * PER_TRIAL);
+        // The pipe stays open (the writer is handed back), so the producer
+        // never reaches the end of its input: the kill always lands.
         let feeder = std::thread::spawn(move || {
             let _ = writer.write_all(&input);
             writer
         });
+        // At least one chunk of this trial is delivered before the kill.
+        let before = consumer.output().len();
+        consumer.wait_for_output(before + CHUNK);
         std::thread::sleep(Duration::from_micros(rng.below(20_000)));
         producer.send(SIGKILL);
         let status = producer.wait();
@@ -1119,6 +1122,14 @@ fn lossless_producers_killed_at_random_moments_tear_and_lose_nothing_they_publis
             ended_by(status, SIGKILL),
             "trial {trial}: the producer was not killed: {status:?}"
         );
+        // The last chunk the killed producer published is still at F unless
+        // the consumer already took it; either way it arrives, before the
+        // next producer starts.
+        if let Some(last) = read_if_present(&bus) {
+            check_chunk(&last, None, &format!("trial {trial}: F after the kill"));
+            consumer.wait_for_suffix(&last);
+        }
+        wait_until("the consumer to take the last chunk", || !bus.exists());
         drop(feeder.join().expect("feeder panicked"));
     }
     produce(
@@ -1145,6 +1156,12 @@ fn lossless_producers_killed_at_random_moments_tear_and_lose_nothing_they_publis
         );
         expected_next[trial] += crate::util::RECORDS_PER_CHUNK;
         last_trial = trial;
+    }
+    for (trial, next) in expected_next.iter().enumerate() {
+        assert!(
+            *next > trial * PER_TRIAL,
+            "trial {trial}: nothing delivered, though a chunk arrived before the kill"
+        );
     }
     assert_eq!(bus_dir.names(), ["bus.lock"]);
 }
@@ -1179,18 +1196,33 @@ fn lossy_consumers_killed_at_random_moments_emit_only_whole_chunks_in_order() {
     });
     let mut rng = Rng::from_clock("kill -9 of lossy consumers, 100 trials");
     for trial in 0..TRIALS {
+        // Each consumer is killed at a random moment after it emitted its
+        // first chunk (into a pipe the test reads only after the kill: once
+        // the pipe is full, the consumer waits on it and misses chunks, as a
+        // lossy consumer may).
         let mut consumer =
             Spawned::start(filebus(&bus, &["consumer"]), Stdio::null(), Stdio::piped());
         let mut stdout = consumer.child.stdout.take().expect("stdout was piped");
+        wait_until(&format!("trial {trial}: a chunk from the consumer"), || {
+            pipe_queued(&stdout) >= CHUNK
+        });
         std::thread::sleep(Duration::from_micros(rng.below(30_000)));
         consumer.send(SIGKILL);
         let status = consumer.wait();
-        assert!(ended_by(status, SIGKILL), "trial {trial}: {status:?}");
+        assert!(
+            ended_by(status, SIGKILL),
+            "trial {trial}: the kill did not land: {status:?}; stderr:\n{}",
+            consumer.stderr()
+        );
         let mut output = Vec::new();
         stdout
             .read_to_end(&mut output)
             .expect("cannot read the consumer's output");
         let numbers = check_full_chunks(&output, &format!("trial {trial}"));
+        assert!(
+            !numbers.is_empty(),
+            "trial {trial}: the chunk seen in the pipe before the kill is gone"
+        );
         assert!(
             numbers.windows(2).all(|pair| pair[0] < pair[1]),
             "trial {trial}: repeated or reordered records"
