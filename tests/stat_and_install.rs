@@ -149,6 +149,25 @@ fn stat_watch_counts_chunks_per_second() {
 }
 
 #[test]
+fn stat_watch_stops_after_count_lines() {
+    let scratch = Scratch::new();
+    let mut command = Command::new(filebus_bin());
+    command
+        .args(["stat", "--watch", "--json", "--count", "2"])
+        .arg(scratch.bus());
+    let finished = Running::start(command, None).wait();
+    finished.assert_success();
+    let lines = meter_lines(&finished.stdout);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .all(|line| field(line, "chunks_per_second") == 0),
+        "chunks counted on an empty bus: {lines:?}"
+    );
+}
+
+#[test]
 fn completions_and_manual_page_are_generated() {
     for shell in ["bash", "zsh", "fish"] {
         let output = Command::new(filebus_bin())
