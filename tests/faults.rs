@@ -21,7 +21,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use libc::{SIGINT, SIGKILL, SIGPIPE, SIGTERM, SIGXFSZ};
+use libc::{SIGHUP, SIGINT, SIGKILL, SIGPIPE, SIGTERM, SIGXFSZ};
 
 use crate::util::{
     CHUNK, CHUNK_ARG, PRODUCER_STRIDE, PUBLISH_SYSCALLS, Rng, Spawned, SyscallTrap,
@@ -300,8 +300,8 @@ fn interrupt(producer: &mut Spawned, signal: i32, bus_dir: &Scratch, expected_na
 }
 
 #[test]
-fn producer_blocked_on_stdin_ends_promptly_on_sigterm_and_sigint() {
-    for signal in [SIGTERM, SIGINT] {
+fn producer_blocked_on_stdin_ends_promptly_on_sigterm_sigint_and_sighup() {
+    for signal in [SIGTERM, SIGINT, SIGHUP] {
         for partly_filled in [false, true] {
             let bus_dir = Scratch::new();
             let bus = bus_dir.bus();
@@ -335,8 +335,8 @@ fn producer_blocked_on_stdin_ends_promptly_on_sigterm_and_sigint() {
 }
 
 #[test]
-fn lossless_producer_waiting_for_back_pressure_ends_promptly_on_sigterm_and_sigint() {
-    for signal in [SIGTERM, SIGINT] {
+fn lossless_producer_waiting_for_back_pressure_ends_promptly_on_sigterm_sigint_and_sighup() {
+    for signal in [SIGTERM, SIGINT, SIGHUP] {
         let bus_dir = Scratch::new();
         let bus = bus_dir.bus();
         std::fs::write(&bus, b"not consumed yet\n").expect("cannot write bus");
@@ -359,11 +359,11 @@ fn lossless_producer_waiting_for_back_pressure_ends_promptly_on_sigterm_and_sigi
 }
 
 #[test]
-fn producer_with_named_temp_files_leaves_no_temporary_file_on_sigterm_and_sigint() {
+fn producer_with_named_temp_files_leaves_no_temporary_file_on_sigterm_sigint_and_sighup() {
     // With --named-temp-files (and on filesystems without O_TMPFILE, where
     // filebus falls back to them) the chunk being filled has a name in the
     // bus directory; a termination signal must not leave it behind.
-    for signal in [SIGTERM, SIGINT] {
+    for signal in [SIGTERM, SIGINT, SIGHUP] {
         let bus_dir = Scratch::new();
         let bus = bus_dir.bus();
         let (reader, mut writer) = std::io::pipe().expect("cannot create a pipe");
@@ -388,6 +388,55 @@ fn producer_with_named_temp_files_leaves_no_temporary_file_on_sigterm_and_sigint
             pipe_queued(&writer) == 0
         });
         interrupt(&mut producer, signal, &bus_dir, &["bus", "bus.lock"]);
+    }
+}
+
+#[test]
+fn consumers_end_promptly_by_sighup_sigterm_and_sigint() {
+    // The documented statuses 129, 143 and 130: the consumer ends by the
+    // signal, waiting for a chunk (lossy and lossless) or for its reader to
+    // take what it wrote; with --stats, after printing its summary.
+    let cases: [(&str, &[&str]); 4] = [
+        ("lossy", &["consumer"]),
+        ("lossless", &["--lossless", "consumer"]),
+        ("lossy --stats", &["consumer", "--stats"]),
+        ("lossless --stats", &["--lossless", "consumer", "--stats"]),
+    ];
+    for signal in [SIGHUP, SIGTERM, SIGINT] {
+        for (what, args) in cases {
+            let what = format!("{what} consumer, signal {signal}");
+            let bus_dir = Scratch::new();
+            let bus = bus_dir.bus();
+            let mut consumer = Spawned::start(filebus(&bus, args), Stdio::null(), Stdio::null());
+            if args.contains(&"--stats") {
+                // The thread that prints the summary exists once the
+                // signals are routed to it.
+                wait_until(&format!("{what}: the reporting thread"), || {
+                    std::fs::read_dir(format!("/proc/{}/task", consumer.pid()))
+                        .is_ok_and(|tasks| tasks.count() >= 2)
+                });
+            }
+            wait_until_sleeping(consumer.pid());
+            let sent = Instant::now();
+            consumer.send(signal);
+            let status = consumer.wait_within(PROMPTLY);
+            let stderr = consumer.stderr();
+            assert!(
+                ended_by(status, signal),
+                "{what}: expected the consumer to end by the signal, got {status:?}; \
+                 stderr:\n{stderr}"
+            );
+            assert!(sent.elapsed() < PROMPTLY, "{what}");
+            if args.contains(&"--stats") {
+                assert_eq!(
+                    stderr.matches("stats: 0 chunks").count(),
+                    1,
+                    "{what}: {stderr}"
+                );
+            } else {
+                assert_eq!(stderr, "", "{what}");
+            }
+        }
     }
 }
 
