@@ -21,7 +21,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use libc::{SIGINT, SIGKILL, SIGPIPE, SIGTERM, SIGXFSZ};
+use libc::{SIGHUP, SIGINT, SIGKILL, SIGPIPE, SIGTERM, SIGXFSZ};
 
 use crate::util::{
     CHUNK, CHUNK_ARG, PRODUCER_STRIDE, PUBLISH_SYSCALLS, Rng, Spawned, SyscallTrap,
@@ -49,16 +49,17 @@ fn read_if_present(path: &Path) -> Option<Vec<u8>> {
 #[test]
 fn lossy_producer_killed_at_random_moments_leaves_a_whole_chunk_and_no_stray_files() {
     const TRIALS: usize = 100;
-    // 2000 chunks: a debug build needs a few hundred milliseconds for them,
-    // far longer than the kill delays below.
-    const TOTAL: usize = 200_000;
+    // 20,000 chunks: even a release build on a fast machine needs far longer
+    // for them (several system calls each) than the kill delays below, so
+    // every kill lands before the producer is done.
+    const TOTAL: usize = 2_000_000;
     let bus_dir = Scratch::new();
     let aux = Scratch::new();
     let bus = bus_dir.bus();
     let input = aux.path("input");
     std::fs::write(&input, numbered_records(TOTAL)).expect("cannot write input");
     let mut rng = Rng::from_clock("kill -9 of a lossy producer");
-    let mut killed = 0;
+    let bytes = std::sync::Arc::new(std::fs::read(&input).expect("cannot read input"));
     for trial in 0..TRIALS {
         // A regular file with the mmap and write input methods, or a pipe
         // with the default method for pipes (chunks are cut when full only:
@@ -77,7 +78,7 @@ fn lossy_producer_killed_at_random_moments_leaves_a_whole_chunk_and_no_stray_fil
         let (mut producer, feeder) = if from_pipe {
             let (reader, mut writer) = std::io::pipe().expect("cannot create a pipe");
             let producer = Spawned::start(filebus(&bus, &args), reader, Stdio::null());
-            let bytes = std::fs::read(&input).expect("cannot read input");
+            let bytes = std::sync::Arc::clone(&bytes);
             // Ends with EPIPE when the producer is killed.
             let feeder = std::thread::spawn(move || drop(writer.write_all(&bytes)));
             (producer, Some(feeder))
@@ -94,15 +95,12 @@ fn lossy_producer_killed_at_random_moments_leaves_a_whole_chunk_and_no_stray_fil
         if let Some(feeder) = feeder {
             feeder.join().expect("feeder panicked");
         }
-        if ended_by(status, SIGKILL) {
-            killed += 1;
-        } else {
-            assert!(
-                status.success(),
-                "{what}: {status:?}; stderr:\n{}",
-                producer.stderr()
-            );
-        }
+        assert!(
+            ended_by(status, SIGKILL),
+            "{what}: the kill did not land (the producer ended first, with {status:?}); \
+             stderr:\n{}",
+            producer.stderr()
+        );
         let names = bus_dir.names();
         for name in &names {
             assert!(
@@ -116,7 +114,6 @@ fn lossy_producer_killed_at_random_moments_leaves_a_whole_chunk_and_no_stray_fil
             }
         }
     }
-    eprintln!("{killed} of {TRIALS} producers were killed before they ended");
     // A later producer publishes normally and leaves nothing behind.
     produce(
         &bus,
@@ -303,8 +300,8 @@ fn interrupt(producer: &mut Spawned, signal: i32, bus_dir: &Scratch, expected_na
 }
 
 #[test]
-fn producer_blocked_on_stdin_ends_promptly_on_sigterm_and_sigint() {
-    for signal in [SIGTERM, SIGINT] {
+fn producer_blocked_on_stdin_ends_promptly_on_sigterm_sigint_and_sighup() {
+    for signal in [SIGTERM, SIGINT, SIGHUP] {
         for partly_filled in [false, true] {
             let bus_dir = Scratch::new();
             let bus = bus_dir.bus();
@@ -338,8 +335,8 @@ fn producer_blocked_on_stdin_ends_promptly_on_sigterm_and_sigint() {
 }
 
 #[test]
-fn lossless_producer_waiting_for_back_pressure_ends_promptly_on_sigterm_and_sigint() {
-    for signal in [SIGTERM, SIGINT] {
+fn lossless_producer_waiting_for_back_pressure_ends_promptly_on_sigterm_sigint_and_sighup() {
+    for signal in [SIGTERM, SIGINT, SIGHUP] {
         let bus_dir = Scratch::new();
         let bus = bus_dir.bus();
         std::fs::write(&bus, b"not consumed yet\n").expect("cannot write bus");
@@ -362,11 +359,11 @@ fn lossless_producer_waiting_for_back_pressure_ends_promptly_on_sigterm_and_sigi
 }
 
 #[test]
-fn producer_with_named_temp_files_leaves_no_temporary_file_on_sigterm_and_sigint() {
+fn producer_with_named_temp_files_leaves_no_temporary_file_on_sigterm_sigint_and_sighup() {
     // With --named-temp-files (and on filesystems without O_TMPFILE, where
     // filebus falls back to them) the chunk being filled has a name in the
     // bus directory; a termination signal must not leave it behind.
-    for signal in [SIGTERM, SIGINT] {
+    for signal in [SIGTERM, SIGINT, SIGHUP] {
         let bus_dir = Scratch::new();
         let bus = bus_dir.bus();
         let (reader, mut writer) = std::io::pipe().expect("cannot create a pipe");
@@ -391,6 +388,55 @@ fn producer_with_named_temp_files_leaves_no_temporary_file_on_sigterm_and_sigint
             pipe_queued(&writer) == 0
         });
         interrupt(&mut producer, signal, &bus_dir, &["bus", "bus.lock"]);
+    }
+}
+
+#[test]
+fn consumers_end_promptly_by_sighup_sigterm_and_sigint() {
+    // The documented statuses 129, 143 and 130: the consumer ends by the
+    // signal, waiting for a chunk (lossy and lossless) or for its reader to
+    // take what it wrote; with --stats, after printing its summary.
+    let cases: [(&str, &[&str]); 4] = [
+        ("lossy", &["consumer"]),
+        ("lossless", &["--lossless", "consumer"]),
+        ("lossy --stats", &["consumer", "--stats"]),
+        ("lossless --stats", &["--lossless", "consumer", "--stats"]),
+    ];
+    for signal in [SIGHUP, SIGTERM, SIGINT] {
+        for (what, args) in cases {
+            let what = format!("{what} consumer, signal {signal}");
+            let bus_dir = Scratch::new();
+            let bus = bus_dir.bus();
+            let mut consumer = Spawned::start(filebus(&bus, args), Stdio::null(), Stdio::null());
+            if args.contains(&"--stats") {
+                // The thread that prints the summary exists once the
+                // signals are routed to it.
+                wait_until(&format!("{what}: the reporting thread"), || {
+                    std::fs::read_dir(format!("/proc/{}/task", consumer.pid()))
+                        .is_ok_and(|tasks| tasks.count() >= 2)
+                });
+            }
+            wait_until_sleeping(consumer.pid());
+            let sent = Instant::now();
+            consumer.send(signal);
+            let status = consumer.wait_within(PROMPTLY);
+            let stderr = consumer.stderr();
+            assert!(
+                ended_by(status, signal),
+                "{what}: expected the consumer to end by the signal, got {status:?}; \
+                 stderr:\n{stderr}"
+            );
+            assert!(sent.elapsed() < PROMPTLY, "{what}");
+            if args.contains(&"--stats") {
+                assert_eq!(
+                    stderr.matches("stats: 0 chunks").count(),
+                    1,
+                    "{what}: {stderr}"
+                );
+            } else {
+                assert_eq!(stderr, "", "{what}");
+            }
+        }
     }
 }
 
@@ -1086,9 +1132,10 @@ fn producer_killed_at_every_step_of_a_publish_leaves_whole_chunks_only() {
 
 #[test]
 fn lossless_producers_killed_at_random_moments_tear_and_lose_nothing_they_published() {
-    // 100 producers in turn, each killed at a random moment while one
-    // consumer takes chunks throughout: what each published (a chunk-aligned
-    // prefix of its input) arrives whole, once, in order.
+    // 100 producers in turn, each killed at a random moment after its first
+    // chunk arrived, while one consumer takes chunks throughout: what each
+    // published (a chunk-aligned prefix of its input, at least one chunk)
+    // arrives whole, once, in order, up to the last chunk it published.
     const TRIALS: usize = 100;
     const PER_TRIAL: usize = 10_000; // records, 100 chunks
     let bus_dir = Scratch::new();
@@ -1108,10 +1155,15 @@ fn lossless_producers_killed_at_random_moments_tear_and_lose_nothing_they_publis
         let (reader, mut writer) = std::io::pipe().expect("cannot create a pipe");
         let mut producer = Spawned::start(filebus(&bus, &args), reader, Stdio::null());
         let input = records(trial * PER_TRIAL..(trial + 1) * PER_TRIAL);
+        // The pipe stays open (the writer is handed back), so the producer
+        // never reaches the end of its input: the kill always lands.
         let feeder = std::thread::spawn(move || {
             let _ = writer.write_all(&input);
             writer
         });
+        // At least one chunk of this trial is delivered before the kill.
+        let before = consumer.output().len();
+        consumer.wait_for_output(before + CHUNK);
         std::thread::sleep(Duration::from_micros(rng.below(20_000)));
         producer.send(SIGKILL);
         let status = producer.wait();
@@ -1119,6 +1171,14 @@ fn lossless_producers_killed_at_random_moments_tear_and_lose_nothing_they_publis
             ended_by(status, SIGKILL),
             "trial {trial}: the producer was not killed: {status:?}"
         );
+        // The last chunk the killed producer published is still at F unless
+        // the consumer already took it; either way it arrives, before the
+        // next producer starts.
+        if let Some(last) = read_if_present(&bus) {
+            check_chunk(&last, None, &format!("trial {trial}: F after the kill"));
+            consumer.wait_for_suffix(&last);
+        }
+        wait_until("the consumer to take the last chunk", || !bus.exists());
         drop(feeder.join().expect("feeder panicked"));
     }
     produce(
@@ -1145,6 +1205,12 @@ fn lossless_producers_killed_at_random_moments_tear_and_lose_nothing_they_publis
         );
         expected_next[trial] += crate::util::RECORDS_PER_CHUNK;
         last_trial = trial;
+    }
+    for (trial, next) in expected_next.iter().enumerate() {
+        assert!(
+            *next > trial * PER_TRIAL,
+            "trial {trial}: nothing delivered, though a chunk arrived before the kill"
+        );
     }
     assert_eq!(bus_dir.names(), ["bus.lock"]);
 }
@@ -1179,18 +1245,33 @@ fn lossy_consumers_killed_at_random_moments_emit_only_whole_chunks_in_order() {
     });
     let mut rng = Rng::from_clock("kill -9 of lossy consumers, 100 trials");
     for trial in 0..TRIALS {
+        // Each consumer is killed at a random moment after it emitted its
+        // first chunk (into a pipe the test reads only after the kill: once
+        // the pipe is full, the consumer waits on it and misses chunks, as a
+        // lossy consumer may).
         let mut consumer =
             Spawned::start(filebus(&bus, &["consumer"]), Stdio::null(), Stdio::piped());
         let mut stdout = consumer.child.stdout.take().expect("stdout was piped");
+        wait_until(&format!("trial {trial}: a chunk from the consumer"), || {
+            pipe_queued(&stdout) >= CHUNK
+        });
         std::thread::sleep(Duration::from_micros(rng.below(30_000)));
         consumer.send(SIGKILL);
         let status = consumer.wait();
-        assert!(ended_by(status, SIGKILL), "trial {trial}: {status:?}");
+        assert!(
+            ended_by(status, SIGKILL),
+            "trial {trial}: the kill did not land: {status:?}; stderr:\n{}",
+            consumer.stderr()
+        );
         let mut output = Vec::new();
         stdout
             .read_to_end(&mut output)
             .expect("cannot read the consumer's output");
         let numbers = check_full_chunks(&output, &format!("trial {trial}"));
+        assert!(
+            !numbers.is_empty(),
+            "trial {trial}: the chunk seen in the pipe before the kill is gone"
+        );
         assert!(
             numbers.windows(2).all(|pair| pair[0] < pair[1]),
             "trial {trial}: repeated or reordered records"

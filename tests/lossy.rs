@@ -195,8 +195,26 @@ fn stdin_may_be_a_socket_a_terminal_or_dev_null() {
     assert_eq!(consumer.wait().assert_success().stdout, b"via socket\n");
     producer.wait().assert_success();
 
-    // /dev/null: end of input at once.
-    run(filebus(&scratch.bus(), &["producer"]), b"").assert_success();
+    // /dev/null: end of input at once, and nothing published.
+    let dev_null = || std::fs::File::open("/dev/null").expect("cannot open /dev/null");
+    let mut command = filebus(&scratch.bus(), &["producer"]);
+    command.stdin(dev_null());
+    let finished = Running::with_own_stdin(command).wait();
+    finished.assert_success();
+    assert_eq!(finished.stderr, "", "/dev/null as stdin");
+    assert_eq!(
+        scratch.names(),
+        ["bus.lock"],
+        "a lossy producer with /dev/null as stdin published something"
+    );
+    // Lossless, only the end-of-stream marker: its consumer emits nothing.
+    let mut command = filebus(&scratch.bus(), &["--lossless", "producer"]);
+    command.stdin(dev_null());
+    let producer = Running::with_own_stdin(command);
+    let consumer = Running::consumer(&scratch.bus(), &["--lossless"]);
+    assert_eq!(consumer.wait().assert_success().stdout, b"");
+    producer.wait().assert_success();
+    assert_eq!(scratch.names(), ["bus.lock"]);
 
     // A terminal: `script` gives the producer a pseudo-terminal as stdin;
     // the line typed is published, then ^D ends the input.

@@ -4,7 +4,7 @@
 use std::os::fd::AsRawFd;
 use std::process::Command;
 
-use crate::util::{Running, Scratch, filebus, filebus_bin, run};
+use crate::util::{Running, Scratch, filebus, filebus_bin, run, wait_until};
 
 fn stat(args: &[&str]) -> String {
     let output = Command::new(filebus_bin())
@@ -76,38 +76,95 @@ fn stat_of_a_busy_bus_shows_the_lock_held() {
     assert!(text.contains("lock:     free"), "{text}");
 }
 
+/// The lines of `stat --watch --json` in `output` (whole lines only).
+fn meter_lines(output: &[u8]) -> Vec<serde_json::Value> {
+    let whole = output
+        .iter()
+        .rposition(|&byte| byte == b'\n')
+        .map_or(&output[..0], |end| &output[..=end]);
+    String::from_utf8_lossy(whole)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{line:?}: {error}")))
+        .collect()
+}
+
+/// A count from a meter line.
+fn field(line: &serde_json::Value, name: &str) -> u64 {
+    line[name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+}
+
 #[test]
 fn stat_watch_counts_chunks_per_second() {
+    // Chunks carry sequence stamps, so the meter's count is exact: over the
+    // seconds it reports, the chunks add up to the chunks published, however
+    // the seconds fall (the machine may be slow, so no second is assumed to
+    // hold any particular share).
+    const PUBLISHED: u64 = 40;
+    const TICK: &[u8] = b"tick\n";
     let scratch = Scratch::new();
     let bus = scratch.bus();
+    run(filebus(&bus, &["producer"]), b"before\n").assert_success();
+    let mut command = Command::new(filebus_bin());
+    command.args(["stat", "--watch", "--json"]).arg(&bus);
+    let meter = Running::start(command, None);
+    // Publishing starts once the first second is reported: the meter has
+    // read the starting sequence by then.
+    wait_until("the meter's first line", || {
+        !meter_lines(&meter.output()).is_empty()
+    });
+    for _ in 0..PUBLISHED {
+        run(filebus(&bus, &["producer"]), TICK).assert_success();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Three more lines: the last of them was counted after the last publish,
+    // even if this thread saw the first of them late.
+    let seen = meter_lines(&meter.output()).len();
+    wait_until("three more lines from the meter", || {
+        meter_lines(&meter.output()).len() >= seen + 3
+    });
+    let lines = meter_lines(&meter.kill().stdout);
+    let (mut chunks, mut bytes) = (0, 0);
+    for (index, line) in lines.iter().enumerate() {
+        assert_eq!(field(line, "second"), index as u64 + 1, "{lines:?}");
+        chunks += field(line, "chunks_per_second");
+        bytes += field(line, "bytes_per_second");
+    }
+    assert_eq!(
+        field(&lines[0], "chunks_per_second"),
+        0,
+        "a chunk counted before any was published: {lines:?}"
+    );
+    assert_eq!(
+        chunks, PUBLISHED,
+        "the chunks per second do not add up to the {PUBLISHED} chunks published: {lines:?}"
+    );
+    // Bytes are counted from the directory's events: one per publish.
+    assert_eq!(
+        bytes,
+        PUBLISHED * TICK.len() as u64,
+        "the bytes per second do not add up to the bytes published: {lines:?}"
+    );
+}
+
+#[test]
+fn stat_watch_stops_after_count_lines() {
+    let scratch = Scratch::new();
     let mut command = Command::new(filebus_bin());
     command
         .args(["stat", "--watch", "--json", "--count", "2"])
-        .arg(&bus);
-    let meter = Running::start(command, None);
-    // Publish steadily across both seconds.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(2500);
-    while std::time::Instant::now() < deadline {
-        run(filebus(&bus, &["producer"]), b"tick\n").assert_success();
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let finished = meter.wait();
+        .arg(scratch.bus());
+    let finished = Running::start(command, None).wait();
     finished.assert_success();
-    let lines: Vec<String> = String::from_utf8_lossy(&finished.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
+    let lines = meter_lines(&finished.stdout);
     assert_eq!(lines.len(), 2, "{lines:?}");
-    for line in &lines {
-        let chunks: u64 = line
-            .split("\"chunks_per_second\":")
-            .nth(1)
-            .and_then(|rest| rest.split(',').next())
-            .and_then(|number| number.parse().ok())
-            .unwrap_or_else(|| panic!("no chunks_per_second in {line}"));
-        assert!(chunks >= 1, "no chunks counted in {line}");
-        assert!(line.contains("\"bytes_per_second\":"), "{line}");
-    }
+    assert!(
+        lines
+            .iter()
+            .all(|line| field(line, "chunks_per_second") == 0),
+        "chunks counted on an empty bus: {lines:?}"
+    );
 }
 
 #[test]

@@ -21,7 +21,7 @@ fn a_tar_chunk_is_read_by_tar_and_carries_pax_stamps() {
         .arg(scratch.bus())
         .arg("from_server")
         .output()
-        .expect("tar");
+        .expect("cannot run tar (GNU tar on the PATH), which this test needs");
     assert!(
         output.status.success(),
         "{}",
@@ -34,7 +34,7 @@ fn a_tar_chunk_is_read_by_tar_and_carries_pax_stamps() {
         .args(["-c", script])
         .arg(scratch.bus())
         .output()
-        .expect("python3");
+        .expect("cannot run python3 (on the PATH), which this test needs");
     assert_eq!(
         String::from_utf8_lossy(&output.stdout).trim(),
         "1 True",

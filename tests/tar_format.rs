@@ -4,7 +4,8 @@
 //! `filebus_core::tar` encodes comes out of `tar -xOf F from_server`, Python's
 //! `tarfile` and the `tar` crate intact.
 //!
-//! A test whose tool is missing (`tar`, `python3`) says so and passes.
+//! These tests need GNU `tar` and `python3` on the `PATH`; where one is
+//! missing they fail, naming it.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -43,21 +44,20 @@ impl Dir {
     }
 }
 
-/// Runs `program` with `args` in `dir`; `None` if the program is missing.
-fn run(dir: &Path, program: &str, args: &[&str]) -> Option<Output> {
-    match Command::new(program)
+/// Runs `program` with `args` in `dir`; fails the test, naming the program,
+/// if it cannot be run (the tests need GNU tar and python3).
+fn run(dir: &Path, program: &str, args: &[&str]) -> Output {
+    Command::new(program)
         .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())
         .output()
-    {
-        Ok(output) => Some(output),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("skipped: {program} is not installed");
-            None
-        }
-        Err(error) => panic!("cannot run {program}: {error}"),
-    }
+        .unwrap_or_else(|error| {
+            panic!(
+                "cannot run {program}, which the tar format tests need (GNU tar and python3 \
+                 on the PATH): {error}"
+            )
+        })
 }
 
 fn succeeded(output: &Output, what: &str) {
@@ -83,7 +83,7 @@ fn parse_file(path: &Path) -> Result<(TarChunk, Vec<u8>), TarError> {
 
 /// Makes `from_server` holding `content()` in a fresh directory and archives
 /// it with GNU tar `--format=FORMAT`.
-fn gnu_tar_archive(format: &str) -> Option<(Dir, PathBuf)> {
+fn gnu_tar_archive(format: &str) -> (Dir, PathBuf) {
     let dir = Dir::new();
     dir.write("from_server", &content());
     let output = run(
@@ -95,18 +95,16 @@ fn gnu_tar_archive(format: &str) -> Option<(Dir, PathBuf)> {
             "chunk.tar",
             "from_server",
         ],
-    )?;
+    );
     succeeded(&output, "tar -c");
     let path = dir.path("chunk.tar");
-    Some((dir, path))
+    (dir, path)
 }
 
 #[test]
 fn reads_every_gnu_tar_format() {
     for format in ["gnu", "oldgnu", "ustar", "posix", "v7"] {
-        let Some((_dir, path)) = gnu_tar_archive(format) else {
-            return;
-        };
+        let (_dir, path) = gnu_tar_archive(format);
         let (chunk, got) =
             parse_file(&path).unwrap_or_else(|error| panic!("--format={format}: {error}"));
         assert_eq!(got, content(), "--format={format}");
@@ -118,7 +116,7 @@ fn reads_every_gnu_tar_format() {
 fn reads_a_posix_archive_with_a_stamp_written_by_gnu_tar() {
     let dir = Dir::new();
     dir.write("from_server", &content());
-    let Some(output) = run(
+    let output = run(
         dir.dir.path(),
         "tar",
         &[
@@ -128,9 +126,7 @@ fn reads_a_posix_archive_with_a_stamp_written_by_gnu_tar() {
             "chunk.tar",
             "from_server",
         ],
-    ) else {
-        return;
-    };
+    );
     succeeded(&output, "tar -c");
     let (chunk, got) = parse_file(&dir.path("chunk.tar")).expect("accepted");
     assert_eq!(got, content());
@@ -166,9 +162,7 @@ fn rejects_gnu_tar_archives_that_are_not_one_regular_from_server() {
         ),
     ];
     for (args, expected) in cases {
-        let Some(output) = run(dir.dir.path(), "tar", args) else {
-            return;
-        };
+        let output = run(dir.dir.path(), "tar", args);
         succeeded(&output, "tar -c");
         let error = parse_file(&dir.path("a.tar")).expect_err("rejected");
         assert!(error.to_string().contains(expected), "{args:?}: {error}");
@@ -183,9 +177,7 @@ fn rejects_gnu_tar_archives_that_are_not_one_regular_from_server() {
         })
         .collect();
     dir.write("from_server", &noise);
-    let Some(output) = run(dir.dir.path(), "tar", &["-czf", "a.tar", "from_server"]) else {
-        return;
-    };
+    let output = run(dir.dir.path(), "tar", &["-czf", "a.tar", "from_server"]);
     succeeded(&output, "tar -cz");
     let error = parse_file(&dir.path("a.tar")).expect_err("compressed");
     assert!(
@@ -198,17 +190,17 @@ fn rejects_gnu_tar_archives_that_are_not_one_regular_from_server() {
 }
 
 /// Runs a Python script with `tarfile` imported and `path` as `sys.argv[1]`.
-fn python(dir: &Dir, script: &str, path: &Path) -> Option<Output> {
+fn python(dir: &Dir, script: &str, path: &Path) -> Output {
     let program = format!("import sys, io, tarfile\n{script}");
     let path = path.to_str().expect("temporary paths are UTF-8");
-    let output = run(dir.dir.path(), "python3", &["-c", &program, path])?;
+    let output = run(dir.dir.path(), "python3", &["-c", &program, path]);
     succeeded(&output, "python3");
-    Some(output)
+    output
 }
 
 /// Python writes `content()` as member `name` of an archive in `format`,
 /// optionally with a size and PAX records.
-fn python_archive(dir: &Dir, format: &str, name: &str, extra: &str) -> Option<PathBuf> {
+fn python_archive(dir: &Dir, format: &str, name: &str, extra: &str) -> PathBuf {
     let path = dir.path("chunk.tar");
     let script = format!(
         "data = bytes(i % 255 + 1 for i in range(1300))\n\
@@ -218,17 +210,15 @@ fn python_archive(dir: &Dir, format: &str, name: &str, extra: &str) -> Option<Pa
          \x20   {extra}\n\
          \x20   tar.addfile(info, io.BytesIO(data))\n"
     );
-    python(dir, &script, &path)?;
-    Some(path)
+    python(dir, &script, &path);
+    path
 }
 
 #[test]
 fn reads_every_python_tarfile_format() {
     for format in ["USTAR_FORMAT", "GNU_FORMAT", "PAX_FORMAT"] {
         let dir = Dir::new();
-        let Some(path) = python_archive(&dir, format, "from_server", "pass") else {
-            return;
-        };
+        let path = python_archive(&dir, format, "from_server", "pass");
         let (chunk, got) = parse_file(&path).unwrap_or_else(|error| panic!("{format}: {error}"));
         assert_eq!(got, content(), "{format}");
         // Python pads archives to a 10240-byte record.
@@ -241,9 +231,7 @@ fn reads_every_python_tarfile_format() {
 fn reads_python_pax_records() {
     let dir = Dir::new();
     let extra = "info.pax_headers = {'FILEBUS.seq': '9', 'comment': 'caf\\u00e9'}";
-    let Some(path) = python_archive(&dir, "PAX_FORMAT", "from_server", extra) else {
-        return;
-    };
+    let path = python_archive(&dir, "PAX_FORMAT", "from_server", extra);
     let (chunk, got) = parse_file(&path).expect("accepted");
     assert_eq!(got, content());
     assert_eq!(chunk.stamp.sequence, Some(9));
@@ -257,9 +245,7 @@ fn reads_long_names_from_python_gnu_and_pax_archives() {
     let long = "d/".repeat(60) + "from_server";
     for format in ["GNU_FORMAT", "PAX_FORMAT"] {
         let dir = Dir::new();
-        let Some(path) = python_archive(&dir, format, &long, "pass") else {
-            return;
-        };
+        let path = python_archive(&dir, format, &long, "pass");
         let error = parse_file(&path).expect_err("long name");
         let TarError::WrongName { name, .. } = error else {
             panic!("{format}: {error}");
@@ -281,9 +267,7 @@ fn reads_sizes_beyond_8_gib_from_python_gnu_and_pax_headers() {
              info.size = {size}\n\
              open(sys.argv[1], 'wb').write(info.tobuf(tarfile.{format}))\n"
         );
-        if python(&dir, &script, &path).is_none() {
-            return;
-        }
+        python(&dir, &script, &path);
         let file = File::options()
             .read(true)
             .write(true)
@@ -303,9 +287,7 @@ fn rejects_a_python_directory_named_from_server() {
     // Python writes a directory's name with a trailing slash.
     let dir = Dir::new();
     let extra = "info.type = tarfile.DIRTYPE; info.size = 0; data = b''";
-    let Some(path) = python_archive(&dir, "PAX_FORMAT", "from_server", extra) else {
-        return;
-    };
+    let path = python_archive(&dir, "PAX_FORMAT", "from_server", extra);
     let error = parse_file(&path).expect_err("directory");
     assert!(error.to_string().contains("`from_server/`"), "{error}");
 }
@@ -322,16 +304,14 @@ fn gnu_tar_extracts_what_we_encode() {
     for stamp in [ChunkStamp::default(), stamp()] {
         let dir = Dir::new();
         let path = dir.write("chunk.tar", &encode(&content(), &stamp, 1_700_000_000));
-        let Some(output) = run(
+        let output = run(
             dir.dir.path(),
             "tar",
             &["-xOf", path.to_str().expect("UTF-8"), "from_server"],
-        ) else {
-            return;
-        };
+        );
         succeeded(&output, "tar -xO");
         assert_eq!(output.stdout, content());
-        let Some(listing) = run(
+        let listing = run(
             dir.dir.path(),
             "tar",
             &[
@@ -339,9 +319,7 @@ fn gnu_tar_extracts_what_we_encode() {
                 "-tvf",
                 path.to_str().expect("UTF-8"),
             ],
-        ) else {
-            return;
-        };
+        );
         succeeded(&listing, "tar -tv");
         let listing = String::from_utf8_lossy(&listing.stdout);
         assert!(listing.starts_with("-rw-r--r-- 0/0 "), "{listing}");
@@ -362,9 +340,7 @@ fn python_tarfile_reads_what_we_encode() {
                   \x20   assert info.isreg() and info.mode == 0o644, info\n\
                   \x20   assert info.pax_headers['FILEBUS.seq'] == '12345'\n\
                   \x20   sys.stdout.buffer.write(tar.extractfile(info).read())\n";
-    let Some(output) = python(&dir, script, &path) else {
-        return;
-    };
+    let output = python(&dir, script, &path);
     assert_eq!(output.stdout, content());
 }
 
