@@ -25,6 +25,13 @@
 //! Children cannot outlive the benchmark (`process`); SIGINT, SIGTERM and
 //! SIGHUP make it stop them and remove its files before it exits
 //! (`interrupt`).
+//!
+//! The benchmark measures programs from the outside, as a user would run
+//! them: it never speaks the bus protocol itself. It uses the product
+//! library (`filebus_core`) only for two helpers it shares with the product,
+//! so that both say things the same way: `error::describe_io` for error
+//! messages and `filesystem::name_of` for the filesystem of the scratch
+//! directory.
 
 mod idle;
 mod interrupt;
@@ -53,7 +60,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use machine::{filesystem_name, find_program, iso8601_utc, load_average};
+use filebus_core::error::describe_io;
+use machine::{find_program, iso8601_utc, load_average};
 use plan::{Plan, planned_runs};
 use progress::Progress;
 use scratch::Scratch;
@@ -203,14 +211,6 @@ impl BenchError {
     }
 }
 
-fn describe_io(error: &std::io::Error) -> String {
-    let text = error.to_string();
-    match text.find(" (os error ") {
-        Some(cut) => text[..cut].to_owned(),
-        None => text,
-    }
-}
-
 /// A run that failed, recorded instead of a measurement.
 #[derive(Debug, Clone)]
 pub(crate) struct Failure {
@@ -327,7 +327,7 @@ fn measure(options: &BenchOptions) -> Result<Results, BenchError> {
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .map(|text| text.trim().to_owned())
                 .unwrap_or_else(|_| "unknown".into()),
-            filesystem: filesystem_name(scratch.root()),
+            filesystem: filebus_core::filesystem::name_of(scratch.root()),
             scratch_parent,
             quick: options.quick,
             plan: plan.clone(),
