@@ -19,8 +19,9 @@
 //! either as a checked byte stream (`pump`, `pattern`) or as paced, numbered
 //! records (`paced`, `records`); `procfs` reads the idle costs. Repeated
 //! runs are summarised by their median (`stats`), printed as tables and
-//! written as CSV or JSON (`report`), drawn as SVG (`plots`, `svg`), and
-//! compared with the project's targets (`targets`).
+//! written as CSV or JSON (`report`), and drawn as SVG (`plots`). The
+//! project's own performance targets are judged in `results/targets.md`,
+//! not here: the benchmark reports what it measured, for any program.
 //!
 //! Children cannot outlive the benchmark (`process`); SIGINT, SIGTERM and
 //! SIGHUP make it stop them and remove its files before it exits
@@ -53,7 +54,6 @@ mod scratch;
 mod stats;
 mod svg;
 mod system;
-mod targets;
 mod throughput;
 
 use std::io::Write;
@@ -113,8 +113,7 @@ pub struct Implementation {
     /// and idle sections leave every program its default.
     pub low_latency_interval: Duration,
     /// A reference to compare against (`--reference`), such as the Python
-    /// filebus 0.3.5; the targets compare the first implementation to the
-    /// first reference.
+    /// filebus 0.3.5; marked as such in the report.
     pub is_reference: bool,
 }
 
@@ -148,7 +147,7 @@ impl Implementation {
 /// Everything `filebus bench` was asked to do.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    /// The programs to measure; the first is "ours" for the targets.
+    /// The programs to measure, in the order of the report.
     pub implementations: Vec<Implementation>,
     /// Also measure `cat | cat` and `tee` into named FIFOs.
     pub baselines: bool,
@@ -370,8 +369,7 @@ fn measure(options: &BenchOptions) -> Result<Results, BenchError> {
 
 /// Prints the tables and writes the requested files.
 fn publish(options: &BenchOptions, results: &Results) -> Result<(), BenchError> {
-    let checks = targets::evaluate(results);
-    let table = report::table(results, &checks);
+    let table = report::table(results);
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(table.as_bytes())
@@ -379,8 +377,8 @@ fn publish(options: &BenchOptions, results: &Results) -> Result<(), BenchError> 
         .map_err(|error| BenchError::io("cannot write the results to standard output", error))?;
     for path in &options.outputs {
         let text = match output_format(path)? {
-            OutputFormat::Csv => report::csv(results, &checks),
-            OutputFormat::Json => report::json(results, &checks),
+            OutputFormat::Csv => report::csv(results),
+            OutputFormat::Json => report::json(results)?,
         };
         std::fs::write(path, text)
             .map_err(|error| BenchError::io(format!("cannot write {}", path.display()), error))?;
