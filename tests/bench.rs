@@ -234,13 +234,65 @@ fn quick_run_prints_tables_and_writes_json_and_svg_plots() {
         .unwrap_or_else(|error| panic!("invalid JSON ({error}):\n{json}"));
     check_json_report(&report);
 
-    for name in ["throughput.svg", "latency.svg", "loss.svg"] {
+    // Each plot: its title, axis labels, ticks and one legend entry per
+    // series (each text is a line of its own), and a line of each series'
+    // color (the first and second of the palette).
+    for (name, texts) in [
+        (
+            "throughput.svg",
+            &[
+                "Lossless throughput versus block size",
+                "block size",
+                "MB/s (10^6 bytes/s)",
+                "4 KiB",
+                "1 MiB",
+                "ours",
+                "cat|cat",
+            ][..],
+        ),
+        (
+            "latency.svg",
+            &[
+                "percentile",
+                "latency (microseconds)",
+                "99%",
+                "ours lossy",
+                "ours lossless",
+                "cat|cat",
+            ],
+        ),
+        (
+            "loss.svg",
+            &[
+                "records per second asked",
+                "% of records delivered",
+                "100%",
+                "ours x1",
+                "ours x4",
+                "tee+fifos x1",
+                "tee+fifos x4",
+            ],
+        ),
+    ] {
         let svg = std::fs::read_to_string(plots.join(name)).expect("plot missing");
         assert!(
             svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"),
             "{name} is not an SVG document"
         );
-        assert!(svg.contains("<polyline"), "{name} has no line");
+        for text in texts {
+            assert!(
+                svg.lines().any(|line| line == *text),
+                "no text {text:?} in {name}"
+            );
+        }
+        for color in ["#1F77B4", "#D62728"] {
+            let stroke = format!("stroke=\"{color}\"");
+            assert!(
+                svg.lines()
+                    .any(|line| line.starts_with("<polyline") && line.contains(&stroke)),
+                "no {color} line in {name}"
+            );
+        }
     }
     assert_nothing_left(&parent);
 }

@@ -19,7 +19,7 @@
 //! either as a checked byte stream (`pump`, `pattern`) or as paced, numbered
 //! records (`paced`, `records`); `procfs` reads the idle costs. Repeated
 //! runs are summarised by their median (`stats`), printed as tables and
-//! written as CSV or JSON (`report`), and drawn as SVG (`plots`). The
+//! written as CSV or JSON (`report`), and drawn as SVG (`plots`, `chart`). The
 //! project's own performance targets are judged in `results/targets.md`,
 //! not here: the benchmark reports what it measured, for any program.
 //!
@@ -34,6 +34,7 @@
 //! messages and `filesystem::name_of` for the filesystem of the scratch
 //! directory.
 
+mod chart;
 mod idle;
 mod interrupt;
 mod latency;
@@ -52,7 +53,6 @@ mod records;
 mod report;
 mod scratch;
 mod stats;
-mod svg;
 mod system;
 mod throughput;
 
