@@ -52,7 +52,9 @@ pub(crate) fn color(index: usize) -> RGBColor {
 /// How values map onto an axis.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Scale {
+    /// Evenly spaced values from `min` to `max`.
     Linear { min: f64, max: f64 },
+    /// Evenly spaced powers (plotters' log scale); `min` must be positive.
     Log { min: f64, max: f64 },
 }
 
@@ -136,6 +138,7 @@ pub(crate) struct Series {
     /// The name in the legend.
     pub name: String,
     pub color: RGBColor,
+    /// Dashed rather than solid (lossless latency, several consumers).
     pub dashed: bool,
     /// (x, y), in data units.
     pub points: Vec<(f64, f64)>,
@@ -148,15 +151,21 @@ pub(crate) struct Series {
 /// A chart: axes, ticks, lines and a legend.
 #[derive(Debug, Clone)]
 pub(crate) struct Chart {
+    /// Above the plot, in bold.
     pub title: String,
+    /// Under the title, in grey: how the figures were measured.
     pub subtitle: String,
+    /// The name of the x axis, with its unit.
     pub x_label: String,
+    /// The name of the y axis, with its unit.
     pub y_label: String,
     pub x_scale: Scale,
     pub y_scale: Scale,
     /// Where the x axis has a tick and a grid line, and its label.
     pub x_ticks: Vec<(f64, String)>,
+    /// Where the y axis has a tick and a grid line, and its label.
     pub y_ticks: Vec<(f64, String)>,
+    /// The lines, in the order of the legend.
     pub series: Vec<Series>,
 }
 
