@@ -48,8 +48,8 @@ impl Measurement {
         self.voluntary as f64 / self.window_seconds
     }
 
-    /// CPU time over the window scaled to 10 s, in milliseconds (the
-    /// target's unit).
+    /// CPU time over the window scaled to 10 s, in milliseconds: a figure
+    /// that does not depend on the length of the window.
     pub(crate) fn cpu_ms_per_10s(&self) -> f64 {
         self.cpu_ns as f64 / 1e6 * 10.0 / self.window_seconds
     }

@@ -19,13 +19,23 @@
 //! either as a checked byte stream (`pump`, `pattern`) or as paced, numbered
 //! records (`paced`, `records`); `procfs` reads the idle costs. Repeated
 //! runs are summarised by their median (`stats`), printed as tables and
-//! written as CSV or JSON (`report`), drawn as SVG (`plots`, `svg`), and
-//! compared with the project's targets (`targets`).
+//! written as CSV or JSON (`report`), and drawn as SVG (`plots`, `chart`). The
+//! project's own performance targets are judged in `results/targets.md`,
+//! not here: the benchmark reports what it measured, for any program.
 //!
 //! Children cannot outlive the benchmark (`process`); SIGINT, SIGTERM and
 //! SIGHUP make it stop them and remove its files before it exits
 //! (`interrupt`).
+//!
+//! The benchmark measures programs from the outside, as a user would run
+//! them: it never speaks the bus protocol itself. It uses the product
+//! library (`filebus_core`) only for helpers it shares with the product, so
+//! that both behave and say things the same way: `stop::StopFlag`, where the
+//! program's signal handler records a stop; `error::describe_io` for error
+//! messages; and `filesystem::name_of` for the filesystem of the scratch
+//! directory.
 
+mod chart;
 mod idle;
 mod interrupt;
 mod latency;
@@ -44,9 +54,7 @@ mod records;
 mod report;
 mod scratch;
 mod stats;
-mod svg;
 mod system;
-mod targets;
 mod throughput;
 
 use filebus_core::stop::StopFlag;
@@ -54,7 +62,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use machine::{filesystem_name, find_program, iso8601_utc, load_average};
+use filebus_core::error::describe_io;
+use machine::{find_program, iso8601_utc, load_average};
 use plan::{Plan, planned_runs};
 use progress::Progress;
 use scratch::Scratch;
@@ -106,8 +115,7 @@ pub struct Implementation {
     /// and idle sections leave every program its default.
     pub low_latency_interval: Duration,
     /// A reference to compare against (`--reference`), such as the Python
-    /// filebus 0.3.5; the targets compare the first implementation to the
-    /// first reference.
+    /// filebus 0.3.5; marked as such in the report.
     pub is_reference: bool,
 }
 
@@ -141,7 +149,7 @@ impl Implementation {
 /// Everything `filebus bench` was asked to do.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    /// The programs to measure; the first is "ours" for the targets.
+    /// The programs to measure, in the order of the report.
     pub implementations: Vec<Implementation>,
     /// Also measure `cat | cat` and `tee` into named FIFOs.
     pub baselines: bool,
@@ -201,14 +209,6 @@ impl BenchError {
             BenchError::Usage(_) => 2,
             _ => 1,
         }
-    }
-}
-
-fn describe_io(error: &std::io::Error) -> String {
-    let text = error.to_string();
-    match text.find(" (os error ") {
-        Some(cut) => text[..cut].to_owned(),
-        None => text,
     }
 }
 
@@ -329,7 +329,7 @@ fn measure(options: &BenchOptions) -> Result<Results, BenchError> {
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .map(|text| text.trim().to_owned())
                 .unwrap_or_else(|_| "unknown".into()),
-            filesystem: filesystem_name(scratch.root()),
+            filesystem: filebus_core::filesystem::name_of(scratch.root()),
             scratch_parent,
             quick: options.quick,
             plan: plan.clone(),
@@ -372,8 +372,7 @@ fn measure(options: &BenchOptions) -> Result<Results, BenchError> {
 
 /// Prints the tables and writes the requested files.
 fn publish(options: &BenchOptions, results: &Results) -> Result<(), BenchError> {
-    let checks = targets::evaluate(results);
-    let table = report::table(results, &checks);
+    let table = report::table(results);
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(table.as_bytes())
@@ -381,8 +380,8 @@ fn publish(options: &BenchOptions, results: &Results) -> Result<(), BenchError> 
         .map_err(|error| BenchError::io("cannot write the results to standard output", error))?;
     for path in &options.outputs {
         let text = match output_format(path)? {
-            OutputFormat::Csv => report::csv(results, &checks),
-            OutputFormat::Json => report::json(results, &checks),
+            OutputFormat::Csv => report::csv(results),
+            OutputFormat::Json => report::json(results)?,
         };
         std::fs::write(path, text)
             .map_err(|error| BenchError::io(format!("cannot write {}", path.display()), error))?;

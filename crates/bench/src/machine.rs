@@ -1,5 +1,6 @@
 //! Facts about the machine, printed with the results: where programs are,
-//! what filesystem the buses are on, how busy it is, what time it is.
+//! how busy it is, what time it is. (What filesystem the buses are on comes
+//! from the product library's table: `filebus_core::filesystem::name_of`.)
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -19,32 +20,6 @@ pub(crate) fn find_program(program: &Path) -> Option<PathBuf> {
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
         .find(|candidate| executable(candidate))
-}
-
-/// The type of the filesystem holding `path`, by its magic number.
-pub(crate) fn filesystem_name(path: &Path) -> String {
-    let Ok(stats) = rustix::fs::statfs(path) else {
-        return "unknown".into();
-    };
-    // `f_type`'s integer type differs between architectures.
-    #[allow(clippy::useless_conversion)]
-    let kind = i64::from(stats.f_type);
-    let known: &[(i64, &str)] = &[
-        (0xEF53, "ext4"),
-        (0x0102_1994, "tmpfs"),
-        (0x5846_5342, "xfs"),
-        (0x9123_683E, "btrfs"),
-        (0x794C_7630, "overlayfs"),
-        (0x2FC1_2FC1, "zfs"),
-        (0x6969, "nfs"),
-        (0x0102_1997, "9p"),
-        (0x6573_5546, "fuse"),
-        (0xF2F5_2010, "f2fs"),
-    ];
-    known
-        .iter()
-        .find(|(magic, _)| *magic == kind)
-        .map_or_else(|| format!("0x{kind:x}"), |(_, name)| (*name).to_owned())
 }
 
 /// `2024-05-01T12:34:56Z`.

@@ -102,10 +102,11 @@ pub(crate) fn wait(interests: &[Interest<'_>], timeout: Duration) -> Result<Vec<
             PollFd::from_borrowed_fd(interest.fd.as_fd(), events)
         })
         .collect();
-    let timeout = Timespec {
-        tv_sec: timeout.as_secs() as _,
-        tv_nsec: timeout.subsec_nanos() as _,
-    };
+    // At most CHECK_INTERVAL, so the conversion cannot fail; saturate anyway.
+    let timeout = Timespec::try_from(timeout).unwrap_or(Timespec {
+        tv_sec: i64::MAX,
+        tv_nsec: 999_999_999,
+    });
     match rustix::event::poll(&mut fds, Some(&timeout)) {
         Ok(_) => Ok(fds.iter().map(|fd| !fd.revents().is_empty()).collect()),
         Err(Errno::INTR) => Ok(vec![false; fds.len()]),

@@ -1,4 +1,4 @@
-//! The plots of a benchmark, as SVG files ([`super::svg`]):
+//! The plots of a benchmark, as SVG files drawn by plotters ([`super::chart`]):
 //! - `throughput.svg`: lossless MB/s versus block size, both axes logarithmic,
 //!   with the range of the runs as a bar at each point;
 //! - `latency.svg`: the latency distribution of each system, latency
@@ -9,9 +9,9 @@
 
 use std::path::Path;
 
+use super::chart::{Chart, Scale, Series, color};
 use super::report::{self, bytes_label, distribution, sig};
 use super::stats::Summary;
-use super::svg::{Chart, Scale, Series, color};
 use super::{BenchError, Results};
 
 /// Writes the plots of the sections that ran into `dir`, creating it if
@@ -27,7 +27,13 @@ pub(crate) fn write_plots(results: &Results, dir: &Path) -> Result<(), BenchErro
     for (name, chart) in charts {
         let Some(chart) = chart else { continue };
         let path = dir.join(name);
-        std::fs::write(&path, chart.render())
+        let svg = chart.render().map_err(|error| {
+            BenchError::io(
+                format!("cannot draw {}", path.display()),
+                std::io::Error::other(error),
+            )
+        })?;
+        std::fs::write(&path, svg)
             .map_err(|error| BenchError::io(format!("cannot write {}", path.display()), error))?;
     }
     Ok(())

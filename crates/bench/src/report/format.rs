@@ -1,5 +1,5 @@
-//! How numbers and text are written: three significant digits in tables,
-//! thousands grouped; short exact numbers in files; CSV and JSON escaping.
+//! How numbers are written: three significant digits in tables, thousands
+//! grouped; short exact numbers in the CSV file.
 
 use crate::system::{Mode, Role};
 
@@ -96,31 +96,6 @@ pub(crate) fn format_number(value: f64) -> String {
     }
 }
 
-/// A CSV field, quoted when it holds a comma, quote, line break or
-/// surrounding space.
-pub(crate) fn csv_field(text: &str) -> String {
-    let needs_quotes =
-        text.contains([',', '"', '\n', '\r']) || text.starts_with(' ') || text.ends_with(' ');
-    if needs_quotes {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_owned()
-    }
-}
-
-/// `text` as a JSON string literal, quotes and escapes included.
-pub(crate) fn json_string(text: &str) -> String {
-    serde_json::Value::from(text).to_string()
-}
-
-/// A JSON number, or `null` for a missing or non-finite one.
-pub(crate) fn json_number(value: Option<f64>) -> String {
-    match value {
-        Some(value) if value.is_finite() => format_number(value),
-        _ => "null".into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,19 +115,6 @@ mod tests {
         assert_eq!(percent_text(1.0), "100");
         assert_eq!(percent_text(0.999_999), "99.999");
         assert_eq!(percent_text(0.5), "50.0");
-    }
-
-    #[test]
-    fn csv_fields_are_quoted_when_needed() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
-    }
-
-    #[test]
-    fn json_strings_are_escaped() {
-        assert_eq!(json_string("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
     }
 
     #[test]

@@ -4,22 +4,25 @@
 //! with the point it belongs to (section, system, mode, block size, rate,
 //! consumers, role) and, for repeated measurements, the median as `value`
 //! with `min`, `max` and `runs`. JSON adds the run's settings, the latency
-//! distributions, the failures and the targets.
+//! distributions and the failures.
 //!
 //! | module | what |
 //! |---|---|
-//! | [`format`] | numbers and escaping |
+//! | [`format`] | how numbers are written |
 //! | [`text`] | the tables on standard output |
 //! | [`rows`] | every number as a row |
-//! | [`files`] | CSV and JSON |
+//! | [`csv`](mod@csv) | the CSV file |
+//! | [`json`](mod@json) | the JSON file (serde) |
 
-mod files;
+mod csv;
 mod format;
+mod json;
 mod rows;
 mod text;
 
-pub(crate) use files::{csv, json};
-pub(crate) use format::{bytes_label, group_digits, percent_text, sig};
+pub(crate) use csv::csv;
+pub(crate) use format::{bytes_label, group_digits, sig};
+pub(crate) use json::json;
 pub(crate) use rows::distribution;
 pub(crate) use text::table;
 

@@ -1,6 +1,8 @@
 //! Every number of the results as a flat [`Row`], the common ground of the
 //! CSV and JSON files.
 
+use serde::Serialize;
+
 use super::format::{mode_name, role_name, sig};
 use super::{QUANTILES, is_pipe};
 use crate::Results;
@@ -9,30 +11,43 @@ use crate::loss::Point as LossPoint;
 use crate::paced::Tally;
 use crate::stats::Summary;
 use crate::system::format_seconds;
-use crate::targets::Check;
 
-/// One number of the results.
-#[derive(Debug, Clone, Default)]
+/// One number of the results. In JSON, empty texts and missing numbers are
+/// left out, except `value`, which is `null` when there is none.
+#[derive(Debug, Clone, Default, Serialize)]
 pub(crate) struct Row {
     pub section: &'static str,
     pub system: String,
+    #[serde(skip_serializing_if = "str::is_empty")]
     pub mode: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub block_size: Option<u64>,
+    /// Records per second asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub rate: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub consumers: Option<u64>,
+    /// "producer" or "consumer", where it matters.
+    #[serde(skip_serializing_if = "str::is_empty")]
     pub role: &'static str,
     pub metric: &'static str,
+    #[serde(skip_serializing_if = "str::is_empty")]
     pub unit: &'static str,
     /// The median, for repeated measurements.
     pub value: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
+    /// How many runs the value summarises.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub runs: Option<usize>,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub note: String,
 }
 
 /// Every number as a flat row.
-pub(crate) fn rows(results: &Results, checks: &[Check]) -> Vec<Row> {
+pub(crate) fn rows(results: &Results) -> Vec<Row> {
     let mut rows = Vec::new();
     for point in &results.throughput {
         let base = Row {
@@ -136,31 +151,6 @@ pub(crate) fn rows(results: &Results, checks: &[Check]) -> Vec<Row> {
             system: failure.system.clone(),
             metric: "failure",
             note: format!("{}: {}", failure.point, failure.message),
-            ..Row::default()
-        });
-    }
-    let ours = results
-        .meta
-        .implementations
-        .first()
-        .map(|implementation| implementation.name.clone())
-        .unwrap_or_default();
-    for check in checks {
-        rows.push(Row {
-            section: "target",
-            system: ours.clone(),
-            metric: check.id,
-            unit: check.unit,
-            value: check.value,
-            note: format!(
-                "{}: {}; {} {}",
-                check.target,
-                check.measured,
-                check.verdict.name(),
-                check.margin
-            )
-            .trim_end()
-            .to_owned(),
             ..Row::default()
         });
     }

@@ -1,5 +1,5 @@
-//! The tables printed on standard output, one per section, then the targets
-//! and any failed runs.
+//! The tables printed on standard output, one per section, then any failed
+//! runs.
 
 use std::fmt::Write as _;
 
@@ -12,17 +12,13 @@ use crate::idle::Measurement;
 use crate::loss::Point as LossPoint;
 use crate::stats::Summary;
 use crate::system::format_seconds;
-use crate::targets::{self, Check};
 
 /// A text table: optional group titles over the columns, a header, rows.
-/// The first column is left-aligned, the others right-aligned (unless
-/// `all_left`).
+/// The first column is left-aligned, the others right-aligned.
 struct Table {
     groups: Vec<(String, usize)>,
     header: Vec<String>,
     rows: Vec<Vec<String>>,
-    /// Left-align every column (for sentences rather than numbers).
-    all_left: bool,
 }
 
 impl Table {
@@ -31,7 +27,6 @@ impl Table {
             groups: Vec::new(),
             header: header.iter().map(|text| (*text).to_owned()).collect(),
             rows: Vec::new(),
-            all_left: false,
         }
     }
 
@@ -81,7 +76,7 @@ impl Table {
                 if index > 0 {
                     line.push_str("  ");
                 }
-                if index == 0 || self.all_left {
+                if index == 0 {
                     let _ = write!(line, "{cell:<width$}");
                 } else {
                     let _ = write!(line, "{cell:>width$}");
@@ -99,7 +94,7 @@ impl Table {
 }
 
 /// The whole report for standard output.
-pub(crate) fn table(results: &Results, checks: &[Check]) -> String {
+pub(crate) fn table(results: &Results) -> String {
     let mut out = String::new();
     header(results, &mut out);
     if !results.throughput.is_empty() {
@@ -114,7 +109,6 @@ pub(crate) fn table(results: &Results, checks: &[Check]) -> String {
     if !results.idle.is_empty() {
         idle_table(results, &mut out);
     }
-    targets_table(checks, &mut out);
     if !results.failures.is_empty() {
         let _ = writeln!(out, "\nFailed runs (not counted above)");
         for failure in &results.failures {
@@ -345,7 +339,7 @@ fn loss_table(results: &Results, out: &mut String) {
         anomalies.push(format!(
             "{system} x{consumers} {duplicates}/{torn}/{out_of_order}"
         ));
-        if let Some(onset) = targets::loss_onset(&points) {
+        if let Some(onset) = loss_onset(&points) {
             onsets.push(format!("    {system} x{consumers}: {onset}"));
         }
     }
@@ -450,27 +444,6 @@ fn idle_cells(m: &Measurement) -> Vec<String> {
     ]
 }
 
-fn targets_table(checks: &[Check], out: &mut String) {
-    if checks.is_empty() {
-        return;
-    }
-    let _ = writeln!(
-        out,
-        "\n5. Targets (for the first implementation; reported, not asserted)"
-    );
-    let mut table = Table::new(&["target", "measured", "verdict", "margin"]);
-    for check in checks {
-        table.row(vec![
-            check.target.clone(),
-            check.measured.clone(),
-            check.verdict.name().to_owned(),
-            check.margin.clone(),
-        ]);
-    }
-    table.all_left = true;
-    table.render(out);
-}
-
 /// Systems in order of first appearance, baselines last.
 fn ordered_systems<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     let mut systems: Vec<&str> = Vec::new();
@@ -481,4 +454,45 @@ fn ordered_systems<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     }
     systems.sort_by_key(|name| is_pipe(name));
     systems
+}
+
+/// "loss begins between 300 and 1,000 records/s", from the points of one
+/// system and consumer count. A point is lossless when every consumer got
+/// every record in every run.
+fn loss_onset(points: &[&LossPoint]) -> Option<String> {
+    let mut points: Vec<&&LossPoint> = points
+        .iter()
+        .filter(|point| !point.runs.is_empty())
+        .collect();
+    if points.is_empty() {
+        return None;
+    }
+    points.sort_by_key(|point| point.rate);
+    let lossless = |point: &LossPoint| {
+        point
+            .runs
+            .iter()
+            .all(|run| run.worst_consumer_fraction() >= 1.0)
+    };
+    let first_loss = points.iter().position(|point| !lossless(point));
+    let system = if points[0].system == crate::system::TEE_FIFOS {
+        " (tee blocks instead of dropping)"
+    } else {
+        ""
+    };
+    Some(match first_loss {
+        None => format!(
+            "no loss up to {} records/s, the highest rate tried{system}",
+            group_digits(points[points.len() - 1].rate)
+        ),
+        Some(0) => format!(
+            "loss already at {} records/s, the lowest rate tried",
+            group_digits(points[0].rate)
+        ),
+        Some(index) => format!(
+            "loss begins between {} and {} records/s",
+            group_digits(points[index - 1].rate),
+            group_digits(points[index].rate)
+        ),
+    })
 }
