@@ -24,10 +24,9 @@ use std::time::{Duration, Instant};
 use libc::{SIGHUP, SIGINT, SIGKILL, SIGPIPE, SIGTERM, SIGXFSZ};
 
 use crate::util::{
-    CHUNK, CHUNK_ARG, PRODUCER_STRIDE, PUBLISH_SYSCALLS, Rng, Spawned, SyscallTrap,
-    UNLINK_SYSCALLS, assert_one_line_error, check_chunk, check_full_chunks, ended_by, input_in,
-    pipe_capacity, pipe_queued, process_state, produce, records, run_with_input,
-    wait_until_sleeping,
+    CHUNK, CHUNK_ARG, PRODUCER_STRIDE, PUBLISH_SYSCALLS, Rng, SyscallTrap, UNLINK_SYSCALLS,
+    assert_one_line_error, check_chunk, check_full_chunks, ended_by, input_in, pipe_capacity,
+    pipe_queued, process_state, produce, records, run_with_input, wait_until_sleeping,
 };
 use crate::util::{
     Running, Scratch, binary_data, collect, filebus, filebus_bin, names_in, numbered_records,
@@ -77,7 +76,7 @@ fn lossy_producer_killed_at_random_moments_leaves_a_whole_chunk_and_no_stray_fil
         args.push("producer");
         let (mut producer, feeder) = if from_pipe {
             let (reader, mut writer) = std::io::pipe().expect("cannot create a pipe");
-            let producer = Spawned::start(filebus(&bus, &args), reader, Stdio::null());
+            let producer = Running::with_stdio(filebus(&bus, &args), reader, Stdio::null());
             let bytes = std::sync::Arc::clone(&bytes);
             // Ends with EPIPE when the producer is killed.
             let feeder = std::thread::spawn(move || drop(writer.write_all(&bytes)));
@@ -85,13 +84,13 @@ fn lossy_producer_killed_at_random_moments_leaves_a_whole_chunk_and_no_stray_fil
         } else {
             let stdin = File::open(&input).expect("cannot open input");
             (
-                Spawned::start(filebus(&bus, &args), stdin, Stdio::null()),
+                Running::with_stdio(filebus(&bus, &args), stdin, Stdio::null()),
                 None,
             )
         };
         std::thread::sleep(Duration::from_micros(rng.below(60_000)));
         producer.send(SIGKILL);
-        let status = producer.wait();
+        let status = producer.wait_status();
         if let Some(feeder) = feeder {
             feeder.join().expect("feeder panicked");
         }
@@ -137,7 +136,7 @@ fn lossless_consumers_killed_mid_stream_lose_nothing_and_repeat_at_most_one_chun
     let aux = Scratch::new();
     let bus = bus_dir.bus();
     let input = numbered_records(TOTAL);
-    let mut producer = Spawned::start(
+    let mut producer = Running::with_stdio(
         filebus(&bus, &["--lossless", "--block-size", CHUNK_ARG, "producer"]),
         input_in(aux.dir.path(), "input", &input),
         Stdio::null(),
@@ -149,7 +148,7 @@ fn lossless_consumers_killed_mid_stream_lose_nothing_and_repeat_at_most_one_chun
         // consumer can emit no more than the pipe holds (each spliced chunk
         // takes one of its 16 slots) before it blocks: the stream cannot end
         // under a consumer meant to be killed, however slow this thread is.
-        let mut consumer = Spawned::start(
+        let mut consumer = Running::with_stdio(
             filebus(&bus, &["--lossless", "consumer"]),
             Stdio::null(),
             Stdio::piped(),
@@ -161,7 +160,7 @@ fn lossless_consumers_killed_mid_stream_lose_nothing_and_repeat_at_most_one_chun
             pipe_queued(&stdout) >= target
         });
         consumer.send(SIGKILL);
-        let status = consumer.wait();
+        let status = consumer.wait_status();
         assert!(
             ended_by(status, SIGKILL),
             "consumer {victim} ended on its own: {status:?}; stderr:\n{}",
@@ -176,7 +175,7 @@ fn lossless_consumers_killed_mid_stream_lose_nothing_and_repeat_at_most_one_chun
     let last = Running::consumer(&bus, &["--lossless"]).wait();
     last.assert_success();
     outputs.push(last.stdout);
-    let status = producer.wait();
+    let status = producer.wait_status();
     assert!(
         status.success(),
         "producer: {status:?}; stderr:\n{}",
@@ -231,7 +230,7 @@ fn lossless_producer_killed_mid_stream_tears_nothing_and_a_new_producer_continue
         "3600",
         "producer",
     ];
-    let mut producer = Spawned::start(filebus(&bus, &args), reader, Stdio::null());
+    let mut producer = Running::with_stdio(filebus(&bus, &args), reader, Stdio::null());
     let feeder = std::thread::spawn(move || {
         // Fails with EPIPE once the producer is killed; the writer is handed
         // back so the pipe stays open until the test is done.
@@ -242,7 +241,7 @@ fn lossless_producer_killed_mid_stream_tears_nothing_and_a_new_producer_continue
     let published = CHUNK * (1 + rng.below(50) as usize);
     consumer.wait_for_output(published);
     producer.send(SIGKILL);
-    let status = producer.wait();
+    let status = producer.wait_status();
     assert!(
         ended_by(status, SIGKILL),
         "the producer was not killed: {status:?}"
@@ -284,7 +283,7 @@ fn lossless_producer_killed_mid_stream_tears_nothing_and_a_new_producer_continue
 
 /// Sends `signal` to a producer that is blocked, and checks that it ends
 /// promptly, by that signal, leaving `expected_names` in the bus directory.
-fn interrupt(producer: &mut Spawned, signal: i32, bus_dir: &Scratch, expected_names: &[&str]) {
+fn interrupt(producer: &mut Running, signal: i32, bus_dir: &Scratch, expected_names: &[&str]) {
     wait_until_sleeping(producer.pid());
     let sent = Instant::now();
     producer.send(signal);
@@ -313,7 +312,7 @@ fn producer_blocked_on_stdin_ends_promptly_on_sigterm_sigint_and_sighup() {
                 "3600",
                 "producer",
             ];
-            let mut producer = Spawned::start(filebus(&bus, &args), reader, Stdio::null());
+            let mut producer = Running::with_stdio(filebus(&bus, &args), reader, Stdio::null());
             let first = records(0..100);
             writer.write_all(&first).expect("cannot feed the producer");
             wait_until("the first chunk", || {
@@ -342,7 +341,7 @@ fn lossless_producer_waiting_for_back_pressure_ends_promptly_on_sigterm_sigint_a
         std::fs::write(&bus, b"not consumed yet\n").expect("cannot write bus");
         let (reader, mut writer) = std::io::pipe().expect("cannot create a pipe");
         let args = ["--lossless", "--block-size", CHUNK_ARG, "producer"];
-        let mut producer = Spawned::start(filebus(&bus, &args), reader, Stdio::null());
+        let mut producer = Running::with_stdio(filebus(&bus, &args), reader, Stdio::null());
         // A full chunk, ready to publish once F is consumed, which it never is.
         writer
             .write_all(&records(0..100))
@@ -375,7 +374,7 @@ fn producer_with_named_temp_files_leaves_no_temporary_file_on_sigterm_sigint_and
             "3600",
             "producer",
         ];
-        let mut producer = Spawned::start(filebus(&bus, &args), reader, Stdio::null());
+        let mut producer = Running::with_stdio(filebus(&bus, &args), reader, Stdio::null());
         let first = records(0..100);
         writer.write_all(&first).expect("cannot feed the producer");
         wait_until("the first chunk", || {
@@ -407,7 +406,8 @@ fn consumers_end_promptly_by_sighup_sigterm_and_sigint() {
             let what = format!("{what} consumer, signal {signal}");
             let bus_dir = Scratch::new();
             let bus = bus_dir.bus();
-            let mut consumer = Spawned::start(filebus(&bus, args), Stdio::null(), Stdio::null());
+            let mut consumer =
+                Running::with_stdio(filebus(&bus, args), Stdio::null(), Stdio::null());
             if args.contains(&"--stats") {
                 // The thread that prints the summary exists once the
                 // signals are routed to it.
@@ -719,7 +719,7 @@ impl Drained {
 }
 
 /// Ends a consumer that must still be running, and checks it left no message.
-fn stop_consumer(consumer: &mut Spawned, what: &str) {
+fn stop_consumer(consumer: &mut Running, what: &str) {
     assert!(
         consumer.try_status().is_none(),
         "{what}: the consumer ended: {:?}; stderr:\n{}",
@@ -727,7 +727,7 @@ fn stop_consumer(consumer: &mut Spawned, what: &str) {
         consumer.stderr()
     );
     consumer.send(SIGKILL);
-    let status = consumer.wait();
+    let status = consumer.wait_status();
     assert!(ended_by(status, SIGKILL), "{what}: {status:?}");
     assert_eq!(consumer.stderr(), "", "{what}: the consumer complained");
 }
@@ -747,7 +747,7 @@ fn chunk_truncated_in_place_under_a_consumer_raises_no_sigbus() {
         let what = format!("--output-method {method}, truncated mid-emission");
         let _ = std::fs::remove_file(&bus);
         std::fs::write(&bus, &original).expect("cannot write the big chunk");
-        let mut consumer = Spawned::start(
+        let mut consumer = Running::with_stdio(
             filebus(&bus, &["--output-method", method, "consumer"]),
             Stdio::null(),
             Stdio::piped(),
@@ -778,7 +778,7 @@ fn chunk_truncated_in_place_under_a_consumer_raises_no_sigbus() {
         let _ = std::fs::remove_file(&bus);
         std::fs::write(&bus, &original).expect("cannot write the big chunk");
         let mut consumer =
-            Spawned::start(filebus(&bus, &["consumer"]), Stdio::null(), Stdio::piped());
+            Running::with_stdio(filebus(&bus, &["consumer"]), Stdio::null(), Stdio::piped());
         let drained = Drained::new(consumer.child.stdout.take().expect("stdout was piped"));
         std::thread::sleep(Duration::from_millis(attempt as u64 * 2));
         File::options()
@@ -828,7 +828,7 @@ fn consumer_whose_reader_goes_away_ends_quietly() {
         // it notices at its next write.
         std::fs::write(bus_dir.path("staged"), b"a small chunk\n").expect("cannot write chunk");
         std::fs::rename(bus_dir.path("staged"), &bus).expect("cannot publish chunk");
-        let mut consumer = Spawned::start(
+        let mut consumer = Running::with_stdio(
             filebus(&bus, &["--output-method", method, "consumer"]),
             Stdio::null(),
             Stdio::piped(),
@@ -841,7 +841,7 @@ fn consumer_whose_reader_goes_away_ends_quietly() {
         assert_eq!(&first, b"a small ch");
         drop(stdout);
         produce(&bus, &[], b"another chunk\n", aux.dir.path());
-        let status = consumer.wait();
+        let status = consumer.wait_status();
         assert!(
             ended_by(status, SIGPIPE),
             "{method}: the consumer ended with {status:?}; stderr:\n{}",
@@ -868,7 +868,7 @@ fn start_producers(
     count: usize,
     per_producer: usize,
     aux: &Path,
-) -> Vec<Spawned> {
+) -> Vec<Running> {
     let mut all = args.to_vec();
     all.extend(["--block-size", CHUNK_ARG, "producer"]);
     (0..count)
@@ -878,14 +878,14 @@ fn start_producers(
                 &format!("input-{index}"),
                 &producer_records(index, per_producer),
             );
-            Spawned::start(filebus(bus, &all), input, Stdio::null())
+            Running::with_stdio(filebus(bus, &all), input, Stdio::null())
         })
         .collect()
 }
 
-fn assert_all_succeed(producers: Vec<Spawned>) {
+fn assert_all_succeed(producers: Vec<Running>) {
     for (index, mut producer) in producers.into_iter().enumerate() {
-        let status = producer.wait();
+        let status = producer.wait_status();
         assert!(
             status.success(),
             "producer {index}: {status:?}; stderr:\n{}",
@@ -996,7 +996,7 @@ fn lossless_consumer_killed_between_emitting_and_deleting_a_chunk_repeats_exactl
     let aux = Scratch::new();
     let bus = bus_dir.bus();
     let input = numbered_records(CHUNKS * crate::util::RECORDS_PER_CHUNK);
-    let mut producer = Spawned::start(
+    let mut producer = Running::with_stdio(
         filebus(&bus, &["--lossless", "--block-size", CHUNK_ARG, "producer"]),
         input_in(aux.dir.path(), "input", &input),
         Stdio::null(),
@@ -1005,7 +1005,7 @@ fn lossless_consumer_killed_between_emitting_and_deleting_a_chunk_repeats_exactl
     let emitted = 1 + rng.below(10) as usize;
     let mut command = filebus(&bus, &["--lossless", "consumer"]);
     SyscallTrap::install(&mut command, UNLINK_SYSCALLS);
-    let mut consumer = Spawned::start(command, Stdio::null(), Stdio::piped());
+    let mut consumer = Running::with_stdio(command, Stdio::null(), Stdio::piped());
     let (output, reader) = collect(consumer.child.stdout.take().expect("stdout was piped"));
     let trap = SyscallTrap::attach(&consumer);
     for _ in 1..emitted {
@@ -1014,7 +1014,7 @@ fn lossless_consumer_killed_between_emitting_and_deleting_a_chunk_repeats_exactl
     }
     trap.wait();
     consumer.send(SIGKILL);
-    let status = consumer.wait();
+    let status = consumer.wait_status();
     assert!(
         ended_by(status, SIGKILL),
         "{status:?}; stderr:\n{}",
@@ -1034,7 +1034,7 @@ fn lossless_consumer_killed_between_emitting_and_deleting_a_chunk_repeats_exactl
         input[(emitted - 1) * CHUNK..],
         "the next consumer should start with the chunk that was emitted but not deleted"
     );
-    let status = producer.wait();
+    let status = producer.wait_status();
     assert!(
         status.success(),
         "producer: {status:?}; stderr:\n{}",
@@ -1069,7 +1069,7 @@ fn producer_killed_at_every_step_of_a_publish_leaves_whole_chunks_only() {
             let mut command = filebus(&bus, &args);
             SyscallTrap::install(&mut command, PUBLISH_SYSCALLS);
             let input = input_in(aux.dir.path(), "input", &records(INPUT));
-            let mut producer = Spawned::start(command, input, Stdio::null());
+            let mut producer = Running::with_stdio(command, input, Stdio::null());
             let trap = SyscallTrap::attach(&producer);
             for _ in 0..step {
                 let call = trap.wait();
@@ -1077,7 +1077,7 @@ fn producer_killed_at_every_step_of_a_publish_leaves_whole_chunks_only() {
             }
             trap.wait();
             producer.send(SIGKILL);
-            let status = producer.wait();
+            let status = producer.wait_status();
             assert!(
                 ended_by(status, SIGKILL),
                 "{what}: {status:?}; stderr:\n{}",
@@ -1153,7 +1153,7 @@ fn lossless_producers_killed_at_random_moments_tear_and_lose_nothing_they_publis
     ];
     for trial in 0..TRIALS {
         let (reader, mut writer) = std::io::pipe().expect("cannot create a pipe");
-        let mut producer = Spawned::start(filebus(&bus, &args), reader, Stdio::null());
+        let mut producer = Running::with_stdio(filebus(&bus, &args), reader, Stdio::null());
         let input = records(trial * PER_TRIAL..(trial + 1) * PER_TRIAL);
         // The pipe stays open (the writer is handed back), so the producer
         // never reaches the end of its input: the kill always lands.
@@ -1166,7 +1166,7 @@ fn lossless_producers_killed_at_random_moments_tear_and_lose_nothing_they_publis
         consumer.wait_for_output(before + CHUNK);
         std::thread::sleep(Duration::from_micros(rng.below(20_000)));
         producer.send(SIGKILL);
-        let status = producer.wait();
+        let status = producer.wait_status();
         assert!(
             ended_by(status, SIGKILL),
             "trial {trial}: the producer was not killed: {status:?}"
@@ -1223,7 +1223,7 @@ fn lossy_consumers_killed_at_random_moments_emit_only_whole_chunks_in_order() {
     // A producer publishing steadily for the whole test: a pipe that a
     // thread fills with numbered records until told to stop.
     let (reader, mut writer) = std::io::pipe().expect("cannot create a pipe");
-    let mut producer = Spawned::start(
+    let mut producer = Running::with_stdio(
         filebus(&bus, &["--block-size", CHUNK_ARG, "producer"]),
         reader,
         Stdio::null(),
@@ -1250,14 +1250,14 @@ fn lossy_consumers_killed_at_random_moments_emit_only_whole_chunks_in_order() {
         // the pipe is full, the consumer waits on it and misses chunks, as a
         // lossy consumer may).
         let mut consumer =
-            Spawned::start(filebus(&bus, &["consumer"]), Stdio::null(), Stdio::piped());
+            Running::with_stdio(filebus(&bus, &["consumer"]), Stdio::null(), Stdio::piped());
         let mut stdout = consumer.child.stdout.take().expect("stdout was piped");
         wait_until(&format!("trial {trial}: a chunk from the consumer"), || {
             pipe_queued(&stdout) >= CHUNK
         });
         std::thread::sleep(Duration::from_micros(rng.below(30_000)));
         consumer.send(SIGKILL);
-        let status = consumer.wait();
+        let status = consumer.wait_status();
         assert!(
             ended_by(status, SIGKILL),
             "trial {trial}: the kill did not land: {status:?}; stderr:\n{}",
@@ -1279,6 +1279,6 @@ fn lossy_consumers_killed_at_random_moments_emit_only_whole_chunks_in_order() {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     producer.send(SIGTERM);
-    producer.wait();
+    producer.wait_status();
     feeder.join().expect("feeder panicked");
 }

@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::util::{
-    CHUNK_ARG, Spawned, assert_one_line_error, produce, records, run_with_input,
-    wait_until_sleeping,
+    CHUNK_ARG, assert_one_line_error, produce, records, run_with_input, wait_until_sleeping,
 };
 use crate::util::{Running, Scratch, filebus, filebus_bin, wait_until};
 
@@ -436,13 +435,13 @@ fn chunk_and_lock_files_respect_the_umask() {
             let command = with_umask(filebus(&bus, &all), umask);
             if args.contains(&"--lossless") {
                 let input = crate::util::input_in(aux.dir.path(), "lossless-input", b"one chunk\n");
-                let mut producer = Spawned::start(command, input, Stdio::null());
+                let mut producer = Running::with_stdio(command, input, Stdio::null());
                 wait_until("the chunk", || bus.exists());
                 assert_eq!(mode_of(&bus), expected, "{what}: F");
                 let finished = Running::consumer(&bus, &["--lossless"]).wait();
                 finished.assert_success();
                 assert_eq!(finished.stdout, b"one chunk\n");
-                let status = producer.wait();
+                let status = producer.wait_status();
                 assert!(
                     status.success(),
                     "{what}: {status:?}; stderr:\n{}",

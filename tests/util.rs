@@ -83,14 +83,21 @@ pub fn command_for(program: &Path, bus: &Path, args: &[&str]) -> Command {
     command
 }
 
-/// A child whose stdout is collected in the background.
+/// A child process of the test: its stderr (and, unless the test took its
+/// standard output for itself, its stdout) collected in the background, its
+/// stdin fed from a thread so that nothing deadlocks; waited for with a
+/// deadline, and killed if dropped while running.
 pub struct Running {
     pub child: Child,
-    output: Arc<Mutex<Vec<u8>>>,
+    /// The command line, for messages.
+    what: String,
+    /// `None` when the test chose where stdout goes ([`Running::with_stdio`]).
+    output: Option<Arc<Mutex<Vec<u8>>>>,
     reader: Option<JoinHandle<()>>,
     stderr: Arc<Mutex<Vec<u8>>>,
     stderr_reader: Option<JoinHandle<()>>,
     feeder: Option<JoinHandle<()>>,
+    status: Option<ExitStatus>,
 }
 
 impl Running {
@@ -102,17 +109,34 @@ impl Running {
         } else {
             Stdio::null()
         });
-        Running::spawn(command, input)
+        command.stdout(Stdio::piped());
+        Running::spawn(command, input, true)
     }
 
-    /// Starts `command` with the stdin it was given (e.g. a file), feeding
-    /// `input` if it is `Some` and stdin was set to piped.
-    pub fn with_own_stdin(command: Command) -> Running {
-        Running::spawn(command, None)
+    /// Starts `command` with the stdin it was given (e.g. a file).
+    pub fn with_own_stdin(mut command: Command) -> Running {
+        command.stdout(Stdio::piped());
+        Running::spawn(command, None, true)
     }
 
-    fn spawn(mut command: Command, input: Option<Vec<u8>>) -> Running {
-        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    /// Starts `command` with the standard input and output the test chooses
+    /// (`Stdio::piped()` leaves the stdout pipe in `child.stdout` for the
+    /// test). The command is consumed, so that no copy of a pipe end given as
+    /// `stdin` stays open in this process.
+    pub fn with_stdio(
+        mut command: Command,
+        stdin: impl Into<Stdio>,
+        stdout: impl Into<Stdio>,
+    ) -> Running {
+        command.stdin(stdin).stdout(stdout);
+        Running::spawn(command, None, false)
+    }
+
+    /// Spawns `command` (stdin and stdout already set), feeding `input`,
+    /// collecting stderr, and stdout too if `collect_stdout`.
+    fn spawn(mut command: Command, input: Option<Vec<u8>>, collect_stdout: bool) -> Running {
+        command.stderr(Stdio::piped());
+        let what = format!("{command:?}");
         let mut child = command
             .spawn()
             .expect("cannot start the program under test");
@@ -124,15 +148,28 @@ impl Running {
                 let _ = stdin.write_all(&bytes);
             })
         });
-        let (output, reader) = collect(child.stdout.take().expect("stdout was piped"));
+        let stdout = if collect_stdout {
+            child.stdout.take()
+        } else {
+            None
+        };
+        let (output, reader) = match stdout {
+            Some(stdout) => {
+                let (output, reader) = collect(stdout);
+                (Some(output), Some(reader))
+            }
+            None => (None, None),
+        };
         let (stderr, stderr_reader) = collect(child.stderr.take().expect("stderr was piped"));
         Running {
             child,
+            what,
             output,
-            reader: Some(reader),
+            reader,
             stderr,
             stderr_reader: Some(stderr_reader),
             feeder,
+            status: None,
         }
     }
 
@@ -145,7 +182,16 @@ impl Running {
 
     /// What the child wrote to stdout so far.
     pub fn output(&self) -> Vec<u8> {
-        self.output.lock().expect("output lock poisoned").clone()
+        self.collected_output()
+            .lock()
+            .expect("output lock poisoned")
+            .clone()
+    }
+
+    fn collected_output(&self) -> &Arc<Mutex<Vec<u8>>> {
+        self.output
+            .as_ref()
+            .expect("the test chose where this child's stdout goes: read it there")
     }
 
     /// What the child wrote to stderr so far.
@@ -156,53 +202,97 @@ impl Running {
     /// Waits until stdout holds at least `len` bytes; panics after [`PATIENCE`].
     pub fn wait_for_output(&self, len: usize) -> Vec<u8> {
         let what = format!("{len} bytes of output");
-        wait_until(&what, || self.output.lock().expect("poisoned").len() >= len);
+        let output = self.collected_output();
+        wait_until(&what, || output.lock().expect("poisoned").len() >= len);
         self.output()
     }
 
     /// Waits until the output ends with `suffix`; panics after [`PATIENCE`].
     pub fn wait_for_suffix(&self, suffix: &[u8]) -> Vec<u8> {
+        let output = self.collected_output();
         wait_until("the expected end of output", || {
-            self.output.lock().expect("poisoned").ends_with(suffix)
+            output.lock().expect("poisoned").ends_with(suffix)
         });
         self.output()
     }
 
-    /// Waits for the child to exit on its own; panics after [`PATIENCE`].
-    pub fn wait(mut self) -> Finished {
-        let deadline = Instant::now() + PATIENCE;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("cannot wait for child") {
-                break status;
+    /// The child's process id.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends `signal` to the child (unless it was already reaped).
+    pub fn send(&self, signal: i32) {
+        if self.status.is_none() {
+            // SAFETY: kill(2) on our own child, which has not been reaped, so
+            // its pid cannot belong to another process.
+            unsafe {
+                libc::kill(self.pid(), signal);
+            }
+        }
+    }
+
+    /// The exit status if the child has ended (then all it wrote to the
+    /// pipes this collects has been collected).
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().expect("cannot wait for child");
+            if self.status.is_some() {
+                // The pipes' write ends closed with the child: the readers
+                // are at their end.
+                for reader in [self.reader.take(), self.stderr_reader.take()]
+                    .into_iter()
+                    .flatten()
+                {
+                    reader.join().expect("output reader panicked");
+                }
+            }
+        }
+        self.status
+    }
+
+    /// Whether the child is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.try_status().is_none()
+    }
+
+    /// Waits for the child to end; kills it and panics after `limit`.
+    pub fn wait_within(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.try_status() {
+                return status;
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 panic!(
-                    "the program did not exit within {PATIENCE:?}; stderr: {}",
+                    "{} did not end within {limit:?}; stderr: {}",
+                    self.what,
                     self.stderr()
                 );
             }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        self.finish(status)
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
-    /// Whether the child is still running.
-    pub fn is_running(&mut self) -> bool {
-        self.child
-            .try_wait()
-            .expect("cannot wait for child")
-            .is_none()
+    /// Waits for the child to end within [`PATIENCE`], keeping it (and its
+    /// output) for later looks.
+    pub fn wait_status(&mut self) -> ExitStatus {
+        self.wait_within(PATIENCE)
+    }
+
+    /// Waits for the child to exit on its own within [`PATIENCE`], and
+    /// collects what it left.
+    pub fn wait(mut self) -> Finished {
+        let status = self.wait_status();
+        self.finish(status)
     }
 
     /// Sends `signal` (such as `libc::SIGKILL`) and collects what it left.
     pub fn signal(mut self, signal: i32) -> Finished {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(self.child.id() as i32, signal);
-        }
-        let status = self.child.wait().expect("cannot wait for child");
+        self.send(signal);
+        let status = self.wait_status();
         self.finish(status)
     }
 
@@ -223,7 +313,10 @@ impl Running {
         }
         Finished {
             status,
-            stdout: self.output(),
+            stdout: self
+                .output
+                .as_ref()
+                .map_or_else(Vec::new, |_| self.output()),
             stderr: self.stderr(),
         }
     }
@@ -231,7 +324,7 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if self.reader.is_some() {
+        if self.try_status().is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
@@ -425,107 +518,6 @@ pub const CHUNK_ARG: &str = "900";
 /// `p * PRODUCER_STRIDE`, so a record tells which producer sent it.
 pub const PRODUCER_STRIDE: usize = 10_000_000;
 
-/// A child started with the standard input and output the test chooses, its
-/// stderr kept in a file, waited for with a deadline, killed if dropped.
-pub struct Spawned {
-    pub child: Child,
-    /// The command line, for messages.
-    what: String,
-    status: Option<ExitStatus>,
-    stderr_path: PathBuf,
-    _stderr_dir: tempfile::TempDir,
-}
-
-impl Spawned {
-    /// Starts `command`. The command is consumed, so that no copy of a pipe
-    /// end given as `stdin` stays open in this process.
-    pub fn start(mut command: Command, stdin: impl Into<Stdio>, stdout: impl Into<Stdio>) -> Self {
-        let stderr_dir = tempfile::Builder::new()
-            .prefix("filebus-stderr-")
-            .tempdir_in("/tmp")
-            .expect("cannot create a directory for stderr");
-        let stderr_path = stderr_dir.path().join("stderr");
-        let stderr = File::create(&stderr_path).expect("cannot create the stderr file");
-        let what = format!("{command:?}");
-        let child = command
-            .stdin(stdin)
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .expect("cannot start the program under test");
-        Spawned {
-            child,
-            what,
-            status: None,
-            stderr_path,
-            _stderr_dir: stderr_dir,
-        }
-    }
-
-    /// The child's process id.
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// Sends `signal` to the child (unless it was already reaped).
-    pub fn send(&self, signal: i32) {
-        if self.status.is_none() {
-            // SAFETY: kill(2) on our own child, which has not been reaped, so
-            // its pid cannot belong to another process.
-            unsafe {
-                libc::kill(self.pid(), signal);
-            }
-        }
-    }
-
-    /// The exit status if the child has ended.
-    pub fn try_status(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            self.status = self.child.try_wait().expect("cannot wait for child");
-        }
-        self.status
-    }
-
-    /// Waits for the child to end; kills it and panics after `limit`.
-    pub fn wait_within(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.try_status() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "{} did not end within {limit:?}; stderr: {}",
-                    self.what,
-                    self.stderr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    /// Waits for the child to end within [`PATIENCE`].
-    pub fn wait(&mut self) -> ExitStatus {
-        self.wait_within(PATIENCE)
-    }
-
-    /// Everything the child wrote to stderr so far.
-    pub fn stderr(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(&self.stderr_path).unwrap_or_default()).into_owned()
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        if self.try_status().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 /// Whether `status` says the process was ended by `signal` (directly, or by
 /// exiting with 128 + signal as shells do).
 pub fn ended_by(status: ExitStatus, signal: i32) -> bool {
@@ -699,8 +691,8 @@ pub fn run_with_input(command: Command, input: &[u8], aux: &Path) -> (ExitStatus
     static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let number = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let stdin = input_in(aux, &format!("input-{number}"), input);
-    let mut child = Spawned::start(command, stdin, Stdio::null());
-    let status = child.wait();
+    let mut child = Running::with_stdio(command, stdin, Stdio::null());
+    let status = child.wait_status();
     (status, child.stderr())
 }
 
@@ -784,7 +776,7 @@ impl SyscallTrap {
 
     /// Takes the listener of a child started from a command prepared with
     /// [`SyscallTrap::install`] (spawn returns after the exec, so it is there).
-    pub fn attach(child: &Spawned) -> SyscallTrap {
+    pub fn attach(child: &Running) -> SyscallTrap {
         use std::os::fd::FromRawFd;
         // SAFETY: plain system calls; the returned descriptors are new and ours.
         unsafe {
