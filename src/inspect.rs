@@ -14,6 +14,7 @@ use crate::bus::{Bus, Current, LOCK_SUFFIX};
 use crate::error::{Error, Result};
 use crate::json::json_string;
 use crate::stamp;
+use crate::watch::{self, WakeUp};
 
 /// What `filebus stat` reports about a bus.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +23,9 @@ pub struct BusStatus {
     pub chunk: Option<ChunkStatus>,
     /// Whether the bus lock is held right now.
     pub lock: LockState,
+    /// How consumers and lossless producers on this machine wake up for
+    /// this bus (with file monitoring on, the default).
+    pub wake_up: WakeUp,
 }
 
 /// The current chunk of a bus.
@@ -87,6 +91,7 @@ pub fn status(path: &Path) -> Result<BusStatus> {
     Ok(BusStatus {
         chunk,
         lock: lock_state(&bus)?,
+        wake_up: watch::wake_up(&bus, true),
     })
 }
 
@@ -159,6 +164,25 @@ impl BusStatus {
             LockState::Held => "held",
         };
         let _ = writeln!(text, "lock:     {lock}");
+        match self.wake_up {
+            WakeUp::Polling {
+                remote_filesystem: Some(kind),
+            } => {
+                let _ = writeln!(
+                    text,
+                    "wake-up:  polling every --sleep-interval, consumers and lossless \
+                     producers alike (the bus is on {kind}: inotify misses changes made \
+                     by other machines)"
+                );
+            }
+            WakeUp::Polling {
+                remote_filesystem: None,
+            }
+            | WakeUp::Events => text.push_str(
+                "wake-up:  inotify events, consumers and lossless producers alike \
+                 (a local filesystem; --no-file-monitoring polls instead)\n",
+            ),
+        }
         text
     }
 
@@ -183,8 +207,16 @@ impl BusStatus {
                     .map_or("null".to_owned(), |sequence| sequence.to_string()),
             ),
         };
+        let (wake_up, remote_filesystem) = match self.wake_up {
+            WakeUp::Events => ("events", "null".to_owned()),
+            WakeUp::Polling { remote_filesystem } => (
+                "polling",
+                remote_filesystem.map_or("null".to_owned(), json_string),
+            ),
+        };
         format!(
-            "{{\"bus\":{},\"chunk\":{chunk},\"lock\":\"{lock}\"}}",
+            "{{\"bus\":{},\"chunk\":{chunk},\"lock\":\"{lock}\",\
+             \"wake_up\":\"{wake_up}\",\"remote_filesystem\":{remote_filesystem}}}",
             json_string(&path.to_string_lossy())
         )
     }
