@@ -159,15 +159,22 @@ fn look_forever(bus: &Bus, watcher: &mut Watcher, output: &mut Output) -> Result
         if bus.current_id()?.is_none_or(|id| Some(id) != last_id) {
             match bus.open_current()? {
                 Current::Chunk(chunk) if Some(chunk.id) != last_id => {
-                    // A chunk that is not of our format is skipped, once; one
-                    // that vanished is missed, like any chunk replaced before
-                    // we looked.
+                    // A chunk that is not of our format is skipped, once.
                     match output
                         .content(bus, &chunk)
                         .and_then(|content| output.emit(&chunk, &content))
                     {
                         Ok(()) => {}
-                        Err(Error::ChunkVanished) => looking_again(bus),
+                        // One that vanished is missed, like any chunk
+                        // replaced before we looked; it is not remembered as
+                        // seen: on a path-based FUSE filesystem (bindfs) the
+                        // identity `fstat` gave is that of whatever is at `F`
+                        // by then, which may be a newer chunk, not yet read.
+                        Err(Error::ChunkVanished) => {
+                            looking_again(bus);
+                            watcher.wait_for_change()?;
+                            continue;
+                        }
                         Err(error @ Error::BadBusPath { .. }) => log::warn!("{error}: skipped"),
                         Err(error) => return Err(error),
                     }

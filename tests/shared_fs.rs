@@ -383,3 +383,44 @@ fn lossless_consumers_on_two_machines_racing_for_chunks_each_get_distinct_ones()
     assert_eq!(outputs, chunk_starts(0, sent));
     assert_no_leftovers(shared.there(), &["bus.lock"]);
 }
+
+/// The notice a consumer gives, at `-vv`, when the chunk it opened was
+/// replaced or deleted by another machine before it could read it.
+const VANISHED: &str =
+    "the chunk was replaced or taken by another machine before it could be read: looking again";
+
+#[test]
+fn lossy_consumer_looks_again_when_the_chunk_it_opened_goes_stale() {
+    // Through this mount, reading a chunk that the other machine replaced
+    // since it was opened fails with ESTALE, as on NFS.
+    let shared = SharedDir::stale();
+    let consumer = Running::consumer(&shared.bus_here(), &["-vv", "--sleep-interval", "0.001"]);
+    wait_for(
+        "the consumer to say it polls",
+        || consumer.stderr().contains(POLLING_ON_FUSE),
+        || format!("stderr: {}", consumer.stderr()),
+    );
+    // Bursts from the other machine replace chunks faster than the consumer
+    // opens and reads them, until one went stale in its hands. After each
+    // burst, its last chunk stays at F: the consumer, having looked again,
+    // writes it.
+    let burst = 100;
+    let mut next = 0;
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    while next == 0 || !consumer.stderr().contains(VANISHED) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no chunk went stale in {next} chunks; stderr: {}",
+            consumer.stderr()
+        );
+        produce_chunks(&shared.bus_there(), &[], &chunks(next, burst), shared.aux());
+        next += burst;
+        consumer.wait_for_suffix(&chunks(next - 1, 1));
+    }
+    // Every chunk written is whole and in order.
+    let output = consumer.output();
+    let starts = check_full_chunks(&output, "consumer on the stale mount");
+    assert_increasing(&starts, "consumer on the stale mount");
+    let finished = consumer.kill();
+    assert!(!finished.stderr.contains("error"), "{}", finished.stderr);
+}

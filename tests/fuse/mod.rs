@@ -21,7 +21,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,10 @@ pub struct SharedDir {
     under: PathBuf,
     /// Holds `under/` and `mnt/`, both unique to this test.
     root: Option<tempfile::TempDir>,
+    /// The FUSE daemon when it runs in the foreground ([`SharedDir::stale`]).
+    daemon: Option<Child>,
+    /// Whether `mnt/` was mounted (and so must be unmounted).
+    mounted: bool,
     _serial: MutexGuard<'static, ()>,
 }
 
@@ -65,23 +69,9 @@ impl SharedDir {
     /// Mounts a new empty directory, passing `options` to bindfs too (such as
     /// [`NO_ATTRIBUTE_CACHE`] or [`NO_XATTRS`]).
     pub fn with_options(options: &[&str]) -> SharedDir {
-        let serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut shared = SharedDir::unmounted();
+        let (under, mount) = (&shared.under, &shared.mount);
         let bindfs = bindfs();
-        assert!(
-            Path::new("/dev/fuse").exists(),
-            "/dev/fuse is missing: the shared-filesystem tests need FUSE (load the fuse module, \
-             or give the container --device /dev/fuse)"
-        );
-        let root = tempfile::Builder::new()
-            .prefix("filebus-fuse-")
-            .tempdir_in("/tmp")
-            .expect("cannot create a scratch directory in /tmp");
-        let under = root.path().join("under");
-        let mount = root.path().join("mnt");
-        for dir in [&under, &mount] {
-            std::fs::create_dir(dir)
-                .unwrap_or_else(|error| panic!("cannot create {}: {error}", dir.display()));
-        }
         let output = Command::new(&bindfs)
             .args(BASE_OPTIONS)
             .args(options)
@@ -99,19 +89,93 @@ impl SharedDir {
             output.status,
             String::from_utf8_lossy(&output.stderr).trim()
         );
-        let shared = SharedDir {
+        assert_eq!(
+            filesystem_magic(mount),
+            FUSE_SUPER_MAGIC,
+            "{} is not a FUSE mount after bindfs returned",
+            mount.display()
+        );
+        shared.mounted = true;
+        shared
+    }
+
+    /// Mounts a new empty directory with `stale_fs.py` (beside this file): a
+    /// pass-through FUSE filesystem with no attribute caches where, as on
+    /// NFS, a file opened through the mount and then deleted or replaced
+    /// underneath can no longer be read: `ESTALE`. Its locks are local to
+    /// the mount (not forwarded underneath).
+    pub fn stale() -> SharedDir {
+        let mut shared = SharedDir::unmounted();
+        let python = fusepy_python();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuse/stale_fs.py");
+        let log = std::fs::File::create(shared.aux().join("stale_fs.log"))
+            .expect("cannot create the FUSE daemon's log");
+        let daemon = Command::new(&python)
+            .arg(&script)
+            .arg(&shared.under)
+            .arg(&shared.mount)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot run {}: {error}", python.display()));
+        shared.daemon = Some(daemon);
+        let deadline = Instant::now() + PATIENCE;
+        while filesystem_magic(&shared.mount) != FUSE_SUPER_MAGIC {
+            let exited = shared
+                .daemon
+                .as_mut()
+                .and_then(|daemon| daemon.try_wait().ok().flatten());
+            let log = || {
+                std::fs::read_to_string(shared.aux().join("stale_fs.log")).unwrap_or_default()
+            };
+            assert!(
+                exited.is_none(),
+                "{} {} exited ({exited:?}) without mounting; the shared-filesystem tests need a \
+                 working FUSE mount; its stderr: {}",
+                python.display(),
+                script.display(),
+                log()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "{} did not mount within {PATIENCE:?}; its stderr: {}",
+                script.display(),
+                log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        shared.mounted = true;
+        shared
+    }
+
+    /// Two new empty directories, `under/` and `mnt/`, not yet mounted; the
+    /// serializing lock taken.
+    fn unmounted() -> SharedDir {
+        let serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+        assert!(
+            Path::new("/dev/fuse").exists(),
+            "/dev/fuse is missing: the shared-filesystem tests need FUSE (load the fuse module, \
+             or give the container --device /dev/fuse)"
+        );
+        let root = tempfile::Builder::new()
+            .prefix("filebus-fuse-")
+            .tempdir_in("/tmp")
+            .expect("cannot create a scratch directory in /tmp");
+        let under = root.path().join("under");
+        let mount = root.path().join("mnt");
+        for dir in [&under, &mount] {
+            std::fs::create_dir(dir)
+                .unwrap_or_else(|error| panic!("cannot create {}: {error}", dir.display()));
+        }
+        SharedDir {
             mount,
             under,
             root: Some(root),
+            daemon: None,
+            mounted: false,
             _serial: serial,
-        };
-        assert_eq!(
-            filesystem_magic(&shared.mount),
-            FUSE_SUPER_MAGIC,
-            "{} is not a FUSE mount after bindfs returned",
-            shared.mount.display()
-        );
-        shared
+        }
     }
 
     /// The directory as this machine sees it: through the FUSE mount.
@@ -146,7 +210,18 @@ impl SharedDir {
 
 impl Drop for SharedDir {
     fn drop(&mut self) {
-        unmount(&self.mount);
+        if self.mounted {
+            unmount(&self.mount);
+        }
+        if let Some(mut daemon) = self.daemon.take() {
+            // Unmounted, the daemon exits by itself; if it hangs, it goes.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while daemon.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+        }
         // Only an unmounted directory may be removed: removing through a
         // live mount would delete the files underneath twice over, and a
         // busy mount would make the removal fail half-way.
@@ -203,35 +278,74 @@ pub fn bindfs() -> PathBuf {
             if let Some(found) = find_in_path("bindfs") {
                 return found;
             }
-            // Several test binaries may get here at once; apt serializes
-            // them with its own lock, which a second installer waits for.
-            let install = |args: &[&str]| {
-                Command::new("apt-get")
-                    .args(args)
-                    .env("DEBIAN_FRONTEND", "noninteractive")
-                    .args(["-o", "DPkg::Lock::Timeout=300"])
-                    .stdin(Stdio::null())
-                    .output()
-            };
-            let installed = install(&["install", "-y", "-q", "bindfs"]);
-            if !installed.as_ref().is_ok_and(|out| out.status.success()) {
-                // The package lists may be missing or stale on a fresh machine.
-                let updated = install(&["update", "-q"]);
-                let installed = install(&["install", "-y", "-q", "bindfs"]);
-                let ok = installed.as_ref().is_ok_and(|out| out.status.success());
-                assert!(
-                    ok,
-                    "bindfs is missing and `apt-get install bindfs` failed, and the \
-                     shared-filesystem tests need it (a FUSE mount that behaves like a network \
-                     filesystem); install it (Debian package bindfs) and run the tests again.\n\
-                     apt-get update: {}\napt-get install: {}",
-                    describe(&updated),
-                    describe(&installed)
-                );
-            }
+            apt_install(
+                "bindfs",
+                "bindfs (a FUSE mount that behaves like a network filesystem)",
+            );
             find_in_path("bindfs").expect("bindfs is not on the PATH after apt-get installed it")
         })
         .clone()
+}
+
+/// Debian's own Python with the `fusepy` module (package python3-fusepy,
+/// which brings libfuse2), installed with apt-get the first time it is
+/// needed. Debian's interpreter is named explicitly: a `python3` earlier on
+/// the PATH (pyenv, a virtual environment) would not see Debian's modules.
+pub fn fusepy_python() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let python = PathBuf::from("/usr/bin/python3");
+            let has_fusepy = || {
+                Command::new(&python)
+                    .args(["-c", "import fusepy"])
+                    .stdin(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|status| status.success())
+            };
+            if !has_fusepy() {
+                apt_install("python3-fusepy", "fusepy, for a FUSE filesystem that acts like NFS");
+                assert!(
+                    has_fusepy(),
+                    "{} cannot import fusepy after apt-get installed python3-fusepy",
+                    python.display()
+                );
+            }
+            python
+        })
+        .clone()
+}
+
+/// Installs the Debian package `package` (needed for `why`), updating the
+/// package lists first if the install fails; panics, saying what to do, if
+/// it cannot.
+fn apt_install(package: &str, why: &str) {
+    // Several test binaries may get here at once; apt serializes them with
+    // its own lock, which a second installer waits for.
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .args(["-o", "DPkg::Lock::Timeout=300"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .output()
+    };
+    let installed = apt(&["install", "-y", "-q", package]);
+    if installed.as_ref().is_ok_and(|out| out.status.success()) {
+        return;
+    }
+    // The package lists may be missing or stale on a fresh machine.
+    let updated = apt(&["update", "-q"]);
+    let installed = apt(&["install", "-y", "-q", package]);
+    assert!(
+        installed.as_ref().is_ok_and(|out| out.status.success()),
+        "the shared-filesystem tests need {why}, and `apt-get install {package}` failed; \
+         install the Debian package {package} and run the tests again.\n\
+         apt-get update: {}\napt-get install: {}",
+        describe(&updated),
+        describe(&installed)
+    );
 }
 
 fn describe(output: &std::io::Result<std::process::Output>) -> String {
