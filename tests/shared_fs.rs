@@ -18,8 +18,7 @@ use fuse::{NO_ATTRIBUTE_CACHE, NO_XATTRS, SharedDir, wait_for};
 use support::{CHUNK, CHUNK_ARG, RECORDS_PER_CHUNK, check_full_chunks, produce, records};
 
 /// What a consumer on a FUSE mount says at `-v`.
-const POLLING_ON_FUSE: &str =
-    "is on FUSE, where inotify misses changes made by other machines: polling every --sleep-interval";
+const POLLING_ON_FUSE: &str = "is on FUSE, where inotify misses changes made by other machines: polling every --sleep-interval";
 
 /// Records of `chunks` whole chunks, starting with chunk `first`.
 fn chunks(first: usize, chunks: usize) -> Vec<u8> {
@@ -261,7 +260,10 @@ fn producer_without_xattrs_or_tmpfile_falls_back_and_stats_say_unknown() {
     }
     let finished = consumer.wait();
     finished.assert_success();
-    assert!(finished.stdout == input, "the stream differs from its input");
+    assert!(
+        finished.stdout == input,
+        "the stream differs from its input"
+    );
     // 20 chunks and the end-of-stream marker, none stamped: all unknown,
     // none counted missed, no latency made up.
     assert_eq!(
@@ -328,9 +330,8 @@ fn lossless_consumers_on_two_machines_racing_for_chunks_each_get_distinct_ones()
     // Chunks go in until one consumer found its chunk taken by the other
     // between looking at F and opening it (ENOENT: "look again"). Each
     // write is one whole chunk, and atomic (smaller than PIPE_BUF).
-    let raced = || {
-        here.stderr().contains(TAKEN_BEFORE_US) || there.stderr().contains(TAKEN_BEFORE_US)
-    };
+    let raced =
+        || here.stderr().contains(TAKEN_BEFORE_US) || there.stderr().contains(TAKEN_BEFORE_US);
     let deadline = std::time::Instant::now() + common::PATIENCE;
     let mut sent = 0;
     while sent < 50 || !raced() {
@@ -340,7 +341,9 @@ fn lossless_consumers_on_two_machines_racing_for_chunks_each_get_distinct_ones()
             here.stderr(),
             there.stderr()
         );
-        stdin.write_all(&chunks(sent, 1)).expect("the producer reads");
+        stdin
+            .write_all(&chunks(sent, 1))
+            .expect("the producer reads");
         sent += 1;
     }
     drop(stdin);

@@ -126,9 +126,8 @@ impl SharedDir {
                 .daemon
                 .as_mut()
                 .and_then(|daemon| daemon.try_wait().ok().flatten());
-            let log = || {
-                std::fs::read_to_string(shared.aux().join("stale_fs.log")).unwrap_or_default()
-            };
+            let log =
+                || std::fs::read_to_string(shared.aux().join("stale_fs.log")).unwrap_or_default();
             assert!(
                 exited.is_none(),
                 "{} {} exited ({exited:?}) without mounting; the shared-filesystem tests need a \
@@ -305,7 +304,10 @@ pub fn fusepy_python() -> PathBuf {
                     .is_ok_and(|status| status.success())
             };
             if !has_fusepy() {
-                apt_install("python3-fusepy", "fusepy, for a FUSE filesystem that acts like NFS");
+                apt_install(
+                    "python3-fusepy",
+                    "fusepy, for a FUSE filesystem that acts like NFS",
+                );
                 assert!(
                     has_fusepy(),
                     "{} cannot import fusepy after apt-get installed python3-fusepy",
