@@ -75,8 +75,8 @@ impl SharedDir {
         let output = Command::new(&bindfs)
             .args(BASE_OPTIONS)
             .args(options)
-            .arg(&under)
-            .arg(&mount)
+            .arg(under)
+            .arg(mount)
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|error| panic!("cannot run {}: {error}", bindfs.display()));
@@ -264,6 +264,8 @@ pub const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
 
 /// `statfs.f_type` of the filesystem holding `path` (0 if it cannot be
 /// read).
+// `f_type` is i64 on x86_64 but narrower on some other architectures.
+#[allow(clippy::unnecessary_cast)]
 pub fn filesystem_magic(path: &Path) -> i64 {
     rustix::fs::statfs(path).map_or(0, |stats| stats.f_type as i64)
 }
