@@ -15,9 +15,14 @@
 //! the bus at `here`'s path and the other at `there`'s, and check the stream
 //! with the numbered-record helpers of `common` and `support`.
 //!
-//! `bindfs` is installed from Debian's packages when missing (CI runs as
-//! root). Where it cannot be installed or FUSE cannot be mounted, the test
-//! fails with a message saying so: it is never skipped silently.
+//! [`SharedDir::stale`] mounts `stale_fs.py` instead, a pass-through FUSE
+//! filesystem where a file replaced underneath goes stale (`ESTALE`) for
+//! whoever had it open through the mount, as on NFS.
+//!
+//! `bindfs` and `python3-fusepy` are installed from Debian's packages when
+//! missing (CI runs as root). Where they cannot be installed or FUSE cannot
+//! be mounted, the test fails with a message saying so: it is never skipped
+//! silently.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -45,8 +50,9 @@ pub const NO_XATTRS: &[&str] = &["--xattr-none"];
 /// machine, and tests that overlap would make each other's timing noisy.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// A directory underneath and its bindfs mount, unmounted when dropped (also
-/// when the test panics), so that no test leaves a mount behind.
+/// A directory underneath and its FUSE mount (bindfs, or `stale_fs.py`),
+/// unmounted when dropped (also when the test panics), so that no test
+/// leaves a mount behind.
 pub struct SharedDir {
     mount: PathBuf,
     under: PathBuf,
@@ -54,8 +60,6 @@ pub struct SharedDir {
     root: Option<tempfile::TempDir>,
     /// The FUSE daemon when it runs in the foreground ([`SharedDir::stale`]).
     daemon: Option<Child>,
-    /// Whether `mnt/` was mounted (and so must be unmounted).
-    mounted: bool,
     _serial: MutexGuard<'static, ()>,
 }
 
@@ -69,7 +73,7 @@ impl SharedDir {
     /// Mounts a new empty directory, passing `options` to bindfs too (such as
     /// [`NO_ATTRIBUTE_CACHE`] or [`NO_XATTRS`]).
     pub fn with_options(options: &[&str]) -> SharedDir {
-        let mut shared = SharedDir::unmounted();
+        let shared = SharedDir::unmounted();
         let (under, mount) = (&shared.under, &shared.mount);
         let bindfs = bindfs();
         let output = Command::new(&bindfs)
@@ -95,7 +99,6 @@ impl SharedDir {
             "{} is not a FUSE mount after bindfs returned",
             mount.display()
         );
-        shared.mounted = true;
         shared
     }
 
@@ -144,7 +147,6 @@ impl SharedDir {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
-        shared.mounted = true;
         shared
     }
 
@@ -172,7 +174,6 @@ impl SharedDir {
             under,
             root: Some(root),
             daemon: None,
-            mounted: false,
             _serial: serial,
         }
     }
@@ -209,9 +210,9 @@ impl SharedDir {
 
 impl Drop for SharedDir {
     fn drop(&mut self) {
-        if self.mounted {
-            unmount(&self.mount);
-        }
+        // Also after a failed mount: unmount does nothing where nothing
+        // is mounted.
+        unmount(&self.mount);
         if let Some(mut daemon) = self.daemon.take() {
             // Unmounted, the daemon exits by itself; if it hangs, it goes.
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -236,27 +237,35 @@ impl Drop for SharedDir {
     }
 }
 
-/// Unmounts `mount`: `fusermount -u`, and if the mount is busy (a process of
-/// a failed test still in it), a lazy `umount -l`, which detaches it now and
-/// finishes when the last user goes.
+/// Unmounts `mount`: `fusermount -u` (or `fusermount3 -u`, or `umount`, as
+/// root may), and if the mount stays busy (a process of a failed test still
+/// in it), a lazy `umount -l`, which detaches it now and finishes when the
+/// last user goes.
 fn unmount(mount: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let unmounted = Command::new("fusermount")
-            .arg("-u")
-            .arg(mount)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|status| status.success());
-        if unmounted || filesystem_magic(mount) != FUSE_SUPER_MAGIC {
-            return;
-        }
-        if Instant::now() > deadline {
-            break;
+    let attempts: [(&str, &[&str]); 3] = [
+        ("fusermount", &["-u"]),
+        ("fusermount3", &["-u"]),
+        ("umount", &[]),
+    ];
+    while filesystem_magic(mount) == FUSE_SUPER_MAGIC && Instant::now() < deadline {
+        for (program, args) in attempts {
+            let unmounted = Command::new(program)
+                .args(args)
+                .arg(mount)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success());
+            if unmounted {
+                return;
+            }
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = Command::new("umount").arg("-l").arg(mount).status();
+    if filesystem_magic(mount) == FUSE_SUPER_MAGIC {
+        let _ = Command::new("umount").arg("-l").arg(mount).status();
+    }
 }
 
 /// `statfs.f_type` of a FUSE filesystem.
