@@ -427,3 +427,36 @@ fn lossy_consumer_looks_again_when_the_chunk_it_opened_goes_stale() {
     let finished = consumer.kill();
     assert!(!finished.stderr.contains("error"), "{}", finished.stderr);
 }
+
+#[test]
+fn a_failing_test_leaves_no_mount_behind() {
+    let mut mount = None;
+    let mut busy = None;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let shared = SharedDir::new();
+        mount = Some(shared.here().to_owned());
+        // A process left inside the mount keeps it busy, as a child of a
+        // failed test could: the plain unmount is refused, the lazy one is not.
+        busy = Some(
+            Command::new("sleep")
+                .arg("600")
+                .current_dir(shared.here())
+                .spawn()
+                .expect("cannot start sleep"),
+        );
+        panic!("this test fails on purpose, with the mount in use");
+    }));
+    if let Some(mut busy) = busy {
+        let _ = busy.kill();
+        let _ = busy.wait();
+    }
+    assert!(outcome.is_err(), "the closure was meant to panic");
+    let mount = mount.expect("the mount was made");
+    assert_ne!(
+        fuse::filesystem_magic(&mount),
+        fuse::FUSE_SUPER_MAGIC,
+        "{} is still mounted",
+        mount.display()
+    );
+    assert!(!mount.exists(), "{} was not removed", mount.display());
+}
