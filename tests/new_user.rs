@@ -145,10 +145,17 @@ fn a_sequence_stamp_at_the_top_of_the_range_is_no_stamp() {
     set_xattr(&scratch.bus(), "user.filebus.seq", b"18446744073709551615");
     let mut consumer = Running::start(filebus(&scratch.bus(), &["consumer", "--stats"]), None);
     assert_eq!(consumer.wait_for_output(7), b"second\n");
-    wait_until("the consumer to be running", || consumer.is_running());
+    // The chunk is counted just after it is written: ask for summaries
+    // (SIGUSR1) until one counts it.
+    wait_until("a summary counting the chunk", || {
+        consumer.send(libc::SIGUSR1);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        consumer.stderr().contains("stats: 1 chunks")
+    });
     let finished = consumer.signal(libc::SIGTERM);
+    let last = finished.stderr.lines().last().unwrap_or_default();
     assert!(
-        finished.stderr.contains("0 missed, 1 unknown"),
+        last.contains("1 chunks") && last.contains("0 missed, 1 unknown"),
         "stats: {:?}",
         finished.stderr
     );

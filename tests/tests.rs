@@ -16,6 +16,7 @@ mod output;
 mod records;
 mod replaced_bus;
 mod security;
+mod shared_fs;
 mod stat_and_install;
 mod stats;
 mod tar_chunks;

@@ -90,6 +90,9 @@ pub struct Bus {
 /// may live on filesystems that differ).
 #[derive(Debug, Default)]
 struct Refusals {
+    /// `O_TMPFILE` was refused (NFS, CephFS, FUSE): later chunks go straight
+    /// to named temporary files.
+    tmpfile: Cell<bool>,
     /// `RENAME_EXCHANGE` was refused: later publishes rename directly.
     exchange: Cell<bool>,
     /// Stamps proved impossible (no extended attributes on this filesystem,
@@ -145,7 +148,9 @@ impl DeleteRights {
 /// What is at `F` right now.
 #[derive(Debug)]
 pub enum Current {
-    /// No file: nothing was published yet, or a lossless consumer took it.
+    /// No file: nothing was published yet, or a lossless consumer took it
+    /// (or, on a shared filesystem, another machine replaced or took the
+    /// chunk just as we opened it: look again).
     Absent,
     /// A regular file: a chunk.
     Chunk(Chunk),
@@ -279,39 +284,52 @@ impl Bus {
         )
     }
 
-    /// Whether some file (of any kind) is at `F`.
+    /// Whether some file (of any kind) is at `F`. On a shared filesystem a
+    /// stale answer (`ESTALE`: the file was replaced or deleted by another
+    /// machine) counts as "not yet": the caller looks again after its next
+    /// wait.
     pub fn exists(&self) -> Result<bool> {
         match rustix::fs::statat(&self.dir, self.name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
             Ok(_) => Ok(true),
-            Err(Errno::NOENT) => Ok(false),
+            Err(Errno::NOENT | Errno::STALE) => Ok(false),
             Err(errno) => Err(Error::file("cannot inspect", &self.path, errno)),
         }
     }
 
-    /// The identity of the file at `F` without opening it, if it is a regular file.
+    /// The identity of the file at `F` without opening it, if it is a
+    /// regular file. `None` also when the answer was stale (`ESTALE`, on a
+    /// shared filesystem), which makes a consumer open `F` and see.
     pub fn current_id(&self) -> Result<Option<ChunkId>> {
         match rustix::fs::statat(&self.dir, self.name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
             Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile => {
                 Ok(Some(ChunkId::of(&stat)))
             }
-            Ok(_) | Err(Errno::NOENT) => Ok(None),
+            Ok(_) | Err(Errno::NOENT | Errno::STALE) => Ok(None),
             Err(errno) => Err(Error::file("cannot inspect", &self.path, errno)),
         }
     }
 
     /// Opens whatever is at `F` for reading, without following a symlink and
     /// without blocking on a FIFO.
+    ///
+    /// On a shared filesystem the chunk seen by a previous look (or by the
+    /// lookup inside this open) can be replaced or deleted by another machine
+    /// before it is opened or inspected: `ENOENT` or `ESTALE` then. Both
+    /// mean [`Current::Absent`], "look again".
     pub fn open_current(&self) -> Result<Current> {
         let flags =
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
         let fd = match rustix::fs::openat(&self.dir, self.name.as_os_str(), flags, Mode::empty()) {
             Ok(fd) => fd,
-            Err(Errno::NOENT) => return Ok(Current::Absent),
+            Err(Errno::NOENT | Errno::STALE) => return Ok(Current::Absent),
             Err(Errno::LOOP) => return Ok(Current::Unusable(SYMLINK)),
             Err(errno) => return Err(Error::file("cannot open", &self.path, errno)),
         };
-        let stat = rustix::fs::fstat(&fd)
-            .map_err(|errno| Error::file("cannot inspect", &self.path, errno))?;
+        let stat = match rustix::fs::fstat(&fd) {
+            Ok(stat) => stat,
+            Err(Errno::NOENT | Errno::STALE) => return Ok(Current::Absent),
+            Err(errno) => return Err(Error::file("cannot inspect", &self.path, errno)),
+        };
         if let Some(kind) = unusable_kind(FileType::from_raw_mode(stat.st_mode)) {
             return Ok(Current::Unusable(kind));
         }
@@ -329,7 +347,7 @@ impl Bus {
     /// created with `O_EXCL | O_NOFOLLOW`.
     pub fn create_temp(&self, anonymous: bool) -> Result<TempFile> {
         let mode = Mode::from_raw_mode(0o666);
-        if anonymous {
+        if anonymous && !self.refused.tmpfile.get() {
             let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
             match rustix::fs::openat(&self.dir, ".", flags, mode) {
                 Ok(fd) => {
@@ -345,7 +363,10 @@ impl Bus {
                 | Err(Errno::ISDIR)
                 | Err(Errno::INVAL)
                 | Err(Errno::NOSYS) => {
-                    log::debug!(
+                    // Said once, and not asked again: on NFS or FUSE every
+                    // refused call is a round trip.
+                    self.refused.tmpfile.set(true);
+                    log::info!(
                         "{}: no O_TMPFILE support, using named temporary files",
                         self.dir_path.display()
                     );

@@ -85,11 +85,21 @@ impl Output {
                 stamp: None,
             }),
             Format::Tar => {
-                let archive =
-                    tar::parse(&chunk.file, chunk.len).map_err(|error| Error::BadBusPath {
+                let archive = tar::parse(&chunk.file, chunk.len).map_err(|error| match error {
+                    // Replaced or taken by another machine (see Sink::emit_range).
+                    tar::TarError::Read { source, .. }
+                        if matches!(
+                            source.raw_os_error(),
+                            Some(libc::ESTALE) | Some(libc::ENOENT)
+                        ) =>
+                    {
+                        Error::ChunkVanished
+                    }
+                    error => Error::BadBusPath {
                         path: bus.path().to_owned(),
                         problem: format!("is not a tar chunk: {error}"),
-                    })?;
+                    },
+                })?;
                 let stamp = match archive.stamp {
                     tar::ChunkStamp {
                         sequence: Some(sequence),
@@ -142,9 +152,23 @@ fn look_forever(bus: &Bus, watcher: &mut Watcher, output: &mut Output) -> Result
             match bus.open_current()? {
                 Current::Chunk(chunk) if Some(chunk.id) != last_id => {
                     // A chunk that is not of our format is skipped, once.
-                    match output.content(bus, &chunk) {
-                        Ok(content) => output.emit(&chunk, &content)?,
-                        Err(error) => log::warn!("{error}: skipped"),
+                    match output
+                        .content(bus, &chunk)
+                        .and_then(|content| output.emit(&chunk, &content))
+                    {
+                        Ok(()) => {}
+                        // One that vanished is missed, like any chunk
+                        // replaced before we looked; it is not remembered as
+                        // seen: on a path-based FUSE filesystem (bindfs) the
+                        // identity `fstat` gave is that of whatever is at `F`
+                        // by then, which may be a newer chunk, not yet read.
+                        Err(Error::ChunkVanished) => {
+                            looking_again(bus);
+                            watcher.wait_for_change()?;
+                            continue;
+                        }
+                        Err(error @ Error::BadBusPath { .. }) => log::warn!("{error}: skipped"),
+                        Err(error) => return Err(error),
                     }
                     last = Some(chunk);
                     warned_unusable = false;
@@ -176,7 +200,18 @@ fn take_until_end_of_stream(bus: &Bus, watcher: &mut Watcher, output: &mut Outpu
         watcher.wait_until(|| bus.exists())?;
         let guard = lock.acquire()?;
         let chunk = match bus.open_current()? {
-            Current::Absent => continue,
+            // Taken by another consumer since we looked. On a shared
+            // filesystem a cached lookup can go on showing `F` for a while:
+            // wait for the next change instead of spinning on the lock.
+            Current::Absent => {
+                log::info!(
+                    "{}: taken by another consumer before us: looking again",
+                    bus.path().display()
+                );
+                drop(guard);
+                watcher.wait_for_change()?;
+                continue;
+            }
             Current::Unusable(kind) => {
                 return Err(Error::BadBusPath {
                     path: bus.path().to_owned(),
@@ -187,8 +222,22 @@ fn take_until_end_of_stream(bus: &Bus, watcher: &mut Watcher, output: &mut Outpu
         };
         rights.check(bus, &chunk)?;
         // A chunk that is not of our format stops us, left where it is.
-        let content = output.content(bus, &chunk)?;
-        output.emit(&chunk, &content)?;
+        let emitted = output
+            .content(bus, &chunk)
+            .and_then(|content| output.emit(&chunk, &content).map(|()| content));
+        let content = match emitted {
+            Ok(content) => content,
+            // Deleted under our lock: only a machine whose flock is not
+            // coordinated with ours does that. Whatever is at `F` now is not
+            // what we read, so it must not be removed.
+            Err(Error::ChunkVanished) => {
+                looking_again(bus);
+                drop(guard);
+                watcher.wait_for_change()?;
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         bus.remove_current(&guard)?;
         // Unlock before closing: closing the last descriptor of a deleted
         // file frees it, which is slow on ext4, and producers need not wait.
@@ -198,4 +247,13 @@ fn take_until_end_of_stream(bus: &Bus, watcher: &mut Watcher, output: &mut Outpu
             return Ok(());
         }
     }
+}
+
+/// Says that the chunk a consumer opened vanished before it could be read.
+fn looking_again(bus: &Bus) {
+    log::info!(
+        "{}: {}: looking again",
+        bus.path().display(),
+        Error::ChunkVanished
+    );
 }

@@ -47,6 +47,11 @@ pub enum Error {
         /// The signal number.
         signal: i32,
     },
+    /// The chunk being written out was replaced or deleted by another
+    /// machine before any of its bytes went out (on a shared filesystem,
+    /// reading it failed with `ESTALE` or `ENOENT`): a consumer looks again.
+    #[error("the chunk was replaced or taken by another machine before it could be read")]
+    ChunkVanished,
 }
 
 /// The result type of the filebus library.

@@ -10,7 +10,7 @@ use std::path::Path;
 pub struct FilesystemKind {
     /// The magic number (`statfs.f_type`).
     pub magic: i64,
-    /// Its usual name (`ext4`, `nfs`, `fuse`, ...).
+    /// Its usual name (`ext4`, `tmpfs`, `NFS`, `FUSE`, ...).
     pub name: &'static str,
     /// Whether other machines (or another kernel, for FUSE) can change it,
     /// so that inotify cannot be trusted to see every change.
@@ -27,15 +27,15 @@ const KNOWN: &[FilesystemKind] = &[
     local(0x794C_7630, "overlayfs"),
     local(0x2FC1_2FC1, "zfs"),
     local(0xF2F5_2010, "f2fs"),
-    remote(0x6969, "nfs"),
-    remote(0xFF53_4D42, "cifs"),
-    remote(0xFE53_4D42, "smb2"),
-    remote(0x517B, "smb"),
-    remote(0x6573_5546, "fuse"),
-    remote(0x0102_1997, "9p"),
-    remote(0x00C3_6400, "ceph"),
-    remote(0x5346_414F, "afs"),
-    remote(0x0BD0_0BD0, "lustre"),
+    remote(0x6969, "NFS"),
+    remote(0xFF53_4D42, "CIFS"),
+    remote(0xFE53_4D42, "SMB2"),
+    remote(0x517B, "SMB"),
+    remote(0x6573_5546, "FUSE"),
+    remote(0x0102_1997, "9P"),
+    remote(0x00C3_6400, "Ceph"),
+    remote(0x5346_414F, "AFS"),
+    remote(0x0BD0_0BD0, "Lustre"),
 ];
 
 const fn local(magic: i64, name: &'static str) -> FilesystemKind {

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::bus::{Bus, Current};
 use crate::error::{Error, Result};
 use crate::stamp;
-use crate::watch::Watcher;
+use crate::watch::{self, WakeUp, Watcher};
 
 /// What `filebus stat` reports about a bus.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +21,9 @@ pub struct BusStatus {
     pub chunk: Option<ChunkStatus>,
     /// Whether the bus lock is held right now.
     pub lock: LockState,
+    /// How consumers and lossless producers on this machine wake up for
+    /// this bus (with file monitoring on, the default).
+    pub wake_up: WakeUp,
 }
 
 /// The current chunk of a bus.
@@ -86,6 +89,7 @@ pub fn status(path: &Path) -> Result<BusStatus> {
     Ok(BusStatus {
         chunk,
         lock: lock_state(&bus)?,
+        wake_up: watch::wake_up(&bus, true),
     })
 }
 
@@ -157,6 +161,25 @@ impl BusStatus {
             LockState::Held => "held",
         };
         let _ = writeln!(text, "lock:     {lock}");
+        match self.wake_up {
+            WakeUp::Polling {
+                remote_filesystem: Some(kind),
+            } => {
+                let _ = writeln!(
+                    text,
+                    "wake-up:  polling every --sleep-interval, consumers and lossless \
+                     producers alike (the bus is on {kind}: inotify misses changes made \
+                     by other machines)"
+                );
+            }
+            WakeUp::Polling {
+                remote_filesystem: None,
+            }
+            | WakeUp::Events => text.push_str(
+                "wake-up:  inotify events, consumers and lossless producers alike \
+                 (a local filesystem; --no-file-monitoring polls instead)\n",
+            ),
+        }
         text
     }
 
@@ -176,6 +199,14 @@ impl BusStatus {
                 "sequence": chunk.sequence,
             })),
             "lock": lock,
+            "wake_up": match self.wake_up {
+                WakeUp::Events => "events",
+                WakeUp::Polling { .. } => "polling",
+            },
+            "remote_filesystem": match self.wake_up {
+                WakeUp::Polling { remote_filesystem } => remote_filesystem,
+                WakeUp::Events => None,
+            },
         }))
     }
 }

@@ -129,6 +129,21 @@ impl<'fd> Sink<'fd> {
                 Ok(0) => break,
                 Ok(_) | Err(Errno::INTR) => {}
                 Err(Errno::AGAIN) => self.wait_writable()?,
+                // On a shared filesystem another machine can replace or
+                // delete the chunk while we hold it open, and reading it then
+                // fails with ESTALE (NFS) or ENOENT (some FUSE filesystems).
+                // Before any byte went out that is a chunk missed, not a
+                // failure. (Writing to standard output never says either.)
+                Err(Errno::STALE | Errno::NOENT) if offset == start => {
+                    return Err(Error::ChunkVanished);
+                }
+                Err(errno @ (Errno::STALE | Errno::NOENT)) => {
+                    return Err(Error::stream(
+                        "cannot read the rest of a chunk that another machine replaced or \
+                         deleted meanwhile (the output holds part of it)",
+                        errno,
+                    ));
+                }
                 Err(errno) if self.method != OutputMethod::Write && refuses_method(errno) => {
                     let next = self.method.fallback();
                     log::info!(

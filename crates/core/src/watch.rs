@@ -187,9 +187,15 @@ fn events_for(bus: &Bus, file_monitoring: bool) -> Option<Inotify> {
         log::info!("file monitoring off: polling");
         return None;
     }
-    if let Some(kind) = remote_filesystem(bus) {
+    if let WakeUp::Polling {
+        remote_filesystem: Some(kind),
+    } = wake_up(bus, true)
+    {
+        // Shown at -v: the latency is now about one --sleep-interval instead
+        // of microseconds.
         log::info!(
-            "{} is on {kind}, where inotify misses remote changes: polling",
+            "{} is on {kind}, where inotify misses changes made by other machines: \
+             polling every --sleep-interval",
             bus.dir_path().display()
         );
         return None;
@@ -228,6 +234,34 @@ fn sleep(interval: Duration, stop: StopFlag) -> Result<()> {
         Ok(_) => Ok(()),
         Err(Errno::INTR) => stop.check(),
         Err(errno) => Err(Error::stream("cannot sleep", errno)),
+    }
+}
+
+/// How the processes of this machine that wait on a bus (consumers, and
+/// lossless producers waiting for their chunk to be taken) wake up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WakeUp {
+    /// On inotify events, at once.
+    Events,
+    /// By looking every `--sleep-interval`.
+    Polling {
+        /// The shared filesystem the bus is on, which is why events are not
+        /// used (`None`: file monitoring was turned off).
+        remote_filesystem: Option<&'static str>,
+    },
+}
+
+/// How a waiter of `bus` on this machine wakes up, judged from the bus
+/// directory's filesystem (without setting up a watch).
+pub fn wake_up(bus: &Bus, file_monitoring: bool) -> WakeUp {
+    match remote_filesystem(bus) {
+        Some(kind) => WakeUp::Polling {
+            remote_filesystem: Some(kind),
+        },
+        None if !file_monitoring => WakeUp::Polling {
+            remote_filesystem: None,
+        },
+        None => WakeUp::Events,
     }
 }
 

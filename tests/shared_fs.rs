@@ -1,0 +1,461 @@
+//! A bus on a shared filesystem, proven on a real FUSE mount (`bindfs`, see
+//! `tests/shared_fs/fuse.rs`): one side of each test works through the mount, the
+//! other through the directory underneath, as another machine would.
+//!
+//! The data are numbered records cut into chunks of exactly [`CHUNK`] bytes,
+//! so a lost, duplicated, reordered or torn chunk is visible.
+
+mod fuse;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use self::fuse::{NO_ATTRIBUTE_CACHE, NO_XATTRS, SharedDir, wait_for};
+use crate::util::{
+    CHUNK, CHUNK_ARG, RECORDS_PER_CHUNK, Running, check_full_chunks, filebus, names_in, produce,
+    records,
+};
+
+/// What a consumer on a FUSE mount says at `-v`.
+const POLLING_ON_FUSE: &str = "is on FUSE, where inotify misses changes made by other machines: polling every --sleep-interval";
+
+/// Records of `chunks` whole chunks, starting with chunk `first`.
+fn chunks(first: usize, chunks: usize) -> Vec<u8> {
+    records(first * RECORDS_PER_CHUNK..(first + chunks) * RECORDS_PER_CHUNK)
+}
+
+/// The first record of each of `count` chunks from chunk `first` on.
+fn chunk_starts(first: usize, count: usize) -> Vec<usize> {
+    (first..first + count)
+        .map(|chunk| chunk * RECORDS_PER_CHUNK)
+        .collect()
+}
+
+/// Asserts that the first records of the chunks a lossy consumer wrote are
+/// strictly increasing: no chunk twice, none out of order.
+fn assert_increasing(starts: &[usize], what: &str) {
+    assert!(
+        starts.windows(2).all(|pair| pair[0] < pair[1]),
+        "{what}: chunks out of order or repeated: {starts:?}"
+    );
+}
+
+/// Publishes `input` losslessly or lossily at `bus` with the numbered-record
+/// block size, and waits for the producer to succeed.
+fn produce_chunks(bus: &Path, extra: &[&str], input: &[u8], aux: &Path) {
+    let mut args = vec!["--block-size", CHUNK_ARG];
+    args.extend_from_slice(extra);
+    produce(bus, &args, input, aux);
+}
+
+/// The names left in a bus directory once everyone is done: the bus files,
+/// no temporary file.
+fn assert_no_leftovers(dir: &Path, expected: &[&str]) {
+    assert_eq!(names_in(dir), expected, "in {}", dir.display());
+}
+
+#[test]
+fn lossy_consumer_on_the_mount_polls_and_sees_another_machines_chunks() {
+    let shared = SharedDir::new();
+    let consumer = Running::consumer(&shared.bus_here(), &["-v", "--sleep-interval", "0.01"]);
+    wait_for(
+        "the consumer to say it polls",
+        || consumer.stderr().contains(POLLING_ON_FUSE),
+        || format!("stderr: {}", consumer.stderr()),
+    );
+    // One chunk at a time, each waited for: polling misses none of them.
+    for chunk in 0..4 {
+        produce_chunks(&shared.bus_there(), &[], &chunks(chunk, 1), shared.aux());
+        consumer.wait_for_output((chunk + 1) * CHUNK);
+    }
+    // Then a burst faster than the consumer looks: it skips some, but every
+    // chunk it writes is whole, in order, and the last one arrives.
+    produce_chunks(&shared.bus_there(), &[], &chunks(4, 60), shared.aux());
+    let output = consumer.wait_for_suffix(&chunks(63, 1));
+    let starts = check_full_chunks(&output, "lossy consumer on the mount");
+    assert_eq!(starts[..4], chunk_starts(0, 4));
+    assert_increasing(&starts, "lossy consumer on the mount");
+    let finished = consumer.kill();
+    assert_eq!(
+        finished.stderr.lines().count(),
+        1,
+        "only the polling notice is expected: {}",
+        finished.stderr
+    );
+    assert_no_leftovers(shared.there(), &["bus", "bus.lock"]);
+}
+
+#[test]
+fn lossy_producer_on_the_mount_reaches_a_consumer_underneath_by_events() {
+    let shared = SharedDir::new();
+    let consumer = Running::consumer(&shared.bus_there(), &["-vvv"]);
+    wait_for(
+        "the consumer to watch with inotify",
+        || consumer.stderr().contains("with inotify"),
+        || format!("stderr: {}", consumer.stderr()),
+    );
+    let (status, stderr) = crate::util::run_with_input(
+        filebus(
+            &shared.bus_here(),
+            &["-vv", "--block-size", CHUNK_ARG, "producer"],
+        ),
+        &chunks(0, 1),
+        shared.aux(),
+    );
+    assert!(status.success(), "{stderr}");
+    // FUSE has no O_TMPFILE: the chunk was built under a unique name.
+    assert!(
+        stderr.contains("no O_TMPFILE support, using named temporary files"),
+        "{stderr}"
+    );
+    consumer.wait_for_output(CHUNK);
+    for chunk in 1..4 {
+        produce_chunks(&shared.bus_here(), &[], &chunks(chunk, 1), shared.aux());
+        consumer.wait_for_output((chunk + 1) * CHUNK);
+    }
+    produce_chunks(&shared.bus_here(), &[], &chunks(4, 60), shared.aux());
+    let output = consumer.wait_for_suffix(&chunks(63, 1));
+    let starts = check_full_chunks(&output, "lossy consumer underneath");
+    assert_eq!(starts[..4], chunk_starts(0, 4));
+    assert_increasing(&starts, "lossy consumer underneath");
+    let finished = consumer.kill();
+    assert!(!finished.stderr.contains("polling"), "{}", finished.stderr);
+    assert_no_leftovers(shared.there(), &["bus", "bus.lock"]);
+}
+
+/// A lossless stream from `producer_bus` to `consumer_bus` (the same bus
+/// seen from two sides): every record once, in order; the consumer ends at
+/// the end-of-stream marker. Returns the consumer's stderr.
+fn lossless_across(shared: &SharedDir, producer_bus: &Path, consumer_bus: &Path) -> String {
+    let consumer = Running::consumer(consumer_bus, &["-v", "--lossless"]);
+    let input = chunks(0, 40);
+    produce_chunks(producer_bus, &["--lossless"], &input, shared.aux());
+    let finished = consumer.wait();
+    finished.assert_success();
+    assert!(
+        finished.stdout == input,
+        "lossless output of {} bytes differs from the {} bytes of input",
+        finished.stdout.len(),
+        input.len()
+    );
+    assert_no_leftovers(shared.there(), &["bus.lock"]);
+    finished.stderr
+}
+
+#[test]
+fn lossless_from_another_machine_to_a_consumer_on_the_mount() {
+    let shared = SharedDir::new();
+    let stderr = lossless_across(&shared, &shared.bus_there(), &shared.bus_here());
+    assert!(stderr.contains(POLLING_ON_FUSE), "{stderr}");
+}
+
+#[test]
+fn lossless_from_the_mount_to_a_consumer_on_another_machine() {
+    let shared = SharedDir::new();
+    let stderr = lossless_across(&shared, &shared.bus_here(), &shared.bus_there());
+    assert!(!stderr.contains("polling"), "{stderr}");
+}
+
+#[test]
+fn lossless_without_attribute_caches_both_ways() {
+    let shared = SharedDir::with_options(NO_ATTRIBUTE_CACHE);
+    lossless_across(&shared, &shared.bus_there(), &shared.bus_here());
+    lossless_across(&shared, &shared.bus_here(), &shared.bus_there());
+}
+
+/// `filebus stat ARGS...`, which must succeed; its stdout.
+fn stat(args: &[&Path]) -> String {
+    let output = Command::new(crate::util::filebus_bin())
+        .arg("stat")
+        .args(args)
+        .output()
+        .expect("cannot run filebus stat");
+    assert!(
+        output.status.success(),
+        "filebus stat {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("stat prints text")
+}
+
+#[test]
+fn stat_says_how_each_side_wakes_up() {
+    let shared = SharedDir::new();
+    produce_chunks(&shared.bus_there(), &[], &chunks(0, 1), shared.aux());
+    let here = stat(&[&shared.bus_here()]);
+    assert!(
+        here.contains(
+            "wake-up:  polling every --sleep-interval, consumers and lossless producers alike \
+             (the bus is on FUSE: inotify misses changes made by other machines)"
+        ),
+        "{here}"
+    );
+    let there = stat(&[&shared.bus_there()]);
+    assert!(
+        there.contains("wake-up:  inotify events, consumers and lossless producers alike"),
+        "{there}"
+    );
+    // Both sides see the same chunk.
+    for text in [&here, &there] {
+        assert!(text.contains("size:     900 bytes"), "{text}");
+        assert!(text.contains("sequence: 1\n"), "{text}");
+    }
+    let json_flag = Path::new("--json");
+    let parse = |text: &str| -> serde_json::Value {
+        serde_json::from_str(text).unwrap_or_else(|error| panic!("{error}: {text}"))
+    };
+    let here = parse(&stat(&[json_flag, &shared.bus_here()]));
+    assert_eq!(here["wake_up"], "polling", "{here}");
+    assert_eq!(here["remote_filesystem"], "FUSE", "{here}");
+    let there = parse(&stat(&[json_flag, &shared.bus_there()]));
+    assert_eq!(there["wake_up"], "events", "{there}");
+    assert!(there["remote_filesystem"].is_null(), "{there}");
+}
+
+/// The numbers in the last `stats:` line of `stderr`: chunks, bytes, missed,
+/// unknown; and whether the latency was unknown.
+fn stats_summary(stderr: &str) -> ([u64; 4], bool) {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|line| line.contains("stats:"))
+        .unwrap_or_else(|| panic!("no stats summary in {stderr:?}"));
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|word| !word.is_empty())
+        .take(4)
+        .map(|word| word.parse().expect("a number"))
+        .collect();
+    let numbers: [u64; 4] = numbers
+        .try_into()
+        .unwrap_or_else(|_| panic!("not four numbers: {line}"));
+    (numbers, line.contains("latency unknown"))
+}
+
+#[test]
+fn producer_without_xattrs_or_tmpfile_falls_back_and_stats_say_unknown() {
+    let shared = SharedDir::with_options(NO_XATTRS);
+    let consumer = Running::start(
+        filebus(&shared.bus_there(), &["--lossless", "consumer", "--stats"]),
+        None,
+    );
+    let input = chunks(0, 20);
+    let (status, stderr) = crate::util::run_with_input(
+        filebus(
+            &shared.bus_here(),
+            &["-vv", "--lossless", "--block-size", CHUNK_ARG, "producer"],
+        ),
+        &input,
+        shared.aux(),
+    );
+    assert!(status.success(), "{stderr}");
+    // Each fallback is said once, not once a chunk.
+    for notice in [
+        "no O_TMPFILE support, using named temporary files",
+        "chunks are not stamped: cannot set extended attributes",
+    ] {
+        assert_eq!(stderr.matches(notice).count(), 1, "{notice:?} in {stderr}");
+    }
+    let finished = consumer.wait();
+    finished.assert_success();
+    assert!(
+        finished.stdout == input,
+        "the stream differs from its input"
+    );
+    // 20 chunks and the end-of-stream marker, none stamped: all unknown,
+    // none counted missed, no latency made up.
+    assert_eq!(
+        stats_summary(&finished.stderr),
+        ([21, input.len() as u64, 0, 21], true),
+        "{}",
+        finished.stderr
+    );
+    // Named temporary files were all renamed into place or removed.
+    assert_no_leftovers(shared.there(), &["bus.lock"]);
+}
+
+#[test]
+fn lossy_unstamped_chunks_from_the_mount_are_unknown_not_missed() {
+    let shared = SharedDir::with_options(NO_XATTRS);
+    // Stamped chunks first, from the other machine, then unstamped ones
+    // through the mount, then stamped again: the sequence goes on from the
+    // lock file, so the unstamped chunks in between are not counted missed.
+    let consumer = Running::start(filebus(&shared.bus_there(), &["consumer", "--stats"]), None);
+    let plan: [(&Path, usize); 6] = [
+        (shared.there(), 0),
+        (shared.there(), 1),
+        (shared.here(), 2),
+        (shared.here(), 3),
+        (shared.there(), 4),
+        (shared.here(), 5),
+    ];
+    for (dir, chunk) in plan {
+        produce_chunks(&dir.join("bus"), &[], &chunks(chunk, 1), shared.aux());
+        consumer.wait_for_output((chunk + 1) * CHUNK);
+    }
+    let finished = consumer.signal(libc::SIGTERM);
+    assert_eq!(finished.stdout, chunks(0, 6));
+    assert_eq!(
+        stats_summary(&finished.stderr).0,
+        [6, 6 * CHUNK as u64, 0, 3],
+        "{}",
+        finished.stderr
+    );
+    let text = stat(&[&shared.bus_there()]);
+    assert!(text.contains("sequence: none (unstamped chunk)"), "{text}");
+}
+
+/// The notice a lossless consumer gives, at `-vv`, when another consumer
+/// took the chunk between its look and its open.
+const TAKEN_BEFORE_US: &str = "taken by another consumer before us: looking again";
+
+#[test]
+fn lossless_consumers_on_two_machines_racing_for_chunks_each_get_distinct_ones() {
+    let shared = SharedDir::new();
+    let consumer_args = ["-vv", "--lossless", "--sleep-interval", "0.001"];
+    let here = Running::consumer(&shared.bus_here(), &consumer_args);
+    let there = Running::consumer(&shared.bus_there(), &consumer_args);
+    let mut producer = Command::new(crate::util::filebus_bin())
+        .arg("--filename")
+        .arg(shared.bus_there())
+        .args(["--lossless", "--block-size", CHUNK_ARG, "producer"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot start the producer");
+    let mut stdin = producer.stdin.take().expect("stdin was piped");
+    // Chunks go in until one consumer found its chunk taken by the other
+    // between looking at F and opening it (ENOENT: "look again"). Each
+    // write is one whole chunk, and atomic (smaller than PIPE_BUF).
+    let raced =
+        || here.stderr().contains(TAKEN_BEFORE_US) || there.stderr().contains(TAKEN_BEFORE_US);
+    let deadline = std::time::Instant::now() + crate::util::PATIENCE;
+    let mut sent = 0;
+    while sent < 50 || !raced() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no consumer lost a race for a chunk in {sent} chunks; here: {}\nthere: {}",
+            here.stderr(),
+            there.stderr()
+        );
+        stdin
+            .write_all(&chunks(sent, 1))
+            .expect("the producer reads");
+        sent += 1;
+    }
+    drop(stdin);
+    let status = producer.wait().expect("cannot wait for the producer");
+    assert!(status.success(), "producer: {status}");
+    // One consumer takes the end-of-stream marker and ends with success; the
+    // other, which lost races and looked again, waits on.
+    let (mut here, mut there) = (here, there);
+    let deadline = std::time::Instant::now() + crate::util::PATIENCE;
+    while here.is_running() && there.is_running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no consumer took the end of stream; here: {}\nthere: {}",
+            here.stderr(),
+            there.stderr()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let (ended, waiting) = if here.is_running() {
+        (there, here)
+    } else {
+        (here, there)
+    };
+    let ended = ended.wait();
+    ended.assert_success();
+    let waiting = waiting.kill();
+    assert!(
+        !waiting.stderr.contains("error"),
+        "the consumer still waiting: {}",
+        waiting.stderr
+    );
+    let mut outputs = Vec::new();
+    for (name, output) in [("ended", &ended.stdout), ("waiting", &waiting.stdout)] {
+        let starts = check_full_chunks(output, name);
+        assert_increasing(&starts, name);
+        outputs.extend(starts);
+    }
+    // Together, every chunk exactly once.
+    outputs.sort_unstable();
+    assert_eq!(outputs, chunk_starts(0, sent));
+    assert_no_leftovers(shared.there(), &["bus.lock"]);
+}
+
+/// The notice a consumer gives, at `-vv`, when the chunk it opened was
+/// replaced or deleted by another machine before it could read it.
+const VANISHED: &str =
+    "the chunk was replaced or taken by another machine before it could be read: looking again";
+
+#[test]
+fn lossy_consumer_looks_again_when_the_chunk_it_opened_goes_stale() {
+    // Through this mount, reading a chunk that the other machine replaced
+    // since it was opened fails with ESTALE, as on NFS.
+    let shared = SharedDir::stale();
+    let consumer = Running::consumer(&shared.bus_here(), &["-vv", "--sleep-interval", "0.001"]);
+    wait_for(
+        "the consumer to say it polls",
+        || consumer.stderr().contains(POLLING_ON_FUSE),
+        || format!("stderr: {}", consumer.stderr()),
+    );
+    // Bursts from the other machine replace chunks faster than the consumer
+    // opens and reads them, until one went stale in its hands. After each
+    // burst, its last chunk stays at F: the consumer, having looked again,
+    // writes it.
+    let burst = 100;
+    let mut next = 0;
+    let deadline = std::time::Instant::now() + crate::util::PATIENCE;
+    while next == 0 || !consumer.stderr().contains(VANISHED) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no chunk went stale in {next} chunks; stderr: {}",
+            consumer.stderr()
+        );
+        produce_chunks(&shared.bus_there(), &[], &chunks(next, burst), shared.aux());
+        next += burst;
+        consumer.wait_for_suffix(&chunks(next - 1, 1));
+    }
+    // Every chunk written is whole and in order.
+    let output = consumer.output();
+    let starts = check_full_chunks(&output, "consumer on the stale mount");
+    assert_increasing(&starts, "consumer on the stale mount");
+    let finished = consumer.kill();
+    assert!(!finished.stderr.contains("error"), "{}", finished.stderr);
+}
+
+#[test]
+fn a_failing_test_leaves_no_mount_behind() {
+    let mut mount = None;
+    let mut busy = None;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let shared = SharedDir::new();
+        mount = Some(shared.here().to_owned());
+        // A process left inside the mount keeps it busy, as a child of a
+        // failed test could: the plain unmount is refused, the lazy one is not.
+        busy = Some(
+            Command::new("sleep")
+                .arg("600")
+                .current_dir(shared.here())
+                .spawn()
+                .expect("cannot start sleep"),
+        );
+        panic!("this test fails on purpose, with the mount in use");
+    }));
+    if let Some(mut busy) = busy {
+        let _ = busy.kill();
+        let _ = busy.wait();
+    }
+    assert!(outcome.is_err(), "the closure was meant to panic");
+    let mount = mount.expect("the mount was made");
+    assert_ne!(
+        fuse::filesystem_magic(&mount),
+        fuse::FUSE_SUPER_MAGIC,
+        "{} is still mounted",
+        mount.display()
+    );
+    assert!(!mount.exists(), "{} was not removed", mount.display());
+}

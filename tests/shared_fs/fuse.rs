@@ -1,0 +1,394 @@
+//! A bus directory shared by "two machines" on one: the same directory seen
+//! through a real FUSE mount (`bindfs`) and directly underneath.
+//!
+//! A process using the mount ([`SharedDir::here`]) is on a FUSE filesystem:
+//! the kernel's inotify never sees what a process writing underneath
+//! ([`SharedDir::there`]) does, attributes are cached by the FUSE client
+//! (for one second with bindfs's defaults, like an NFS client's `actimeo`),
+//! `O_TMPFILE` is refused, and `flock` reaches the directory underneath only
+//! because the mount forwards locks, as an NFS or CephFS server coordinates
+//! them. That is what a second machine on NFS or CephFS looks like from
+//! filebus's side.
+//!
+//! Tests of any feature on a shared filesystem (lossy, lossless, and later
+//! the history and named consumers) take a [`SharedDir`], start one side of
+//! the bus at `here`'s path and the other at `there`'s, and check the stream
+//! with the numbered-record helpers of `common` and `support`.
+//!
+//! [`SharedDir::stale`] mounts `stale_fs.py` instead, a pass-through FUSE
+//! filesystem where a file replaced underneath goes stale (`ESTALE`) for
+//! whoever had it open through the mount, as on NFS.
+//!
+//! `bindfs` and `python3-fusepy` are installed from Debian's packages when
+//! missing (CI runs as root). Where they cannot be installed or FUSE cannot
+//! be mounted, the test fails with a message saying so: it is never skipped
+//! silently.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::util::PATIENCE;
+
+/// Options of every mount: lock forwarding (so that `flock` on the mount and
+/// underneath is one lock, as on NFS), which bindfs requires to be
+/// multithreaded.
+const BASE_OPTIONS: &[&str] = &["--multithreaded", "--enable-lock-forwarding"];
+
+/// `-o` options that turn the FUSE client's attribute and lookup caches off,
+/// like NFS's `actimeo=0` and `lookupcache=none`.
+pub const NO_ATTRIBUTE_CACHE: &[&str] = &["-o", "attr_timeout=0,entry_timeout=0"];
+
+/// bindfs option that refuses every extended attribute (`EOPNOTSUPP`), as
+/// NFS before 4.2 does: chunks published through such a mount are unstamped.
+pub const NO_XATTRS: &[&str] = &["--xattr-none"];
+
+/// One FUSE test at a time in this process: a mount's FUSE daemon, a
+/// producer and a consumer are already more than the two cores of the test
+/// machine, and tests that overlap would make each other's timing noisy.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// A directory underneath and its FUSE mount (bindfs, or `stale_fs.py`),
+/// unmounted when dropped (also when the test panics), so that no test
+/// leaves a mount behind.
+pub struct SharedDir {
+    mount: PathBuf,
+    under: PathBuf,
+    /// Holds `under/` and `mnt/`, both unique to this test.
+    root: Option<tempfile::TempDir>,
+    /// The FUSE daemon when it runs in the foreground ([`SharedDir::stale`]).
+    daemon: Option<Child>,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl SharedDir {
+    /// Mounts a new empty directory with bindfs's default caches (one second
+    /// of attribute caching on the mount's side).
+    pub fn new() -> SharedDir {
+        SharedDir::with_options(&[])
+    }
+
+    /// Mounts a new empty directory, passing `options` to bindfs too (such as
+    /// [`NO_ATTRIBUTE_CACHE`] or [`NO_XATTRS`]).
+    pub fn with_options(options: &[&str]) -> SharedDir {
+        let shared = SharedDir::unmounted();
+        let (under, mount) = (&shared.under, &shared.mount);
+        let bindfs = bindfs();
+        let output = Command::new(&bindfs)
+            .args(BASE_OPTIONS)
+            .args(options)
+            .arg(under)
+            .arg(mount)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run {}: {error}", bindfs.display()));
+        assert!(
+            output.status.success(),
+            "cannot mount {} on {} with bindfs {options:?} ({}): the shared-filesystem tests \
+             need a working FUSE mount; stderr: {}",
+            under.display(),
+            mount.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        assert_eq!(
+            filesystem_magic(mount),
+            FUSE_SUPER_MAGIC,
+            "{} is not a FUSE mount after bindfs returned",
+            mount.display()
+        );
+        shared
+    }
+
+    /// Mounts a new empty directory with `stale_fs.py` (beside this file): a
+    /// pass-through FUSE filesystem with no attribute caches where, as on
+    /// NFS, a file opened through the mount and then deleted or replaced
+    /// underneath can no longer be read: `ESTALE`. Its locks are local to
+    /// the mount (not forwarded underneath).
+    pub fn stale() -> SharedDir {
+        let mut shared = SharedDir::unmounted();
+        let python = fusepy_python();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/shared_fs/stale_fs.py");
+        let log = std::fs::File::create(shared.aux().join("stale_fs.log"))
+            .expect("cannot create the FUSE daemon's log");
+        let daemon = Command::new(&python)
+            .arg(&script)
+            .arg(&shared.under)
+            .arg(&shared.mount)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot run {}: {error}", python.display()));
+        shared.daemon = Some(daemon);
+        let deadline = Instant::now() + PATIENCE;
+        while filesystem_magic(&shared.mount) != FUSE_SUPER_MAGIC {
+            let exited = shared
+                .daemon
+                .as_mut()
+                .and_then(|daemon| daemon.try_wait().ok().flatten());
+            let log =
+                || std::fs::read_to_string(shared.aux().join("stale_fs.log")).unwrap_or_default();
+            assert!(
+                exited.is_none(),
+                "{} {} exited ({exited:?}) without mounting; the shared-filesystem tests need a \
+                 working FUSE mount; its stderr: {}",
+                python.display(),
+                script.display(),
+                log()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "{} did not mount within {PATIENCE:?}; its stderr: {}",
+                script.display(),
+                log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        shared
+    }
+
+    /// Two new empty directories, `under/` and `mnt/`, not yet mounted; the
+    /// serializing lock taken.
+    fn unmounted() -> SharedDir {
+        let serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+        assert!(
+            Path::new("/dev/fuse").exists(),
+            "/dev/fuse is missing: the shared-filesystem tests need FUSE (load the fuse module, \
+             or give the container --device /dev/fuse)"
+        );
+        let root = tempfile::Builder::new()
+            .prefix("filebus-fuse-")
+            .tempdir_in("/tmp")
+            .expect("cannot create a scratch directory in /tmp");
+        let under = root.path().join("under");
+        let mount = root.path().join("mnt");
+        for dir in [&under, &mount] {
+            std::fs::create_dir(dir)
+                .unwrap_or_else(|error| panic!("cannot create {}: {error}", dir.display()));
+        }
+        SharedDir {
+            mount,
+            under,
+            root: Some(root),
+            daemon: None,
+            _serial: serial,
+        }
+    }
+
+    /// The directory as this machine sees it: through the FUSE mount.
+    pub fn here(&self) -> &Path {
+        &self.mount
+    }
+
+    /// The same directory as another machine (or the file server) sees it:
+    /// the directory underneath, whose changes the mount's inotify misses.
+    pub fn there(&self) -> &Path {
+        &self.under
+    }
+
+    /// The bus file `F` seen through the mount.
+    pub fn bus_here(&self) -> PathBuf {
+        self.mount.join("bus")
+    }
+
+    /// The bus file `F` seen from underneath.
+    pub fn bus_there(&self) -> PathBuf {
+        self.under.join("bus")
+    }
+
+    /// A directory for test files (input files, logs) on neither side.
+    pub fn aux(&self) -> &Path {
+        self.root
+            .as_ref()
+            .expect("the root exists until drop")
+            .path()
+    }
+}
+
+impl Drop for SharedDir {
+    fn drop(&mut self) {
+        // Also after a failed mount: unmount does nothing where nothing
+        // is mounted.
+        unmount(&self.mount);
+        if let Some(mut daemon) = self.daemon.take() {
+            // Unmounted, the daemon exits by itself; if it hangs, it goes.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while daemon.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+        }
+        // Only an unmounted directory may be removed: removing through a
+        // live mount would delete the files underneath twice over, and a
+        // busy mount would make the removal fail half-way.
+        if filesystem_magic(&self.mount) == FUSE_SUPER_MAGIC {
+            eprintln!(
+                "warning: {} is still mounted; leaving its directory",
+                self.mount.display()
+            );
+            if let Some(root) = self.root.take() {
+                let _ = root.keep();
+            }
+        }
+    }
+}
+
+/// Unmounts `mount`: `fusermount -u` (or `fusermount3 -u`, or `umount`, as
+/// root may), and if the mount stays busy (a process of a failed test still
+/// in it), a lazy `umount -l`, which detaches it now and finishes when the
+/// last user goes.
+fn unmount(mount: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let attempts: [(&str, &[&str]); 3] = [
+        ("fusermount", &["-u"]),
+        ("fusermount3", &["-u"]),
+        ("umount", &[]),
+    ];
+    while filesystem_magic(mount) == FUSE_SUPER_MAGIC && Instant::now() < deadline {
+        for (program, args) in attempts {
+            let unmounted = Command::new(program)
+                .args(args)
+                .arg(mount)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success());
+            if unmounted {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if filesystem_magic(mount) == FUSE_SUPER_MAGIC {
+        let _ = Command::new("umount").arg("-l").arg(mount).status();
+    }
+}
+
+/// `statfs.f_type` of a FUSE filesystem.
+pub const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+
+/// `statfs.f_type` of the filesystem holding `path` (0 if it cannot be
+/// read).
+// `f_type` is i64 on x86_64 but narrower on some other architectures.
+#[allow(clippy::unnecessary_cast)]
+pub fn filesystem_magic(path: &Path) -> i64 {
+    rustix::fs::statfs(path).map_or(0, |stats| stats.f_type as i64)
+}
+
+/// The bindfs program, installed with apt-get the first time it is needed
+/// if it is not on the PATH. Panics, saying what to do, if that fails.
+pub fn bindfs() -> PathBuf {
+    static BINDFS: OnceLock<PathBuf> = OnceLock::new();
+    BINDFS
+        .get_or_init(|| {
+            if let Some(found) = find_in_path("bindfs") {
+                return found;
+            }
+            apt_install(
+                "bindfs",
+                "bindfs (a FUSE mount that behaves like a network filesystem)",
+            );
+            find_in_path("bindfs").expect("bindfs is not on the PATH after apt-get installed it")
+        })
+        .clone()
+}
+
+/// Debian's own Python with the `fusepy` module (package python3-fusepy,
+/// which brings libfuse2), installed with apt-get the first time it is
+/// needed. Debian's interpreter is named explicitly: a `python3` earlier on
+/// the PATH (pyenv, a virtual environment) would not see Debian's modules.
+pub fn fusepy_python() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let python = PathBuf::from("/usr/bin/python3");
+            let has_fusepy = || {
+                Command::new(&python)
+                    .args(["-c", "import fusepy"])
+                    .stdin(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|status| status.success())
+            };
+            if !has_fusepy() {
+                apt_install(
+                    "python3-fusepy",
+                    "fusepy, for a FUSE filesystem that acts like NFS",
+                );
+                assert!(
+                    has_fusepy(),
+                    "{} cannot import fusepy after apt-get installed python3-fusepy",
+                    python.display()
+                );
+            }
+            python
+        })
+        .clone()
+}
+
+/// Installs the Debian package `package` (needed for `why`), updating the
+/// package lists first if the install fails; panics, saying what to do, if
+/// it cannot.
+fn apt_install(package: &str, why: &str) {
+    // Several test binaries may get here at once; apt serializes them with
+    // its own lock, which a second installer waits for.
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .args(["-o", "DPkg::Lock::Timeout=300"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .output()
+    };
+    let installed = apt(&["install", "-y", "-q", package]);
+    if installed.as_ref().is_ok_and(|out| out.status.success()) {
+        return;
+    }
+    // The package lists may be missing or stale on a fresh machine.
+    let updated = apt(&["update", "-q"]);
+    let installed = apt(&["install", "-y", "-q", package]);
+    assert!(
+        installed.as_ref().is_ok_and(|out| out.status.success()),
+        "the shared-filesystem tests need {why}, and `apt-get install {package}` failed; \
+         install the Debian package {package} and run the tests again.\n\
+         apt-get update: {}\napt-get install: {}",
+        describe(&updated),
+        describe(&installed)
+    );
+}
+
+fn describe(output: &std::io::Result<std::process::Output>) -> String {
+    match output {
+        Ok(output) => format!(
+            "{}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+        Err(error) => format!("cannot run apt-get: {error}"),
+    }
+}
+
+fn find_in_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Waits until `condition` holds, polling; panics after [`PATIENCE`] with
+/// `what` and the result of `context` (such as a child's stderr).
+pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool, context: impl Fn() -> String) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {PATIENCE:?} waiting for {what}; {}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
