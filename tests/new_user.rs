@@ -143,7 +143,7 @@ fn a_sequence_stamp_at_the_top_of_the_range_is_no_stamp() {
     // A chunk stamped with the largest number counts as unknown, not as a
     // gap of billions.
     set_xattr(&scratch.bus(), "user.filebus.seq", b"18446744073709551615");
-    let mut consumer = Running::start(filebus(&scratch.bus(), &["consumer", "--stats"]), None);
+    let consumer = Running::start(filebus(&scratch.bus(), &["consumer", "--stats"]), None);
     assert_eq!(consumer.wait_for_output(7), b"second\n");
     // The chunk is counted just after it is written: ask for summaries
     // (SIGUSR1) until one counts it.
