@@ -13,8 +13,8 @@ use std::process::{Command, Stdio};
 
 use self::fuse::{NO_ATTRIBUTE_CACHE, NO_XATTRS, SharedDir, wait_for};
 use crate::util::{
-    CHUNK, CHUNK_ARG, RECORDS_PER_CHUNK, Running, check_full_chunks, filebus, names_in, produce,
-    records,
+    CHUNK, CHUNK_ARG, RECORDS_PER_CHUNK, Running, check_full_chunks, filebus, last_stats_line,
+    names_in, produce, records, stat, stats_counts,
 };
 
 /// What a consumer on a FUSE mount says at `-v`.
@@ -164,21 +164,6 @@ fn lossless_without_attribute_caches_both_ways() {
     lossless_across(&shared, &shared.bus_here(), &shared.bus_there());
 }
 
-/// `filebus stat ARGS...`, which must succeed; its stdout.
-fn stat(args: &[&Path]) -> String {
-    let output = Command::new(crate::util::filebus_bin())
-        .arg("stat")
-        .args(args)
-        .output()
-        .expect("cannot run filebus stat");
-    assert!(
-        output.status.success(),
-        "filebus stat {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("stat prints text")
-}
-
 #[test]
 fn stat_says_how_each_side_wakes_up() {
     let shared = SharedDir::new();
@@ -211,26 +196,6 @@ fn stat_says_how_each_side_wakes_up() {
     let there = parse(&stat(&[json_flag, &shared.bus_there()]));
     assert_eq!(there["wake_up"], "events", "{there}");
     assert!(there["remote_filesystem"].is_null(), "{there}");
-}
-
-/// The numbers in the last `stats:` line of `stderr`: chunks, bytes, missed,
-/// unknown; and whether the latency was unknown.
-fn stats_summary(stderr: &str) -> ([u64; 4], bool) {
-    let line = stderr
-        .lines()
-        .rev()
-        .find(|line| line.contains("stats:"))
-        .unwrap_or_else(|| panic!("no stats summary in {stderr:?}"));
-    let numbers: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|word| !word.is_empty())
-        .take(4)
-        .map(|word| word.parse().expect("a number"))
-        .collect();
-    let numbers: [u64; 4] = numbers
-        .try_into()
-        .unwrap_or_else(|_| panic!("not four numbers: {line}"));
-    (numbers, line.contains("latency unknown"))
 }
 
 #[test]
@@ -266,8 +231,13 @@ fn producer_without_xattrs_or_tmpfile_falls_back_and_stats_say_unknown() {
     // 20 chunks and the end-of-stream marker, none stamped: all unknown,
     // none counted missed, no latency made up.
     assert_eq!(
-        stats_summary(&finished.stderr),
-        ([21, input.len() as u64, 0, 21], true),
+        stats_counts(&finished.stderr),
+        [21, input.len() as u64, 0, 21],
+        "{}",
+        finished.stderr
+    );
+    assert!(
+        last_stats_line(&finished.stderr).contains("latency unknown"),
         "{}",
         finished.stderr
     );
@@ -297,7 +267,7 @@ fn lossy_unstamped_chunks_from_the_mount_are_unknown_not_missed() {
     let finished = consumer.signal(libc::SIGTERM);
     assert_eq!(finished.stdout, chunks(0, 6));
     assert_eq!(
-        stats_summary(&finished.stderr).0,
+        stats_counts(&finished.stderr),
         [6, 6 * CHUNK as u64, 0, 3],
         "{}",
         finished.stderr

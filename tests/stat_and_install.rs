@@ -4,21 +4,7 @@
 use std::os::fd::AsRawFd;
 use std::process::Command;
 
-use crate::util::{Running, Scratch, filebus, filebus_bin, run, wait_until};
-
-fn stat(args: &[&str]) -> String {
-    let output = Command::new(filebus_bin())
-        .arg("stat")
-        .args(args)
-        .output()
-        .expect("cannot run filebus stat");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8")
-}
+use crate::util::{Running, Scratch, filebus, filebus_bin, run, stat, wait_until};
 
 #[test]
 fn stat_of_an_empty_bus() {

@@ -1,25 +1,7 @@
 //! Stamps and `consumer --stats`: sequence gaps are counted exactly, foreign
 //! chunks are counted as unknown, and the summary comes on SIGUSR1 and at exit.
 
-use crate::util::{Running, Scratch, filebus, run, wait_until};
-
-/// The numbers in the last summary line of `stderr`:
-/// (chunks, bytes, missed, unknown).
-fn last_summary(stderr: &str) -> (u64, u64, u64, u64) {
-    let line = stderr
-        .lines()
-        .rev()
-        .find(|line| line.contains("stats:"))
-        .unwrap_or_else(|| panic!("no summary in {stderr:?}"));
-    let numbers: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|word| !word.is_empty())
-        .take(4)
-        .map(|word| word.parse().expect("a number"))
-        .collect();
-    assert_eq!(numbers.len(), 4, "{line}");
-    (numbers[0], numbers[1], numbers[2], numbers[3])
-}
+use crate::util::{Running, Scratch, filebus, run, stats_counts, wait_until};
 
 fn publish(scratch: &Scratch, text: &str) {
     run(filebus(&scratch.bus(), &["producer"]), text.as_bytes()).assert_success();
@@ -90,8 +72,8 @@ fn lossless_stats_count_every_chunk_and_miss_none() {
     assert!(finished.stdout == input);
     // 10 chunks of records and the empty end-of-stream marker.
     assert_eq!(
-        last_summary(&finished.stderr),
-        (11, 9000, 0, 0),
+        stats_counts(&finished.stderr),
+        [11, 9000, 0, 0],
         "{}",
         finished.stderr
     );
@@ -122,7 +104,7 @@ fn lossy_stats_count_gaps_unknown_chunks_and_report_on_signals() {
     wait_until("the summary on SIGUSR1", || {
         consumer.stderr().contains("stats:")
     });
-    assert_eq!(last_summary(&consumer.stderr()), (4, 24, 2, 1));
+    assert_eq!(stats_counts(&consumer.stderr()), [4, 24, 2, 1]);
     let finished = consumer.signal(libc::SIGTERM);
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&finished.status),
@@ -135,5 +117,5 @@ fn lossy_stats_count_gaps_unknown_chunks_and_report_on_signals() {
         "{}",
         finished.stderr
     );
-    assert_eq!(last_summary(&finished.stderr), (4, 24, 2, 1));
+    assert_eq!(stats_counts(&finished.stderr), [4, 24, 2, 1]);
 }
