@@ -31,6 +31,7 @@ use rustix::fs::{Access, AtFlags, FileType, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 
 use crate::error::{Error, Result};
+use crate::history::Keeper;
 use crate::lock::{LockFile, LockGuard};
 use crate::stamp::{self, Stamp};
 use crate::tar;
@@ -80,6 +81,8 @@ pub struct Bus {
     /// Whether `F` existed at our last publish: then the next publish goes
     /// straight to the exchange, without a link that would fail.
     f_was_present: Cell<bool>,
+    /// The producer's side of the bus's history (`F.history`).
+    history: Keeper,
 }
 
 /// The identity of a chunk: the device and inode of the file at `F`.
@@ -193,6 +196,7 @@ impl Bus {
             new_name: with_suffix(&name, NEW_SUFFIX),
             lock_name: with_suffix(&name, LOCK_SUFFIX),
             f_was_present: Cell::new(false),
+            history: Keeper::default(),
             path: path.to_owned(),
             dir_path,
             dir,
@@ -226,6 +230,11 @@ impl Bus {
     /// A descriptor (`O_PATH`) of the directory holding the bus.
     pub fn dir(&self) -> &OwnedFd {
         &self.dir
+    }
+
+    /// The producer's side of the bus's history ([`crate::history`]).
+    pub fn history(&self) -> &Keeper {
+        &self.history
     }
 
     /// Opens (creating if needed) the lock file `F.lock`.
@@ -364,6 +373,10 @@ impl Bus {
                 error,
             )
         })?;
+        // Into history first: a consumer that sees the chunk at `F` finds
+        // every earlier one there. A failure leaves the bus as it was.
+        self.history
+            .link(self, &temp.file, temp.name.as_deref(), sequence, lock)?;
         // Recorded before the chunk appears, so that a consumer woken by its
         // appearance finds the lock released at once instead of sleeping on it.
         record_sequence(lock, sequence);
@@ -374,7 +387,10 @@ impl Bus {
                 // complete anonymous file as `F` publishes it in one call.
                 if !self.f_was_present.get() {
                     match link_anonymous(&temp.file, &self.dir, &self.name) {
-                        Ok(()) => return Ok(()),
+                        Ok(()) => {
+                            self.history.trim(sequence);
+                            return Ok(());
+                        }
                         Err(Errno::EXIST) => self.f_was_present.set(true),
                         Err(errno) => {
                             return Err(Error::file(
@@ -391,7 +407,7 @@ impl Bus {
         };
         let renamed = self.exchange_or_rename(&staged);
         temp.published();
-        renamed
+        renamed.map(|()| self.history.trim(sequence))
     }
 
     /// Puts the file named `staged` at `F`.
@@ -515,7 +531,8 @@ impl Bus {
 }
 
 impl ChunkId {
-    fn of(stat: &rustix::fs::Stat) -> ChunkId {
+    /// The identity of the file `stat` describes.
+    pub(crate) fn of(stat: &rustix::fs::Stat) -> ChunkId {
         ChunkId {
             dev: stat.st_dev,
             ino: stat.st_ino,
@@ -635,7 +652,11 @@ static EMPTY_PATH_REFUSED: AtomicBool = AtomicBool::new(false);
 
 /// Gives an anonymous `O_TMPFILE` a name in `dir`. `AT_EMPTY_PATH` needs
 /// `CAP_DAC_READ_SEARCH` on older kernels; `/proc/self/fd` works for anyone.
-fn link_anonymous(file: &File, dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<()> {
+pub(crate) fn link_anonymous(
+    file: &File,
+    dir: &OwnedFd,
+    name: &OsStr,
+) -> rustix::io::Result<()> {
     if !EMPTY_PATH_REFUSED.load(Ordering::Relaxed) {
         match rustix::fs::linkat(file.as_fd(), "", dir, name, AtFlags::EMPTY_PATH) {
             Err(Errno::NOENT) | Err(Errno::PERM) | Err(Errno::INVAL) => {

@@ -189,7 +189,8 @@ fn sleep(interval: Duration) -> Result<()> {
     }
 }
 
-fn remote_filesystem(bus: &Bus) -> Option<&'static str> {
+/// The kind of network or FUSE filesystem the bus is on, if it is on one.
+pub(crate) fn remote_filesystem(bus: &Bus) -> Option<&'static str> {
     let stats = rustix::fs::fstatfs(bus.dir().as_fd()).ok()?;
     let kind = stats.f_type as i64;
     REMOTE_FILESYSTEMS
