@@ -32,10 +32,11 @@ pub fn run(options: &Options) -> Result<()> {
         max_chunk_size: options.max_chunk_size,
         stamps: false,
     };
+    // Where the bus's sequence stood when we started (see replay): read
+    // before the watcher exists, so every chunk it may miss is after it.
+    let baseline = replay::bus_counter(&bus);
     // The watcher exists before the first look, so no change is missed.
     let mut watcher = Watcher::new(&bus, options.file_monitoring, options.sleep_interval)?;
-    // Where the bus's sequence stood when we started (see replay).
-    let baseline = replay::bus_counter(&bus);
     let outcome = if options.lossless {
         take_until_end_of_stream(&bus, &mut watcher, &mut output)
     } else if replay::wanted(&bus, options) {

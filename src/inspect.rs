@@ -11,7 +11,9 @@ use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::bus::{Bus, Current, LOCK_SUFFIX};
+use crate::cursor::{self, NamedConsumer};
 use crate::error::{Error, Result};
+use crate::history::{HistoryDir, Holdings};
 use crate::json::json_string;
 use crate::stamp;
 
@@ -22,6 +24,28 @@ pub struct BusStatus {
     pub chunk: Option<ChunkStatus>,
     /// Whether the bus lock is held right now.
     pub lock: LockState,
+    /// The bus's history, if it keeps one.
+    pub history: Option<HistoryStatus>,
+    /// Its named consumers, sorted by name.
+    pub consumers: Vec<ConsumerStatus>,
+}
+
+/// The history of a bus (`F.history`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryStatus {
+    /// The depth recorded, if readable.
+    pub depth: Option<u64>,
+    /// What it holds.
+    pub holdings: Holdings,
+}
+
+/// A named consumer and how far behind it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerStatus {
+    /// Its name, liveness and cursor.
+    pub consumer: NamedConsumer,
+    /// Chunks published after its cursor, if both are known.
+    pub lag: Option<u64>,
 }
 
 /// The current chunk of a bus.
@@ -84,10 +108,57 @@ pub fn status(path: &Path) -> Result<BusStatus> {
             })
         }
     };
+    let history = history_status(&bus);
+    let newest = newest_sequence(chunk.as_ref().and_then(|chunk| chunk.sequence), history.as_ref());
     Ok(BusStatus {
         chunk,
         lock: lock_state(&bus)?,
+        history,
+        consumers: consumers(&bus, newest),
     })
+}
+
+/// The history's depth and holdings; a bad history directory is reported
+/// as a warning and shown as none.
+fn history_status(bus: &Bus) -> Option<HistoryStatus> {
+    let holdings = HistoryDir::open(bus).and_then(|dir| match dir {
+        Some(dir) => Ok(Some((dir.depth(), dir.holdings()?))),
+        None => Ok(None),
+    });
+    match holdings {
+        Ok(found) => found.map(|(depth, holdings)| HistoryStatus { depth, holdings }),
+        Err(error) => {
+            log::warn!("{error}");
+            None
+        }
+    }
+}
+
+/// The newest sequence number published, from `F` or the history.
+fn newest_sequence(at_f: Option<u64>, history: Option<&HistoryStatus>) -> Option<u64> {
+    let held = history.and_then(|history| history.holdings.newest);
+    at_f.max(held)
+}
+
+/// The named consumers with their lag behind `newest`.
+fn consumers(bus: &Bus, newest: Option<u64>) -> Vec<ConsumerStatus> {
+    let surveyed = cursor::survey(bus).unwrap_or_else(|error| {
+        log::warn!("{error}");
+        Vec::new()
+    });
+    surveyed
+        .into_iter()
+        .map(|consumer| ConsumerStatus {
+            lag: newest
+                .zip(consumer.cursor)
+                .map(|(newest, cursor)| newest.saturating_sub(cursor)),
+            consumer,
+        })
+        .collect()
+}
+
+fn json_number(number: Option<u64>) -> String {
+    number.map_or("null".to_owned(), |number| number.to_string())
 }
 
 /// Whether the chunk starts with a POSIX tar header (the `ustar` magic).
@@ -159,6 +230,34 @@ impl BusStatus {
             LockState::Held => "held",
         };
         let _ = writeln!(text, "lock:     {lock}");
+        if let Some(history) = &self.history {
+            let depth = history
+                .depth
+                .map_or("unknown depth".to_owned(), |depth| format!("depth {depth}"));
+            let held = &history.holdings;
+            let range = match (held.oldest, held.newest) {
+                (Some(oldest), Some(newest)) => format!(" ({oldest} to {newest})"),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                text,
+                "history:  {depth}, {} chunks held{range}, {} bytes",
+                held.chunks, held.bytes
+            );
+        }
+        for status in &self.consumers {
+            let consumer = &status.consumer;
+            let _ = writeln!(
+                text,
+                "consumer: {} {}, cursor {}, lag {}",
+                consumer.name,
+                if consumer.alive { "alive" } else { "dead" },
+                consumer
+                    .cursor
+                    .map_or("none".to_owned(), |cursor| cursor.to_string()),
+                status.lag.map_or("unknown".to_owned(), |lag| format!("{lag} chunks")),
+            );
+        }
         text
     }
 
@@ -183,9 +282,34 @@ impl BusStatus {
                     .map_or("null".to_owned(), |sequence| sequence.to_string()),
             ),
         };
+        let history = match &self.history {
+            None => "null".to_owned(),
+            Some(history) => format!(
+                "{{\"depth\":{},\"chunks\":{},\"oldest\":{},\"newest\":{},\"bytes\":{}}}",
+                json_number(history.depth),
+                history.holdings.chunks,
+                json_number(history.holdings.oldest),
+                json_number(history.holdings.newest),
+                history.holdings.bytes
+            ),
+        };
+        let consumers: Vec<String> = self
+            .consumers
+            .iter()
+            .map(|status| {
+                format!(
+                    "{{\"name\":{},\"alive\":{},\"cursor\":{},\"lag\":{}}}",
+                    json_string(&status.consumer.name),
+                    status.consumer.alive,
+                    json_number(status.consumer.cursor),
+                    json_number(status.lag)
+                )
+            })
+            .collect();
         format!(
-            "{{\"bus\":{},\"chunk\":{chunk},\"lock\":\"{lock}\"}}",
-            json_string(&path.to_string_lossy())
+            "{{\"bus\":{},\"chunk\":{chunk},\"lock\":\"{lock}\",\"history\":{history},\"consumers\":[{}]}}",
+            json_string(&path.to_string_lossy()),
+            consumers.join(",")
         )
     }
 }
@@ -244,12 +368,36 @@ pub fn watch(path: &Path, json: bool, count: Option<u64>) -> Result<()> {
             _ => events,
         };
         last_sequence = sequence.or(last_sequence);
+        // The lag of each named consumer, to watch it move.
+        let newest = newest_sequence(sequence, history_status(&bus).as_ref());
+        let lags = consumers(&bus, newest);
         if json {
+            let lags: Vec<String> = lags
+                .iter()
+                .map(|status| {
+                    format!(
+                        "{}:{}",
+                        json_string(&status.consumer.name),
+                        json_number(status.lag)
+                    )
+                })
+                .collect();
             println!(
-                "{{\"second\":{line},\"chunks_per_second\":{chunks},\"bytes_per_second\":{bytes}}}"
+                "{{\"second\":{line},\"chunks_per_second\":{chunks},\"bytes_per_second\":{bytes},\"lag\":{{{}}}}}",
+                lags.join(",")
             );
         } else {
-            println!("{line:>6} s  {chunks:>9} chunks/s  {bytes:>13} bytes/s");
+            let lags: String = lags
+                .iter()
+                .map(|status| {
+                    format!(
+                        "  {}: lag {}",
+                        status.consumer.name,
+                        status.lag.map_or("?".to_owned(), |lag| lag.to_string())
+                    )
+                })
+                .collect();
+            println!("{line:>6} s  {chunks:>9} chunks/s  {bytes:>13} bytes/s{lags}");
         }
         if count.is_some_and(|count| line >= count) {
             break;

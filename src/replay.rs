@@ -136,15 +136,20 @@ impl Replay<'_> {
         let after_baseline = baseline.map_or(1, |baseline| baseline.saturating_add(1));
         if let Some(chunk) = last {
             let sequence = self.sequence_of(&chunk, self.output.content(self.bus, &chunk).ok());
-            self.next = Some(sequence.map_or(after_baseline, |sequence| sequence + 1));
+            self.next = Some(sequence.map_or(after_baseline, |sequence| sequence.saturating_add(1)));
             self.last = Some(chunk);
         } else if let Current::Chunk(chunk) = self.bus.open_current()?
-            && let Some(sequence) = self.sequence_of(&chunk, self.output.content(self.bus, &chunk).ok())
+            && let content = self.output.content(self.bus, &chunk).ok()
+            && let at_end = content.as_ref().is_some_and(|content| content.len == 0)
+            && let Some(sequence) = self.sequence_of(&chunk, content)
         {
             // Like a plain consumer, a late joiner starts with the chunk
-            // at `F`; --last K reaches K - 1 further back.
-            let back = last_k.unwrap_or(1).min(sequence);
-            self.next = Some(sequence + 1 - back);
+            // at `F`; --last K reaches K - 1 further back, not counting an
+            // end-of-stream chunk at `F`. Never after a chunk published
+            // since we started, though.
+            let newest = if at_end { sequence.saturating_sub(1) } else { sequence };
+            let back = last_k.unwrap_or(1).min(newest);
+            self.next = Some((newest - back).saturating_add(1).min(after_baseline));
             self.end_after = sequence;
             self.quiet = true;
         } else {
@@ -152,8 +157,9 @@ impl Replay<'_> {
         }
         // A new named consumer holds producers back from here on.
         if let (Some(cursor), Some(next)) = (&mut self.cursor, self.next) {
-            cursor.advance(next - 1)?;
+            cursor.advance(next.saturating_sub(1))?;
         }
+        log::debug!("history consumer: starting at chunk {:?}", self.next);
         Ok(())
     }
 
@@ -228,12 +234,12 @@ impl Replay<'_> {
     /// open as `chunk`): the earlier ones from history.
     fn catch_up(&mut self, chunk: Chunk, content: Result<Content>, sequence: u64) -> Result<Flow> {
         let mut next = self.next.unwrap_or(sequence);
-        if next == sequence + 1 {
+        if next == sequence.saturating_add(1) {
             // Written out already (a named consumer restarted after it).
             self.last = Some(chunk);
             return Ok(Flow::Go);
         }
-        if next > sequence + 1 {
+        if next > sequence.saturating_add(1) {
             log::info!(
                 "the bus's sequence went back from {} to {sequence} (its lock file was recreated): \
                  following the new sequence",
@@ -321,7 +327,7 @@ impl Replay<'_> {
             if let Some(cursor) = &mut self.cursor {
                 cursor.advance(sequence)?;
             }
-            self.next = Some(sequence + 1);
+            self.next = Some(sequence.saturating_add(1));
         }
         self.last = Some(chunk);
         Ok(flow)

@@ -65,7 +65,7 @@ impl Stats {
         if let Some(last) = self.last_sequence {
             // A smaller number means the bus's counter was reset (its lock
             // file recreated): a new sequence, nothing missed.
-            self.missed += stamp.sequence.saturating_sub(last + 1);
+            self.missed += stamp.sequence.saturating_sub(last.saturating_add(1));
         }
         self.last_sequence = Some(stamp.sequence);
         if let Some(histogram) = &mut self.latency_us {
