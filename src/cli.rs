@@ -110,7 +110,7 @@ pub enum Command {
         /// copy), so consumers catch up and named consumers lose nothing;
         /// lossy mode only. The depth belongs to the bus: every producer on
         /// it keeps the depth it was created with
-        #[arg(long, value_name = "N", conflicts_with = "back_pressure",
+        #[arg(long, value_name = "N",
               value_parser = clap::value_parser!(u64).range(1..=filebus::history::MAX_DEPTH))]
         history: Option<u64>,
 
@@ -316,6 +316,9 @@ impl Cli {
             .filename
             .clone()
             .ok_or("the --filename FILE option is required")?;
+        if self.back_pressure && matches!(self.command, Command::Producer { history: Some(_), .. }) {
+            return Err("--history keeps chunks for lossy multicast; it cannot be used with --back-pressure");
+        }
         Ok(Options {
             path,
             lossless: self.back_pressure,

@@ -131,6 +131,7 @@ impl Replay<'_> {
         if let Some(position) = self.cursor.as_ref().and_then(Cursor::position) {
             self.next = Some(position.saturating_add(1));
             self.end_after = position;
+            log::debug!("history consumer: starting at chunk {:?} (after the cursor)", self.next);
             return Ok(());
         }
         let after_baseline = baseline.map_or(1, |baseline| baseline.saturating_add(1));

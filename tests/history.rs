@@ -1,0 +1,770 @@
+//! Reliable multicast, with the real binary in real processes: a producer
+//! keeping a bounded history of chunks (`--history N`), consumers catching up
+//! from it in sequence order, replaying (`--last K`) and ending at the
+//! end-of-stream chunk, named consumers (`--name`) that hold the producer
+//! back and resume after their cursor, `filebus stat` showing it all, the
+//! Python reference on the same bus, hostile files in the history and cursor
+//! directories, kill -9 at random moments and a full disk.
+//!
+//! Input is numbered records read with a block size of a whole number of
+//! records (see `support`), so any loss, repeat, reordering or tear shows.
+//! Tests wait for facts (a line on stderr, bytes of output, an exit), never
+//! for time.
+
+mod common;
+mod support;
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use libc::{SIGKILL, SIGUSR1};
+
+use common::{
+    Running, Scratch, command_for, filebus, parse_records, reference_filebus, wait_until,
+};
+use support::{
+    CHUNK, CHUNK_ARG, RECORDS_PER_CHUNK, Rng, Spawned, assert_one_line_error, check_full_chunks,
+    ended_by, input_in, records, run_with_input,
+};
+
+/// Runs `filebus --filename BUS producer ARGS...` to completion with
+/// `input` from a regular file, and asserts that it succeeded.
+fn produce(bus: &Path, args: &[&str], input: &[u8], aux: &Path) {
+    let mut all = vec!["producer"];
+    all.extend_from_slice(args);
+    let (status, stderr) = run_with_input(filebus(bus, &all), input, aux);
+    assert!(
+        status.success(),
+        "producer {all:?} failed: {status:?}; stderr:\n{stderr}"
+    );
+}
+
+/// What a history consumer says on stderr (with `-vvv`) once it has decided
+/// where to start: from then on it receives every chunk published.
+const READY: &str = "history consumer: starting";
+
+/// The sequence numbers of the entries in `BUS.history`, sorted; other names
+/// are left out.
+fn history_entries(bus: &Path) -> Vec<u64> {
+    let dir = history_dir(bus);
+    let mut entries: Vec<u64> = common::names_in(&dir)
+        .iter()
+        .filter(|name| name.len() == 20 && name.bytes().all(|byte| byte.is_ascii_digit()))
+        .map(|name| name.parse().expect("20 digits"))
+        .collect();
+    entries.sort_unstable();
+    entries
+}
+
+fn history_dir(bus: &Path) -> PathBuf {
+    bus.with_file_name("bus.history")
+}
+
+fn entry_path(bus: &Path, sequence: u64) -> PathBuf {
+    history_dir(bus).join(format!("{sequence:020}"))
+}
+
+/// The bus counter: the last sequence number given (on `BUS.lock`).
+fn bus_counter(bus: &Path) -> u64 {
+    let path = CString::new(bus.with_file_name("bus.lock").as_os_str().as_bytes()).expect("path");
+    let name = CString::new("user.filebus.seq").expect("name");
+    let mut value = [0u8; 32];
+    // SAFETY: getxattr writes at most value.len() bytes into value.
+    let len = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    assert!(len > 0, "the bus has no sequence counter");
+    std::str::from_utf8(&value[..len as usize])
+        .expect("counter is text")
+        .trim()
+        .parse()
+        .expect("counter is a number")
+}
+
+/// `filebus stat ARGS... BUS`, which must succeed; its stdout.
+fn stat(bus: &Path, args: &[&str]) -> String {
+    let output = Command::new(common::filebus_bin())
+        .arg("stat")
+        .args(args)
+        .arg(bus)
+        .output()
+        .expect("cannot run filebus stat");
+    assert!(
+        output.status.success(),
+        "filebus stat failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("stat prints text")
+}
+
+/// A consumer whose stdout the test reads only when it wants to: while it
+/// does not, the consumer blocks once the pipe is full.
+fn blocked_consumer(bus: &Path, args: &[&str]) -> (Spawned, ChildStdout) {
+    let mut all = vec!["-vvv", "consumer"];
+    all.extend_from_slice(args);
+    let mut consumer = Spawned::start(filebus(bus, &all), Stdio::null(), Stdio::piped());
+    let stdout = consumer.child.stdout.take().expect("stdout was piped");
+    wait_until("the consumer to start", || consumer.stderr().contains(READY));
+    (consumer, stdout)
+}
+
+/// A consumer whose stdout is collected all along, once it is ready.
+fn ready_consumer(bus: &Path, args: &[&str]) -> Running {
+    let mut all = vec!["-vvv", "consumer"];
+    all.extend_from_slice(args);
+    let consumer = Running::start(filebus(bus, &all), None);
+    wait_until("the consumer to start", || consumer.stderr().contains(READY));
+    consumer
+}
+
+/// Makes `bus` a bus with a history of `depth` chunks (a producer with no
+/// input: it publishes only its end-of-stream chunk, number 1).
+fn history_bus(bus: &Path, depth: &str, aux: &Path) {
+    produce(bus, &["--history", depth], b"", aux);
+}
+
+/// The lag of the named consumer `name` in `filebus stat --json` output.
+fn lag_of(json: &str, name: &str) -> Option<u64> {
+    let start = json.find(&format!("{{\"name\":\"{name}\","))?;
+    let rest = &json[start..];
+    let lag = &rest[rest.find("\"lag\":")? + 6..];
+    lag[..lag.find('}')?].parse().ok()
+}
+
+/// The lag of `name` in a line of `filebus stat --watch --json`.
+fn watched_lag(line: &str, name: &str) -> Option<u64> {
+    let key = format!("\"{name}\":");
+    let rest = &line[line.find("\"lag\":{")?..];
+    let lag = &rest[rest.find(&key)? + key.len()..];
+    lag[..lag.find(['}', ','])?].parse().ok()
+}
+
+/// Waits until `name`'s lag (per `filebus stat`) is `lag` while the
+/// consumer is alive: with a consumer that stopped reading, the producer is
+/// then waiting for it.
+fn wait_for_lag(bus: &Path, name: &str, lag: u64) {
+    wait_until(&format!("{name} to lag {lag} chunks behind"), || {
+        let json = stat(bus, &["--json"]);
+        json.contains(&format!("{{\"name\":\"{name}\",\"alive\":true"))
+            && lag_of(&json, name) == Some(lag)
+    });
+}
+
+/// The `lost N chunk(s)` lines on stderr.
+fn lost_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|line| line.starts_with("filebus: lost "))
+        .collect()
+}
+
+/// The count in a `lost N chunks` line.
+fn lost_count(line: &str) -> u64 {
+    line.trim_start_matches("filebus: lost ")
+        .split(' ')
+        .next()
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {line:?}"))
+}
+
+#[test]
+fn history_keeps_the_last_n_chunks_as_hard_links_of_the_published_files() {
+    let scratch = Scratch::new();
+    let aux = Scratch::new();
+    let bus = scratch.bus();
+    // 20 chunks of 100 records, then the end-of-stream chunk: 21 in all.
+    let input = records(0..20 * RECORDS_PER_CHUNK);
+    produce(
+        &bus,
+        &["--block-size", CHUNK_ARG, "--history", "5"],
+        &input,
+        aux.dir.path(),
+    );
+    assert_eq!(
+        scratch.names(),
+        ["bus", "bus.history", "bus.lock"],
+        "nothing else beside the bus"
+    );
+    assert_eq!(
+        std::fs::read_to_string(history_dir(&bus).join("depth")).expect("no depth file"),
+        "5\n"
+    );
+    assert_eq!(history_entries(&bus), [17, 18, 19, 20, 21]);
+    assert_eq!(
+        common::names_in(&history_dir(&bus)).len(),
+        6,
+        "the entries and the depth file, nothing else"
+    );
+    // The newest entry is the very file at F (the end-of-stream chunk).
+    let at_f = std::fs::metadata(&bus).expect("no bus file");
+    let newest = std::fs::metadata(entry_path(&bus, 21)).expect("no newest entry");
+    assert_eq!((at_f.dev(), at_f.ino()), (newest.dev(), newest.ino()));
+    assert_eq!((at_f.len(), at_f.nlink()), (0, 2));
+    for (index, sequence) in (17..=20).enumerate() {
+        let entry = std::fs::read(entry_path(&bus, sequence)).expect("entry unreadable");
+        let first = (16 + index) * RECORDS_PER_CHUNK;
+        assert_eq!(
+            entry,
+            records(first..first + RECORDS_PER_CHUNK),
+            "entry {sequence}"
+        );
+        let meta = std::fs::metadata(entry_path(&bus, sequence)).expect("entry");
+        assert_eq!(meta.nlink(), 1, "entry {sequence} is the only link left");
+    }
+}
+
+#[test]
+fn history_with_back_pressure_is_a_command_line_error() {
+    let scratch = Scratch::new();
+    for args in [
+        &["--back-pressure", "producer", "--history", "4"][..],
+        &["producer", "--history", "4", "--lossless"][..],
+    ] {
+        let output = filebus(&scratch.bus(), args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("cannot run filebus");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains("--history"), "{args:?}: {stderr}");
+    }
+    for bad in ["0", "-1", "x", "1048577"] {
+        let output = filebus(&scratch.bus(), &["producer", "--history", bad])
+            .stdin(Stdio::null())
+            .output()
+            .expect("cannot run filebus");
+        assert_eq!(output.status.code(), Some(2), "--history {bad} accepted");
+    }
+    assert!(scratch.names().is_empty(), "a refused command created files");
+}
+
+#[test]
+fn the_depth_belongs_to_the_bus_and_every_producer_keeps_it() {
+    let scratch = Scratch::new();
+    let aux = Scratch::new();
+    let bus = scratch.bus();
+    history_bus(&bus, "3", aux.dir.path());
+    let (status, stderr) = run_with_input(
+        filebus(&bus, &["producer", "--history", "8"]),
+        b"refused\n",
+        aux.dir.path(),
+    );
+    assert_one_line_error(
+        status,
+        &stderr,
+        &["bus.history", "3", "--history 8"],
+        "a producer asking for another depth",
+    );
+    assert_eq!(history_entries(&bus), [1], "the refused producer published");
+    // A producer without --history keeps the bus's history all the same,
+    // and ends its stream with an end-of-stream chunk.
+    let input = records(0..10 * RECORDS_PER_CHUNK);
+    produce(&bus, &["--block-size", CHUNK_ARG], &input, aux.dir.path());
+    assert_eq!(history_entries(&bus), [10, 11, 12]);
+    assert_eq!(std::fs::metadata(&bus).expect("bus").len(), 0);
+    // The same depth is accepted.
+    produce(&bus, &["--history", "3"], b"same depth\n", aux.dir.path());
+    assert_eq!(history_entries(&bus), [12, 13, 14]);
+    assert_eq!(
+        std::fs::read(entry_path(&bus, 13)).expect("entry 13"),
+        b"same depth\n"
+    );
+}
+
+#[test]
+fn consumer_started_on_an_empty_directory_receives_every_chunk_then_exits_at_end_of_stream() {
+    let scratch = Scratch::new();
+    let aux = Scratch::new();
+    let bus = scratch.bus();
+    // No bus, no history yet: the consumer starts as a plain one.
+    let consumer = Running::start(filebus(&bus, &["-vvv", "consumer"]), None);
+    wait_until("the consumer to watch the bus", || {
+        consumer.stderr().contains("watching")
+    });
+    // Deep enough to hold the whole stream: nothing can be lost, however
+    // slowly the consumer runs.
+    let input = records(0..300 * RECORDS_PER_CHUNK);
+    produce(
+        &bus,
+        &["--block-size", CHUNK_ARG, "--history", "1000"],
+        &input,
+        aux.dir.path(),
+    );
+    let finished = consumer.wait();
+    finished.assert_success();
+    assert!(
+        finished.stdout == input,
+        "{} bytes received of {}; stderr:\n{}",
+        finished.stdout.len(),
+        input.len(),
+        finished.stderr
+    );
+    assert!(lost_lines(&finished.stderr).is_empty());
+}
+
+#[test]
+fn consumer_on_a_history_bus_ends_after_the_stream_and_follow_keeps_it_across_producers() {
+    let scratch = Scratch::new();
+    let aux = Scratch::new();
+    let bus = scratch.bus();
+    history_bus(&bus, "1000", aux.dir.path());
+    // The end-of-stream chunk already at F ends nothing: both wait.
+    let ending = ready_consumer(&bus, &[]);
+    let following = ready_consumer(&bus, &["--follow"]);
+    let first = records(0..50 * RECORDS_PER_CHUNK);
+    let second = records(50 * RECORDS_PER_CHUNK..80 * RECORDS_PER_CHUNK);
+    produce(&bus, &["--block-size", CHUNK_ARG], &first, aux.dir.path());
+    let ended = ending.wait();
+    ended.assert_success();
+    assert!(ended.stdout == first, "{} bytes", ended.stdout.len());
+    produce(&bus, &["--block-size", CHUNK_ARG], &second, aux.dir.path());
+    let mut both = first.clone();
+    both.extend_from_slice(&second);
+    let received = following.wait_for_output(both.len());
+    assert!(received == both, "{} bytes", received.len());
+    let mut following = following;
+    assert!(following.is_running(), "--follow ended at an end of stream");
+    following.kill();
+}
+
+#[test]
+fn consumer_more_than_n_behind_reports_each_gap_once_and_stats_count_it() {
+    let scratch = Scratch::new();
+    let aux = Scratch::new();
+    let bus = scratch.bus();
+    history_bus(&bus, "4", aux.dir.path());
+    // Its output is not read: it blocks once the pipe is full, about 72
+    // chunks in, while the producer publishes all 300 and ends.
+    let (mut consumer, mut stdout) = blocked_consumer(&bus, &["--stats"]);
+    let input = records(0..300 * RECORDS_PER_CHUNK);
+    produce(&bus, &["--block-size", CHUNK_ARG], &input, aux.dir.path());
+    let mut output = Vec::new();
+    stdout
+        .read_to_end(&mut output)
+        .expect("cannot read the consumer's output");
+    let status = consumer.wait();
+    let stderr = consumer.stderr();
+    assert!(status.success(), "{status:?}: {stderr}");
+    // Chunks 2..=301 carry the records, 302 ends the stream; history holds
+    // 299..=302. Output: a prefix of whole chunks, then the last three.
+    let firsts = check_full_chunks(&output, "the slow consumer's output");
+    let tail = [297, 298, 299].map(|chunk| chunk * RECORDS_PER_CHUNK);
+    assert!(firsts.len() >= 3, "{firsts:?}");
+    assert_eq!(firsts[firsts.len() - 3..], tail, "the chunks still held");
+    let prefix = &firsts[..firsts.len() - 3];
+    for (index, first) in prefix.iter().enumerate() {
+        assert_eq!(*first, index * RECORDS_PER_CHUNK, "prefix lost a chunk");
+    }
+    let lost = (297 - prefix.len()) as u64;
+    let lines = lost_lines(&stderr);
+    assert_eq!(lines.len(), 1, "one report per gap:\n{stderr}");
+    assert_eq!(lost_count(lines[0]), lost, "{}", lines[0]);
+    assert!(
+        stderr.contains(&format!("{lost} missed")),
+        "--stats counts the lost chunks as missed:\n{stderr}"
+    );
+}
+
+#[test]
+fn gap_report_is_printed_without_any_verbosity() {
+    let scratch = Scratch::new();
+    let aux = Scratch::new();
+    let bus = scratch.bus();
+    history_bus(&bus, "2", aux.dir.path());
+    let mut consumer = Spawned::start(
+        filebus(&bus, &["consumer", "--name", "late"]),
+        Stdio::null(),
+        Stdio::piped(),
+    );
+    let mut stdout = consumer.child.stdout.take().expect("stdout was piped");
+    // It wrote the end-of-stream chunk already at F (number 1).
+    wait_until("the cursor", || {
+        stat(&bus, &["--json"]).contains("\"alive\":true,\"cursor\":1,")
+    });
+    // Kill it, publish more than the history holds, start it again.
+    consumer.send(SIGKILL);
+    consumer.wait();
+    let _ = stdout.read_to_end(&mut Vec::new());
+    let input = records(0..10 * RECORDS_PER_CHUNK);
+    produce(&bus, &["--block-size", CHUNK_ARG], &input, aux.dir.path());
+    let (status, stderr) = run_with_input(
+        filebus(&bus, &["consumer", "--name", "late"]),
+        b"",
+        aux.dir.path(),
+    );
+    assert!(status.success(), "{status:?}: {stderr}");
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        ["filebus: lost 9 chunks: chunks 2 to 10 left the history before this consumer wrote them"]
+    );
+}
+
+#[test]
+fn last_k_starts_k_chunks_back_as_far_as_history_holds() {
+    let scratch = Scratch::new();
+    let aux = Scratch::new();
+    let bus = scratch.bus();
+    let input = records(0..20 * RECORDS_PER_CHUNK);
+    produce(
+        &bus,
+        &["--block-size", CHUNK_ARG, "--history", "10"],
+        &input,
+        aux.dir.path(),
+    );
+    // Chunks 1..=20 hold the records, 21 ends the stream; 12..=21 are held.
+    for (k, first_chunk) in [(5, 15), (1, 19), (9, 11), (1000, 11)] {
+        let consumer = Running::start(
+            filebus(&bus, &["consumer", "--last", &k.to_string()]),
+            None,
+        );
+        let expected = records(first_chunk * RECORDS_PER_CHUNK..input.len() / 9);
+        let received = consumer.wait_for_output(expected.len());
+        // The stream ended before it started: it waits for the next one.
+        std::thread::sleep(Duration::from_millis(50));
+        let finished = consumer.kill();
+        assert!(
+            received == expected && finished.stdout == expected,
+            "--last {k}: {} bytes, expected {}",
+            finished.stdout.len(),
+            expected.len()
+        );
+        assert!(
+            lost_lines(&finished.stderr).is_empty(),
+            "--last {k} reaching past the history is no loss: {}",
+            finished.stderr
+        );
+    }
+    // --last 0: only what comes next.
+    let consumer = ready_consumer(&bus, &["--last", "0"]);
+    produce(&bus, &[], b"next\n", aux.dir.path());
+    let finished = consumer.wait();
+    finished.assert_success();
+    assert_eq!(finished.stdout, b"next\n");
+}
+
+#[test]
+fn named_consumers_receive_every_byte_while_the_slow_one_holds_the_producer_back() {
+    let scratch = Scratch::new();
+    let aux = Scratch::new();
+    let bus = scratch.bus();
+    history_bus(&bus, "4", aux.dir.path());
+    let fast = ready_consumer(&bus, &["--name", "fast"]);
+    let (mut slow, mut slow_stdout) = blocked_consumer(&bus, &["--name", "slow"]);
+    let input = records(0..300 * RECORDS_PER_CHUNK);
+    let stdin = input_in(aux.dir.path(), "input", &input);
+    let mut producer = Spawned::start(
+        filebus(&bus, &["--block-size", CHUNK_ARG, "producer"]),
+        stdin,
+        Stdio::null(),
+    );
+    // The slow consumer's pipe is full: the producer waits for it, with the
+    // history at its bound (plus the chunk being published).
+    wait_for_lag(&bus, "slow", 4);
+    for _ in 0..20 {
+        assert!(producer.try_status().is_none(), "the producer did not wait");
+        assert!(history_entries(&bus).len() <= 5, "{:?}", history_entries(&bus));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let text = stat(&bus, &[]);
+    assert!(text.contains("history:  depth 4, "), "{text}");
+    assert!(text.contains("consumer: slow alive, cursor "), "{text}");
+    let reader = std::thread::spawn(move || {
+        let mut output = Vec::new();
+        slow_stdout.read_to_end(&mut output).expect("read slow");
+        output
+    });
+    let status = producer.wait();
+    assert!(status.success(), "{status:?}: {}", producer.stderr());
+    let fast = fast.wait();
+    fast.assert_success();
+    assert!(fast.stdout == input, "fast: {} bytes", fast.stdout.len());
+    assert!(slow.wait().success(), "{}", slow.stderr());
+    let slow_output = reader.join().expect("reader panicked");
+    assert!(slow_output == input, "slow: {} bytes", slow_output.len());
+    assert!(history_entries(&bus).len() <= 4);
+    let json = stat(&bus, &["--json"]);
+    assert!(
+        json.contains("{\"name\":\"fast\",\"alive\":false,\"cursor\":302,\"lag\":0}")
+            && json.contains("{\"name\":\"slow\",\"alive\":false,\"cursor\":302,\"lag\":0}")
+            && json.contains("\"history\":{\"depth\":4,\"chunks\":4,\"oldest\":299,\"newest\":302,"),
+        "{json}"
+    );
+}
+
+#[test]
+fn a_second_consumer_of_the_same_name_is_refused_and_names_are_checked() {
+    let scratch = Scratch::new();
+    let aux = Scratch::new();
+    let bus = scratch.bus();
+    history_bus(&bus, "4", aux.dir.path());
+    let first = ready_consumer(&bus, &["--name", "backup"]);
+    let (status, stderr) = run_with_input(
+        filebus(&bus, &["consumer", "--name", "backup"]),
+        b"",
+        aux.dir.path(),
+    );
+    assert_one_line_error(
+        status,
+        &stderr,
+        &["bus.consumers/backup", "already running"],
+        "a second consumer named backup",
+    );
+    first.kill();
+    for bad in ["", ".", "..", "a/b", "../x", &"n".repeat(65)] {
+        let output = filebus(&bus, &["consumer", "--name", bad])
+            .stdin(Stdio::null())
+            .output()
+            .expect("cannot run filebus");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "--name {bad:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+    assert_eq!(
+        common::names_in(&bus.with_file_name("bus.consumers")),
+        ["backup"]
+    );
+}
+
+#[test]
+fn a_killed_named_consumer_stops_holding_the_producer_back() {
+    let scratch = Scratch::new();
+    let aux = Scratch::new();
+    let bus = scratch.bus();
+    history_bus(&bus, "8", aux.dir.path());
+    let (mut consumer, stdout) = blocked_consumer(&bus, &["--name", "stuck"]);
+    let input = records(0..300 * RECORDS_PER_CHUNK);
+    let stdin = input_in(aux.dir.path(), "input", &input);
+    let mut producer = Spawned::start(
+        filebus(&bus, &["--block-size", CHUNK_ARG, "producer"]),
+        stdin,
+        Stdio::null(),
+    );
+    wait_for_lag(&bus, "stuck", 8);
+    assert!(producer.try_status().is_none());
+    consumer.send(SIGKILL);
+    assert!(ended_by(consumer.wait(), SIGKILL));
+    drop(stdout);
+    let status = producer.wait();
+    assert!(status.success(), "{status:?}: {}", producer.stderr());
+    let json = stat(&bus, &["--json"]);
+    assert!(json.contains("\"name\":\"stuck\",\"alive\":false"), "{json}");
+    assert_eq!(history_entries(&bus), (295..=302).collect::<Vec<u64>>());
+}
+
+#[test]
+fn a_named_consumer_started_again_resumes_right_after_its_cursor() {
+    let scratch = Scratch::new();
+    let aux = Scratch::new();
+    let bus = scratch.bus();
+    history_bus(&bus, "10000", aux.dir.path());
+    let total = 400 * RECORDS_PER_CHUNK;
+    let first = ready_consumer(&bus, &["--name", "resumer"]);
+    let (reader, mut writer) = std::io::pipe().expect("pipe");
+    let mut producer = Spawned::start(
+        filebus(&bus, &["--block-size", CHUNK_ARG, "producer"]),
+        reader,
+        Stdio::null(),
+    );
+    // Half the input, then a kill while the consumer is somewhere in it.
+    writer
+        .write_all(&records(0..total / 2))
+        .expect("cannot feed");
+    first.wait_for_output(100 * CHUNK);
+    let first = first.kill();
+    writer
+        .write_all(&records(total / 2..total))
+        .expect("cannot feed");
+    drop(writer);
+    assert!(producer.wait().success(), "{}", producer.stderr());
+    let second = ready_consumer(&bus, &["--name", "resumer"]);
+    let second = second.wait();
+    second.assert_success();
+    assert!(lost_lines(&second.stderr).is_empty(), "{}", second.stderr);
+    let whole = first.stdout.len() / support::CHUNK * support::CHUNK;
+    let firsts = check_full_chunks(&first.stdout[..whole], "before the kill");
+    let resumed = check_full_chunks(&second.stdout, "after the restart");
+    let stopped_at = firsts.len() * RECORDS_PER_CHUNK;
+    let resumed_at = resumed[0];
+    assert!(
+        resumed_at <= stopped_at && resumed_at + RECORDS_PER_CHUNK >= stopped_at,
+        "stopped after record {stopped_at}, resumed at {resumed_at}: lost or repeated more than a chunk"
+    );
+    let mut all = parse_records(&first.stdout[..whole]);
+    all.truncate(resumed_at);
+    all.extend(parse_records(&second.stdout));
+    assert_eq!(all, (0..total).collect::<Vec<_>>());
+}
+
+#[test]
+fn stat_shows_history_and_named_consumers_and_watch_shows_the_lag_moving() {
+    let scratch = Scratch::new();
+    let aux = Scratch::new();
+    let bus = scratch.bus();
+    let input = records(0..6 * RECORDS_PER_CHUNK);
+    produce(
+        &bus,
+        &["--block-size", CHUNK_ARG, "--history", "4"],
+        &input,
+        aux.dir.path(),
+    );
+    let text = stat(&bus, &[]);
+    assert!(
+        text.contains(&format!(
+            "history:  depth 4, 4 chunks held (4 to 7), {} bytes\n",
+            3 * CHUNK
+        )),
+        "{text}"
+    );
+    // A late joiner writes the last chunk of the ended stream (6) and the
+    // end-of-stream chunk (7), then waits for the next stream.
+    let (mut consumer, stdout) = blocked_consumer(&bus, &["--name", "watcher"]);
+    wait_until("the cursor at 7", || {
+        stat(&bus, &["--json"])
+            .contains("\"consumers\":[{\"name\":\"watcher\",\"alive\":true,\"cursor\":7,\"lag\":0}]")
+    });
+    let text = stat(&bus, &[]);
+    assert!(text.contains("consumer: watcher alive, cursor 7, lag 0 chunks\n"), "{text}");
+    // --watch: a line a second with the lag, which grows to 4 while the
+    // consumer's output is not read (the producer waits), and beyond once
+    // it is killed (the producer goes on).
+    let watch = Running::start(
+        {
+            let mut command = Command::new(common::filebus_bin());
+            command.args(["stat", "--watch", "--json"]).arg(&bus);
+            command
+        },
+        None,
+    );
+    wait_until("a first line", || watch.output().contains(&b'\n'));
+    let big = records(0..200 * RECORDS_PER_CHUNK);
+    let producer = Running::start(
+        filebus(&bus, &["--block-size", CHUNK_ARG, "producer"]),
+        Some(big),
+    );
+    wait_for_lag(&bus, "watcher", 4);
+    consumer.send(SIGKILL);
+    consumer.wait();
+    drop(stdout);
+    producer.wait().assert_success();
+    wait_until("the lag to grow past 4 in --watch", || {
+        String::from_utf8_lossy(&watch.output())
+            .lines()
+            .any(|line| watched_lag(line, "watcher").is_some_and(|lag| lag > 4))
+    });
+    let finished = watch.kill();
+    let lags: Vec<u64> = String::from_utf8_lossy(&finished.stdout)
+        .lines()
+        .map(|line| watched_lag(line, "watcher").unwrap_or_else(|| panic!("no lag in {line}")))
+        .collect();
+    assert_eq!(lags[0], 0, "{lags:?}");
+    assert!(lags.windows(2).all(|pair| pair[0] <= pair[1]), "{lags:?}");
+    let text = stat(&bus, &[]);
+    assert!(text.contains("consumer: watcher dead, cursor "), "{text}");
+}
+
+#[test]
+fn foreign_files_in_the_history_and_cursor_directories_are_skipped_and_kept() {
+    let scratch = Scratch::new();
+    let aux = Scratch::new();
+    let bus = scratch.bus();
+    // Chunks 1..=10 hold the records, 11 ends the stream; 2..=11 are held.
+    let input = records(0..10 * RECORDS_PER_CHUNK);
+    produce(
+        &bus,
+        &["--block-size", CHUNK_ARG, "--history", "10"],
+        &input,
+        aux.dir.path(),
+    );
+    assert_eq!(history_entries(&bus), (2..=11).collect::<Vec<u64>>());
+    let history = history_dir(&bus);
+    // Entries 4..=8 replaced by what an attacker with write access could put there.
+    for sequence in 4..=8 {
+        std::fs::remove_file(entry_path(&bus, sequence)).expect("cannot remove an entry");
+    }
+    std::os::unix::fs::symlink(&bus, entry_path(&bus, 4)).expect("symlink");
+    std::fs::create_dir(entry_path(&bus, 5)).expect("dir");
+    let fifo = CString::new(entry_path(&bus, 6).as_os_str().as_bytes()).expect("path");
+    // SAFETY: mkfifo reads a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let sparse = File::create(entry_path(&bus, 7)).expect("sparse");
+    sparse.set_len(1 << 40).expect("cannot make a sparse file");
+    std::fs::write(entry_path(&bus, 8), records(0..RECORDS_PER_CHUNK)).expect("unstamped");
+    std::fs::write(history.join("junk"), b"junk").expect("junk");
+    std::fs::write(history.join("0000000000000000000x"), b"x").expect("x");
+    let consumers = bus.with_file_name("bus.consumers");
+    std::fs::create_dir(&consumers).expect("consumers dir");
+    std::os::unix::fs::symlink(&bus, consumers.join("linked")).expect("symlink");
+    std::fs::create_dir(consumers.join("adir")).expect("dir");
+    let cfifo = CString::new(consumers.join("pipe").as_os_str().as_bytes()).expect("path");
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::mkfifo(cfifo.as_ptr(), 0o644) }, 0);
+    // A named consumer replaying everything held: it writes the real
+    // chunks, reports each foreign entry as a lost chunk, and never hangs.
+    let consumer = ready_consumer(&bus, &["--name", "reader", "--last", "100"]);
+    let expected: Vec<u8> = [1, 2, 8, 9]
+        .iter()
+        .flat_map(|chunk| records(chunk * RECORDS_PER_CHUNK..(chunk + 1) * RECORDS_PER_CHUNK))
+        .collect();
+    let received = consumer.wait_for_output(expected.len());
+    assert!(received == expected, "{} bytes", received.len());
+    let json = stat(&bus, &["--json"]);
+    assert!(
+        json.contains("\"consumers\":[{\"name\":\"reader\",\"alive\":true,\"cursor\":11,"),
+        "{json}"
+    );
+    assert!(json.contains("\"history\":{\"depth\":10,\"chunks\":7,"), "{json}");
+    let finished = consumer.kill();
+    let lost: u64 = lost_lines(&finished.stderr).iter().map(|line| lost_count(line)).sum();
+    assert_eq!(lost, 5, "{}", finished.stderr);
+    // Producers move the window past them: the regular files under entry
+    // names (the sparse and the unstamped one) go as chunks do; the rest stays.
+    produce(&bus, &["--block-size", CHUNK_ARG], &input, aux.dir.path());
+    let mut expected = vec![4, 5, 6];
+    expected.extend(13..=22);
+    assert_eq!(history_entries(&bus), expected);
+    for name in ["junk", "0000000000000000000x"] {
+        assert!(history.join(name).exists(), "{name} was deleted");
+    }
+    assert_eq!(std::fs::read_link(entry_path(&bus, 4)).expect("link"), bus);
+    assert!(entry_path(&bus, 5).is_dir(), "directory deleted");
+    assert_eq!(
+        common::names_in(&consumers),
+        ["adir", "linked", "pipe", "reader"]
+    );
+    // A non-file squatting the name of the next chunk stops a producer
+    // with one line (it is never deleted).
+    std::fs::create_dir(entry_path(&bus, 23)).expect("dir");
+    let (status, stderr) = run_with_input(filebus(&bus, &["producer"]), b"x\n", aux.dir.path());
+    assert_one_line_error(
+        status,
+        &stderr,
+        &["00000000000000000023", "exists"],
+        "a directory at the next entry",
+    );
+    assert!(entry_path(&bus, 23).is_dir());
+    // A symlink instead of the history directory: consumers ignore it,
+    // producers asking for history refuse it.
+    let elsewhere = Scratch::new();
+    let other = elsewhere.bus();
+    std::os::unix::fs::symlink(&history, history_dir(&other)).expect("symlink");
+    let (status, stderr) =
+        run_with_input(filebus(&other, &["producer", "--history", "10"]), b"x\n", aux.dir.path());
+    assert_one_line_error(status, &stderr, &["bus.history", "not a directory"], "symlinked history");
+    produce(&other, &[], b"plain\n", aux.dir.path());
+    let consumer = Running::start(filebus(&other, &["consumer"]), None);
+    assert_eq!(consumer.wait_for_output(6), b"plain\n");
+    consumer.kill();
+    assert_eq!(elsewhere.names(), ["bus", "bus.history", "bus.lock"]);
+}
