@@ -375,7 +375,8 @@ impl Bus {
         })?;
         // Into history first: a consumer that sees the chunk at `F` finds
         // every earlier one there. A failure leaves the bus as it was.
-        self.history
+        let linked = self
+            .history
             .link(self, &temp.file, temp.name.as_deref(), sequence, lock)?;
         // Recorded before the chunk appears, so that a consumer woken by its
         // appearance finds the lock released at once instead of sleeping on it.
@@ -388,7 +389,7 @@ impl Bus {
                 if !self.f_was_present.get() {
                     match link_anonymous(&temp.file, &self.dir, &self.name) {
                         Ok(()) => {
-                            self.history.trim(sequence);
+                            linked.published();
                             return Ok(());
                         }
                         Err(Errno::EXIST) => self.f_was_present.set(true),
@@ -407,7 +408,7 @@ impl Bus {
         };
         let renamed = self.exchange_or_rename(&staged);
         temp.published();
-        renamed.map(|()| self.history.trim(sequence))
+        renamed.map(|()| linked.published())
     }
 
     /// Puts the file named `staged` at `F`.

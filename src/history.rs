@@ -295,6 +295,30 @@ struct KeeperState {
     warned: bool,
 }
 
+impl Held {
+    /// Drops every chunk entry outside the window that `sequence` is about
+    /// to end: left by a producer killed mid-publish, or from before the
+    /// bus's counter was reset (numbers above `sequence`).
+    fn sweep(&mut self, sequence: u64) {
+        self.swept = true;
+        // The entry leaving the window with this publish stays until the
+        // publish succeeds (see Keeper::trim).
+        let leaving = sequence.saturating_sub(self.depth);
+        let mut stale = Vec::new();
+        let listed = self.dir.for_each_entry(|entry, kind| {
+            if (entry < leaving || entry >= sequence) && kind != FileType::Directory {
+                stale.push(entry);
+            }
+        });
+        if let Err(error) = listed {
+            log::warn!("{error}");
+        }
+        for entry in stale {
+            self.dir.drop_entry(entry);
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Held {
     dir: HistoryDir,
@@ -411,6 +435,9 @@ impl Keeper {
     /// `sequence`, after waiting until every live named consumer wrote out
     /// the entry that will fall out of the window. Called by
     /// [`Bus::publish`] under the bus lock, before the chunk goes to `F`.
+    ///
+    /// Unless [`Linked::published`] is called, dropping the result unlinks
+    /// the entry again: a publish that fails leaves the history as it was.
     pub(crate) fn link(
         &self,
         bus: &Bus,
@@ -418,7 +445,12 @@ impl Keeper {
         temp_name: Option<&OsStr>,
         sequence: Option<u64>,
         lock: &LockGuard<'_>,
-    ) -> Result<()> {
+    ) -> Result<Linked<'_>> {
+        let unlinked = Linked {
+            keeper: self,
+            sequence,
+            armed: false,
+        };
         self.prepare(bus, lock)?;
         let mut state = self.state.borrow_mut();
         let KeeperState {
@@ -429,7 +461,7 @@ impl Keeper {
             ..
         } = &mut *state
         else {
-            return Ok(());
+            return Ok(unlinked);
         };
         let Some(sequence) = sequence else {
             return Err(Error::BadBusPath {
@@ -441,6 +473,11 @@ impl Keeper {
         };
         if let Some(leaving) = sequence.checked_sub(held.depth).filter(|&leaving| leaving > 0) {
             cursor::wait_until_written(bus, leaving, waiter, *sleep_interval, *file_monitoring)?;
+        }
+        if !held.swept {
+            // Before linking, so that what a killed producer left and the
+            // new entry never add up to more than the depth plus one.
+            held.sweep(sequence);
         }
         let name = entry_name(sequence);
         let link = || match temp_name {
@@ -455,42 +492,60 @@ impl Keeper {
         };
         let failed = |errno| Error::file("cannot keep a chunk in", &held.dir.path.join(&name), errno);
         match link() {
-            Ok(()) => Ok(()),
+            Ok(()) => {}
             // A stale entry of this number: from before the bus's counter
             // was reset, or left by a producer killed mid-publish.
             Err(Errno::EXIST) => {
                 held.dir.drop_entry(sequence);
-                link().map_err(failed)
+                link().map_err(failed)?;
             }
-            Err(errno) => Err(failed(errno)),
+            Err(errno) => return Err(failed(errno)),
         }
+        Ok(Linked {
+            armed: true,
+            ..unlinked
+        })
     }
 
     /// Drops the entry that fell out of the window now that `sequence` is
     /// published. The first time, also sweeps entries left out of the window
     /// by earlier producers. Called by [`Bus::publish`] under the bus lock.
-    pub(crate) fn trim(&self, sequence: Option<u64>) {
+    fn trim(&self, sequence: Option<u64>) {
         let mut state = self.state.borrow_mut();
         let (Some(held), Some(sequence)) = (&mut state.held, sequence) else {
             return;
         };
         let window_start = sequence.saturating_sub(held.depth - 1);
-        if !held.swept {
-            held.swept = true;
-            let mut stale = Vec::new();
-            let listed = held.dir.for_each_entry(|entry, kind| {
-                if (entry < window_start || entry > sequence) && kind != FileType::Directory {
-                    stale.push(entry);
-                }
-            });
-            if let Err(error) = listed {
-                log::warn!("{error}");
-            }
-            for entry in stale {
-                held.dir.drop_entry(entry);
-            }
-        } else if let Some(leaving) = window_start.checked_sub(1).filter(|&leaving| leaving > 0) {
+        if let Some(leaving) = window_start.checked_sub(1).filter(|&leaving| leaving > 0) {
             held.dir.drop_entry(leaving);
+        }
+    }
+}
+
+/// A chunk linked into history whose publish is under way.
+#[derive(Debug)]
+pub(crate) struct Linked<'a> {
+    keeper: &'a Keeper,
+    sequence: Option<u64>,
+    /// Whether dropping this unlinks the entry (the publish failed).
+    armed: bool,
+}
+
+impl Linked<'_> {
+    /// The chunk is at `F`: keep its entry, and drop the one that fell out
+    /// of the window.
+    pub(crate) fn published(mut self) {
+        self.armed = false;
+        self.keeper.trim(self.sequence);
+    }
+}
+
+impl Drop for Linked<'_> {
+    fn drop(&mut self) {
+        if let (true, Some(sequence)) = (self.armed, self.sequence)
+            && let Some(held) = &self.keeper.state.borrow().held
+        {
+            held.dir.drop_entry(sequence);
         }
     }
 }

@@ -68,9 +68,10 @@ pub fn run(options: &Options, blocking_read: bool) -> Result<()> {
     Ok(())
 }
 
-/// Sets up the bus's history ([`crate::history`]): with `--history`, made
-/// or checked now, so that a wrong depth is reported before any input is
-/// read; without it, found at the first publish if the bus has one.
+/// Sets up the bus's history ([`crate::history`]) before any input is read:
+/// made or checked with `--history` (a wrong depth is reported at once),
+/// otherwise found if the bus has one, so that even a producer with no
+/// input ends its stream with an end-of-stream chunk.
 fn prepare_history(bus: &Bus, options: &Options, lock: &mut LockFile) -> Result<()> {
     bus.history().configure(
         options.history,
@@ -78,7 +79,7 @@ fn prepare_history(bus: &Bus, options: &Options, lock: &mut LockFile) -> Result<
         options.sleep_interval,
         options.file_monitoring,
     );
-    if options.history.is_some() {
+    if !options.lossless {
         let guard = lock.acquire()?;
         bus.history().prepare(bus, &guard)?;
     }

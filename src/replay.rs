@@ -77,6 +77,7 @@ pub(crate) fn run(
         bus,
         output,
         history: None,
+        depth: None,
         warned_history: false,
         cursor,
         next: None,
@@ -100,6 +101,8 @@ struct Replay<'a> {
     bus: &'a Bus,
     output: &'a mut Output,
     history: Option<HistoryDir>,
+    /// The history's depth, if it records a readable one.
+    depth: Option<u64>,
     warned_history: bool,
     cursor: Option<Cursor>,
     /// The sequence of the next chunk to write out, once known.
@@ -171,7 +174,10 @@ impl Replay<'_> {
             return;
         }
         match HistoryDir::open(self.bus) {
-            Ok(history) => self.history = history,
+            Ok(history) => {
+                self.depth = history.as_ref().and_then(HistoryDir::depth);
+                self.history = history;
+            }
             Err(error) if !self.warned_history => {
                 log::warn!("{error}: ignoring it");
                 self.warned_history = true;
@@ -258,8 +264,14 @@ impl Replay<'_> {
                         .first_from(next)?
                         .filter(|&held| held < sequence)
                         .unwrap_or(sequence);
+                    // Numbers inside the window that are missing were never
+                    // published (a publish that failed after taking its
+                    // number): not a loss. Below it, they fell out.
+                    let window_start = self
+                        .depth
+                        .map_or(sequence, |depth| sequence.saturating_sub(depth - 1));
                     if !self.quiet {
-                        report_lost(next, resume);
+                        report_lost(next, resume.min(window_start));
                     }
                     self.quiet = false;
                     next = resume;

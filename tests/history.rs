@@ -768,3 +768,337 @@ fn foreign_files_in_the_history_and_cursor_directories_are_skipped_and_kept() {
     consumer.kill();
     assert_eq!(elsewhere.names(), ["bus", "bus.history", "bus.lock"]);
 }
+
+#[test]
+fn python_lossy_consumer_reads_a_history_bus_chunk_by_chunk() {
+    let scratch = Scratch::new();
+    let aux = Scratch::new();
+    let bus = scratch.bus();
+    history_bus(&bus, "8", aux.dir.path());
+    let python = Running::start(command_for(&reference_filebus(), &bus, &["consumer"]), None);
+    // One record per chunk, each published as soon as it is read, the next
+    // fed only once the reference consumer wrote the previous one.
+    let (reader, mut writer) = std::io::pipe().expect("cannot create a pipe");
+    let mut producer = Spawned::start(
+        filebus(&bus, &["--block-size", "9", "producer"]),
+        reader,
+        Stdio::null(),
+    );
+    for number in 0..10 {
+        writer
+            .write_all(&records(number..number + 1))
+            .expect("cannot feed the producer");
+        python.wait_for_output((number + 1) * 9);
+    }
+    drop(writer);
+    assert!(producer.wait().success(), "{}", producer.stderr());
+    // The end-of-stream chunk (12) is an empty chunk to the reference.
+    wait_until("the end-of-stream chunk", || history_entries(&bus).last() == Some(&12));
+    assert_eq!(std::fs::metadata(&bus).expect("bus").len(), 0);
+    let finished = python.kill();
+    assert_eq!(finished.stdout, records(0..10), "{}", finished.stderr);
+    assert!(!finished.stderr.contains("Traceback"), "{}", finished.stderr);
+    assert_eq!(history_entries(&bus), (5..=12).collect::<Vec<u64>>());
+}
+
+#[test]
+fn python_producer_chunks_on_a_history_bus_reach_our_consumer_counted_as_unknown() {
+    let scratch = Scratch::new();
+    let aux = Scratch::new();
+    let bus = scratch.bus();
+    history_bus(&bus, "8", aux.dir.path());
+    let consumer = ready_consumer(&bus, &["--stats", "--follow"]);
+    let (status, stderr) = run_with_input(
+        command_for(&reference_filebus(), &bus, &["producer"]),
+        b"from python\n",
+        aux.dir.path(),
+    );
+    assert!(status.success(), "the reference producer failed: {stderr}");
+    consumer.wait_for_output(12);
+    produce(&bus, &[], b"from ours\n", aux.dir.path());
+    let received = consumer.wait_for_output(22);
+    assert_eq!(received, b"from python\nfrom ours\n");
+    // The reference's chunk is not in history (it carries no number).
+    assert_eq!(history_entries(&bus), [1, 2, 3]);
+    // SAFETY: kill(2) on our own running child.
+    unsafe {
+        libc::kill(consumer.child.id() as i32, SIGUSR1);
+    }
+    wait_until("the stats line", || consumer.stderr().contains("stats:"));
+    let stderr = consumer.stderr();
+    assert!(stderr.contains("0 missed, 1 unknown"), "{stderr}");
+    consumer.kill();
+}
+
+#[test]
+fn producers_with_history_killed_at_random_moments_tear_nothing_and_keep_history_bounded() {
+    const TRIALS: usize = 100;
+    const PER_TRIAL: usize = 100 * RECORDS_PER_CHUNK;
+    const DEPTH: usize = 16;
+    let scratch = Scratch::new();
+    let aux = Scratch::new();
+    let bus = scratch.bus();
+    history_bus(&bus, &DEPTH.to_string(), aux.dir.path());
+    // A named consumer throughout: nothing published may be lost to it.
+    let keeper = ready_consumer(&bus, &["--name", "keeper", "--follow", "--stats"]);
+    let mut rng = Rng::from_clock("kill -9 of producers with history, 100 trials");
+    let args = [
+        "--block-size",
+        CHUNK_ARG,
+        "--sleep-interval",
+        "3600",
+        "producer",
+    ];
+    let mut landed = 0;
+    for trial in 0..TRIALS {
+        let (reader, mut writer) = std::io::pipe().expect("cannot create a pipe");
+        let mut producer = Spawned::start(filebus(&bus, &args), reader, Stdio::null());
+        let input = records(trial * PER_TRIAL..(trial + 1) * PER_TRIAL);
+        let feeder = std::thread::spawn(move || {
+            let _ = writer.write_all(&input);
+        });
+        std::thread::sleep(Duration::from_micros(rng.below(20_000)));
+        producer.send(SIGKILL);
+        let status = producer.wait();
+        if ended_by(status, SIGKILL) {
+            landed += 1;
+        } else {
+            assert!(status.success(), "trial {trial}: {status:?}: {}", producer.stderr());
+        }
+        feeder.join().expect("feeder panicked");
+        let held = history_entries(&bus);
+        assert!(held.len() <= DEPTH + 1, "trial {trial}: {} entries", held.len());
+    }
+    produce(&bus, &[], b"", aux.dir.path());
+    let counter = bus_counter(&bus);
+    let deadline = std::time::Instant::now() + common::PATIENCE;
+    while !stat(&bus, &["--json"]).contains(&format!("\"cursor\":{counter},")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the keeper did not write everything up to {counter}: {}\n{}",
+            stat(&bus, &["--json"]),
+            keeper.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: kill(2) on our own running child.
+    unsafe {
+        libc::kill(keeper.child.id() as i32, SIGUSR1);
+    }
+    wait_until("the stats line", || keeper.stderr().contains("stats:"));
+    let finished = keeper.kill();
+    assert!(finished.stderr.contains(" 0 missed"), "{}", finished.stderr);
+    assert!(lost_lines(&finished.stderr).is_empty(), "{}", finished.stderr);
+    // Whole chunks; per trial, consecutive chunks from its first, trials in order.
+    let firsts = check_full_chunks(&finished.stdout, "chunks of the killed producers");
+    let mut expected_next: Vec<usize> = (0..TRIALS).map(|trial| trial * PER_TRIAL).collect();
+    let mut last_trial = 0;
+    for first in &firsts {
+        let trial = first / PER_TRIAL;
+        assert!(trial >= last_trial, "record {first} of trial {trial} after trial {last_trial}");
+        assert_eq!(*first, expected_next[trial], "trial {trial}: lost, repeated or reordered");
+        expected_next[trial] += RECORDS_PER_CHUNK;
+        last_trial = trial;
+    }
+    assert!(landed >= TRIALS / 2, "only {landed} of {TRIALS} kills landed");
+    assert!(firsts.len() >= TRIALS, "only {} chunks delivered", firsts.len());
+    // Nothing left over but what a bus with history has.
+    for name in scratch.names() {
+        assert!(
+            ["bus", "bus.lock", "bus.__new__", "bus.history", "bus.consumers"].contains(&name.as_str()),
+            "left over: {name}"
+        );
+    }
+    let held = history_entries(&bus);
+    assert_eq!(held.len(), DEPTH);
+    assert_eq!(common::names_in(&history_dir(&bus)).len(), DEPTH + 1, "only entries and depth");
+}
+
+#[test]
+fn named_consumers_killed_at_random_moments_lose_nothing_and_repeat_at_most_one_chunk() {
+    const TRIALS: usize = 100;
+    const DEPTH: usize = 16;
+    let scratch = Scratch::new();
+    let aux = Scratch::new();
+    let bus = scratch.bus();
+    history_bus(&bus, &DEPTH.to_string(), aux.dir.path());
+    // A producer publishing steadily from a pipe a thread keeps full.
+    let (reader, mut writer) = std::io::pipe().expect("cannot create a pipe");
+    let mut producer = Spawned::start(
+        filebus(&bus, &["--block-size", CHUNK_ARG, "--sleep-interval", "3600", "producer"]),
+        reader,
+        Stdio::null(),
+    );
+    // While no consumer of the name is alive, nothing holds the producer
+    // back: it is stopped then, so that what the next one needs is held.
+    producer.send(libc::SIGSTOP);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopping = std::sync::Arc::clone(&stop);
+    let feeder = std::thread::spawn(move || {
+        let mut next = 0;
+        while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            if writer.write_all(&records(next..next + RECORDS_PER_CHUNK)).is_err() {
+                break;
+            }
+            next += RECORDS_PER_CHUNK;
+        }
+        next
+    });
+    let mut rng = Rng::from_clock("kill -9 of named consumers, 100 trials");
+    let mut outputs = Vec::new();
+    for trial in 0..TRIALS {
+        let (mut consumer, mut stdout) = blocked_consumer(&bus, &["--name", "victim"]);
+        let reader = std::thread::spawn(move || {
+            let mut output = Vec::new();
+            let _ = stdout.read_to_end(&mut output);
+            output
+        });
+        producer.send(libc::SIGCONT);
+        std::thread::sleep(Duration::from_micros(rng.below(30_000)));
+        producer.send(libc::SIGSTOP);
+        consumer.send(SIGKILL);
+        assert!(ended_by(consumer.wait(), SIGKILL), "trial {trial}: {}", consumer.stderr());
+        assert!(lost_lines(&consumer.stderr()).is_empty(), "trial {trial}: {}", consumer.stderr());
+        outputs.push(reader.join().expect("reader panicked"));
+        let held = history_entries(&bus);
+        assert!(held.len() <= DEPTH + 1, "trial {trial}: {} entries", held.len());
+    }
+    // The last consumer of the name, alive before the producer goes on,
+    // writes everything to the end of the stream.
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let last = ready_consumer(&bus, &["--name", "victim"]);
+    producer.send(libc::SIGCONT);
+    let fed = feeder.join().expect("feeder panicked");
+    assert!(producer.wait().success(), "{}", producer.stderr());
+    let finished = last.wait();
+    finished.assert_success();
+    assert!(lost_lines(&finished.stderr).is_empty(), "{}", finished.stderr);
+    outputs.push(finished.stdout);
+    // Concatenated, the outputs are the stream: each consumer starts at
+    // most one chunk before where the previous one stopped, never after.
+    let mut expected_next = 0;
+    let mut repeats = 0;
+    for (index, output) in outputs.iter().enumerate() {
+        let whole = output.len() / CHUNK * CHUNK;
+        let firsts = check_full_chunks(&output[..whole], &format!("consumer {index}"));
+        let Some(&start) = firsts.first() else { continue };
+        assert!(
+            start == expected_next || start + RECORDS_PER_CHUNK == expected_next,
+            "consumer {index} started at record {start}, expected {expected_next}"
+        );
+        repeats += usize::from(start != expected_next);
+        for pair in firsts.windows(2) {
+            assert_eq!(pair[0] + RECORDS_PER_CHUNK, pair[1], "consumer {index}");
+        }
+        expected_next = firsts[firsts.len() - 1] + RECORDS_PER_CHUNK;
+    }
+    assert!(repeats <= TRIALS, "{repeats} repeats");
+    assert_eq!(expected_next, fed, "records fed and delivered");
+    assert!(fed >= 20 * RECORDS_PER_CHUNK, "only {fed} records fed");
+    assert_eq!(common::names_in(&bus.with_file_name("bus.consumers")), ["victim"]);
+}
+
+/// A tmpfs with few inodes, mounted for the life of the value. On tmpfs a
+/// hard link uses up an inode of the budget like a new file does, so filling
+/// the inodes makes linking a chunk into history fail with ENOSPC.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(options: &str) -> Tmpfs {
+        let dir = tempfile::Builder::new()
+            .prefix("filebus-tmpfs-")
+            .tempdir_in("/tmp")
+            .expect("cannot create a mount point");
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("cannot run mount");
+        assert!(
+            output.status.success(),
+            "cannot mount a tmpfs (these tests run as root): {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Tmpfs { dir }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let path = CString::new(self.dir.path().as_os_str().as_bytes()).expect("NUL in path");
+        // SAFETY: umount2 reads a NUL-terminated path; a lazy unmount works
+        // even if a killed child's files are still open.
+        unsafe {
+            libc::umount2(path.as_ptr(), libc::MNT_DETACH);
+        }
+    }
+}
+
+/// Creates empty files `filler-N` in `dir` until no inode is left; returns
+/// their paths.
+fn use_up_inodes(dir: &Path) -> Vec<PathBuf> {
+    let mut fillers = Vec::new();
+    loop {
+        let path = dir.join(format!("filler-{}", fillers.len()));
+        match File::create(&path) {
+            Ok(_) => fillers.push(path),
+            Err(error) if error.raw_os_error() == Some(libc::ENOSPC) => return fillers,
+            Err(error) => panic!("cannot fill the inodes: {error}"),
+        }
+    }
+}
+
+#[test]
+fn a_full_disk_while_linking_into_history_fails_with_one_line_and_leaves_bus_and_history_as_they_were() {
+    let aux = Scratch::new();
+    for (variant, extra) in [("named temporary files", "--named-temp-files"), ("anonymous", "")] {
+        let fs = Tmpfs::mount("size=4m,nr_inodes=64,mode=0755");
+        let bus = fs.dir.path().join("bus");
+        let input = records(0..5 * RECORDS_PER_CHUNK);
+        produce(&bus, &["--block-size", CHUNK_ARG, "--history", "4"], &input, aux.dir.path());
+        let counter = bus_counter(&bus);
+        let held = history_entries(&bus);
+        assert_eq!((counter, held.clone()), (6, vec![3, 4, 5, 6]), "{variant}");
+        // One inode left: for the chunk's file. Its link into history (the
+        // second link of the named file, the first of the anonymous one
+        // being free, the link at F then) finds none.
+        let mut fillers = use_up_inodes(fs.dir.path());
+        std::fs::remove_file(fillers.pop().expect("no filler")).expect("cannot free an inode");
+        let mut args = vec!["--block-size", CHUNK_ARG];
+        if !extra.is_empty() {
+            args.push(extra);
+        }
+        args.push("producer");
+        let (status, stderr) = run_with_input(filebus(&bus, &args), b"refused\n", aux.dir.path());
+        assert_one_line_error(status, &stderr, &["No space left on device"], variant);
+        assert_eq!(history_entries(&bus), held, "{variant}: history changed");
+        assert_eq!(std::fs::metadata(&bus).expect("bus").len(), 0, "{variant}: F changed");
+        assert_eq!(
+            std::fs::metadata(&bus).expect("bus").ino(),
+            std::fs::metadata(entry_path(&bus, 6)).expect("entry 6").ino(),
+            "{variant}: F is still the newest entry"
+        );
+        let names = common::names_in(fs.dir.path());
+        assert!(
+            names.iter().all(|name| name.starts_with("filler-") || ["bus", "bus.history", "bus.lock"].contains(&name.as_str())),
+            "{variant}: left over: {names:?}"
+        );
+        // Room again: the next producer goes on; a consumer that was
+        // waiting sees no loss (a number the failed publish took is a hole
+        // in the window, not a lost chunk).
+        for filler in fillers {
+            std::fs::remove_file(filler).expect("cannot remove a filler");
+        }
+        let consumer = ready_consumer(&bus, &[]);
+        produce(&bus, &[], b"after\n", aux.dir.path());
+        let finished = consumer.wait();
+        finished.assert_success();
+        // A late joiner starts with the last chunk of the ended stream.
+        let mut expected = records(4 * RECORDS_PER_CHUNK..5 * RECORDS_PER_CHUNK);
+        expected.extend_from_slice(b"after\n");
+        assert_eq!(finished.stdout, expected, "{variant}");
+        assert!(lost_lines(&finished.stderr).is_empty(), "{variant}: {}", finished.stderr);
+    }
+}
