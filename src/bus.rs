@@ -653,11 +653,7 @@ static EMPTY_PATH_REFUSED: AtomicBool = AtomicBool::new(false);
 
 /// Gives an anonymous `O_TMPFILE` a name in `dir`. `AT_EMPTY_PATH` needs
 /// `CAP_DAC_READ_SEARCH` on older kernels; `/proc/self/fd` works for anyone.
-pub(crate) fn link_anonymous(
-    file: &File,
-    dir: &OwnedFd,
-    name: &OsStr,
-) -> rustix::io::Result<()> {
+pub(crate) fn link_anonymous(file: &File, dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<()> {
     if !EMPTY_PATH_REFUSED.load(Ordering::Relaxed) {
         match rustix::fs::linkat(file.as_fd(), "", dir, name, AtFlags::EMPTY_PATH) {
             Err(Errno::NOENT) | Err(Errno::PERM) | Err(Errno::INVAL) => {

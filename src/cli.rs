@@ -316,8 +316,18 @@ impl Cli {
             .filename
             .clone()
             .ok_or("the --filename FILE option is required")?;
-        if self.back_pressure && matches!(self.command, Command::Producer { history: Some(_), .. }) {
-            return Err("--history keeps chunks for lossy multicast; it cannot be used with --back-pressure");
+        if self.back_pressure
+            && matches!(
+                self.command,
+                Command::Producer {
+                    history: Some(_),
+                    ..
+                }
+            )
+        {
+            return Err(
+                "--history keeps chunks for lossy multicast; it cannot be used with --back-pressure",
+            );
         }
         Ok(Options {
             path,

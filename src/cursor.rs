@@ -54,9 +54,7 @@ pub fn validate_name(name: &str) -> std::result::Result<(), String> {
         return Err("a consumer name cannot be empty".into());
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "a consumer name has at most {MAX_NAME_LEN} bytes"
-        ));
+        return Err(format!("a consumer name has at most {MAX_NAME_LEN} bytes"));
     }
     if name == "." || name == ".." {
         return Err("a consumer name cannot be . or ..".into());
@@ -107,15 +105,17 @@ impl Cursor {
             | OFlags::NONBLOCK
             | OFlags::CLOEXEC
             | OFlags::NOCTTY;
-        let fd = rustix::fs::openat(&dir, name, flags, Mode::from_raw_mode(0o666)).map_err(
-            |errno| match errno {
-                Errno::LOOP => Error::BadBusPath {
-                    path: path.clone(),
-                    problem: "is a symbolic link; filebus never follows links at a cursor".into(),
-                },
-                errno => Error::file("cannot open cursor", &path, errno),
-            },
-        )?;
+        let fd =
+            rustix::fs::openat(&dir, name, flags, Mode::from_raw_mode(0o666)).map_err(|errno| {
+                match errno {
+                    Errno::LOOP => Error::BadBusPath {
+                        path: path.clone(),
+                        problem: "is a symbolic link; filebus never follows links at a cursor"
+                            .into(),
+                    },
+                    errno => Error::file("cannot open cursor", &path, errno),
+                }
+            })?;
         let stat =
             rustix::fs::fstat(&fd).map_err(|errno| Error::file("cannot inspect", &path, errno))?;
         if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
@@ -200,7 +200,11 @@ fn open_directory(bus: &Bus, mode: OFlags) -> Result<Option<OwnedFd>> {
             path: bus.dir_path().join(&name),
             problem: "is not a directory, so it cannot hold consumer cursors".into(),
         }),
-        Err(errno) => Err(Error::file("cannot open", &bus.dir_path().join(&name), errno)),
+        Err(errno) => Err(Error::file(
+            "cannot open",
+            &bus.dir_path().join(&name),
+            errno,
+        )),
     }
 }
 
@@ -223,18 +227,15 @@ pub fn survey(bus: &Bus) -> Result<Vec<NamedConsumer>> {
     };
     let dir_path = bus.dir_path().join(directory_name(bus.name()));
     let mut names = Vec::new();
-    let mut listing =
-        rustix::fs::Dir::read_from(&dir).map_err(|errno| Error::file("cannot list", &dir_path, errno))?;
+    let mut listing = rustix::fs::Dir::read_from(&dir)
+        .map_err(|errno| Error::file("cannot list", &dir_path, errno))?;
     for _ in 0..MAX_SURVEYED {
         let entry = match listing.read() {
             None => break,
             Some(Ok(entry)) => entry,
             Some(Err(errno)) => return Err(Error::file("cannot list", &dir_path, errno)),
         };
-        if !matches!(
-            entry.file_type(),
-            FileType::RegularFile | FileType::Unknown
-        ) {
+        if !matches!(entry.file_type(), FileType::RegularFile | FileType::Unknown) {
             continue;
         }
         if let Ok(name) = entry.file_name().to_str()
@@ -402,7 +403,12 @@ mod tests {
 
     #[test]
     fn names_are_validated() {
-        for good in ["backup", "mirror-2", "a.b", "x".repeat(MAX_NAME_LEN).as_str()] {
+        for good in [
+            "backup",
+            "mirror-2",
+            "a.b",
+            "x".repeat(MAX_NAME_LEN).as_str(),
+        ] {
             assert_eq!(validate_name(good), Ok(()), "{good:?}");
         }
         for bad in [

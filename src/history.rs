@@ -155,7 +155,11 @@ impl HistoryDir {
         }
         let mut text = [0u8; MAX_DEPTH_FILE as usize];
         let len = rustix::io::pread(&fd, &mut text, 0).ok()?;
-        let depth: u64 = std::str::from_utf8(&text[..len]).ok()?.trim().parse().ok()?;
+        let depth: u64 = std::str::from_utf8(&text[..len])
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
         (1..=MAX_DEPTH).contains(&depth).then_some(depth)
     }
 
@@ -471,7 +475,10 @@ impl Keeper {
                     .into(),
             });
         };
-        if let Some(leaving) = sequence.checked_sub(held.depth).filter(|&leaving| leaving > 0) {
+        if let Some(leaving) = sequence
+            .checked_sub(held.depth)
+            .filter(|&leaving| leaving > 0)
+        {
             cursor::wait_until_written(bus, leaving, waiter, *sleep_interval, *file_monitoring)?;
         }
         if !held.swept {
@@ -490,7 +497,8 @@ impl Keeper {
             ),
             None => crate::bus::link_anonymous(file, &held.dir.dir, OsStr::new(&name)),
         };
-        let failed = |errno| Error::file("cannot keep a chunk in", &held.dir.path.join(&name), errno);
+        let failed =
+            |errno| Error::file("cannot keep a chunk in", &held.dir.path.join(&name), errno);
         match link() {
             Ok(()) => {}
             // A stale entry of this number: from before the bus's counter

@@ -109,7 +109,10 @@ pub fn status(path: &Path) -> Result<BusStatus> {
         }
     };
     let history = history_status(&bus);
-    let newest = newest_sequence(chunk.as_ref().and_then(|chunk| chunk.sequence), history.as_ref());
+    let newest = newest_sequence(
+        chunk.as_ref().and_then(|chunk| chunk.sequence),
+        history.as_ref(),
+    );
     Ok(BusStatus {
         chunk,
         lock: lock_state(&bus)?,
@@ -255,7 +258,9 @@ impl BusStatus {
                 consumer
                     .cursor
                     .map_or("none".to_owned(), |cursor| cursor.to_string()),
-                status.lag.map_or("unknown".to_owned(), |lag| format!("{lag} chunks")),
+                status
+                    .lag
+                    .map_or("unknown".to_owned(), |lag| format!("{lag} chunks")),
             );
         }
         text

@@ -134,13 +134,17 @@ impl Replay<'_> {
         if let Some(position) = self.cursor.as_ref().and_then(Cursor::position) {
             self.next = Some(position.saturating_add(1));
             self.end_after = position;
-            log::debug!("history consumer: starting at chunk {:?} (after the cursor)", self.next);
+            log::debug!(
+                "history consumer: starting at chunk {:?} (after the cursor)",
+                self.next
+            );
             return Ok(());
         }
         let after_baseline = baseline.map_or(1, |baseline| baseline.saturating_add(1));
         if let Some(chunk) = last {
             let sequence = self.sequence_of(&chunk, self.output.content(self.bus, &chunk).ok());
-            self.next = Some(sequence.map_or(after_baseline, |sequence| sequence.saturating_add(1)));
+            self.next =
+                Some(sequence.map_or(after_baseline, |sequence| sequence.saturating_add(1)));
             self.last = Some(chunk);
         } else if let Current::Chunk(chunk) = self.bus.open_current()?
             && let content = self.output.content(self.bus, &chunk).ok()
@@ -151,7 +155,11 @@ impl Replay<'_> {
             // at `F`; --last K reaches K - 1 further back, not counting an
             // end-of-stream chunk at `F`. Never after a chunk published
             // since we started, though.
-            let newest = if at_end { sequence.saturating_sub(1) } else { sequence };
+            let newest = if at_end {
+                sequence.saturating_sub(1)
+            } else {
+                sequence
+            };
             let back = last_k.unwrap_or(1).min(newest);
             self.next = Some((newest - back).saturating_add(1).min(after_baseline));
             self.end_after = sequence;

@@ -115,7 +115,9 @@ fn blocked_consumer(bus: &Path, args: &[&str]) -> (Spawned, ChildStdout) {
     all.extend_from_slice(args);
     let mut consumer = Spawned::start(filebus(bus, &all), Stdio::null(), Stdio::piped());
     let stdout = consumer.child.stdout.take().expect("stdout was piped");
-    wait_until("the consumer to start", || consumer.stderr().contains(READY));
+    wait_until("the consumer to start", || {
+        consumer.stderr().contains(READY)
+    });
     (consumer, stdout)
 }
 
@@ -124,7 +126,9 @@ fn ready_consumer(bus: &Path, args: &[&str]) -> Running {
     let mut all = vec!["-vvv", "consumer"];
     all.extend_from_slice(args);
     let consumer = Running::start(filebus(bus, &all), None);
-    wait_until("the consumer to start", || consumer.stderr().contains(READY));
+    wait_until("the consumer to start", || {
+        consumer.stderr().contains(READY)
+    });
     consumer
 }
 
@@ -247,7 +251,10 @@ fn history_with_back_pressure_is_a_command_line_error() {
             .expect("cannot run filebus");
         assert_eq!(output.status.code(), Some(2), "--history {bad} accepted");
     }
-    assert!(scratch.names().is_empty(), "a refused command created files");
+    assert!(
+        scratch.names().is_empty(),
+        "a refused command created files"
+    );
 }
 
 #[test]
@@ -433,10 +440,7 @@ fn last_k_starts_k_chunks_back_as_far_as_history_holds() {
     );
     // Chunks 1..=20 hold the records, 21 ends the stream; 12..=21 are held.
     for (k, first_chunk) in [(5, 15), (1, 19), (9, 11), (1000, 11)] {
-        let consumer = Running::start(
-            filebus(&bus, &["consumer", "--last", &k.to_string()]),
-            None,
-        );
+        let consumer = Running::start(filebus(&bus, &["consumer", "--last", &k.to_string()]), None);
         let expected = records(first_chunk * RECORDS_PER_CHUNK..input.len() / 9);
         let received = consumer.wait_for_output(expected.len());
         // The stream ended before it started: it waits for the next one.
@@ -482,7 +486,11 @@ fn named_consumers_receive_every_byte_while_the_slow_one_holds_the_producer_back
     wait_for_lag(&bus, "slow", 4);
     for _ in 0..20 {
         assert!(producer.try_status().is_none(), "the producer did not wait");
-        assert!(history_entries(&bus).len() <= 5, "{:?}", history_entries(&bus));
+        assert!(
+            history_entries(&bus).len() <= 5,
+            "{:?}",
+            history_entries(&bus)
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     let text = stat(&bus, &[]);
@@ -506,7 +514,8 @@ fn named_consumers_receive_every_byte_while_the_slow_one_holds_the_producer_back
     assert!(
         json.contains("{\"name\":\"fast\",\"alive\":false,\"cursor\":302,\"lag\":0}")
             && json.contains("{\"name\":\"slow\",\"alive\":false,\"cursor\":302,\"lag\":0}")
-            && json.contains("\"history\":{\"depth\":4,\"chunks\":4,\"oldest\":299,\"newest\":302,"),
+            && json
+                .contains("\"history\":{\"depth\":4,\"chunks\":4,\"oldest\":299,\"newest\":302,"),
         "{json}"
     );
 }
@@ -567,7 +576,10 @@ fn a_killed_named_consumer_stops_holding_the_producer_back() {
     let status = producer.wait();
     assert!(status.success(), "{status:?}: {}", producer.stderr());
     let json = stat(&bus, &["--json"]);
-    assert!(json.contains("\"name\":\"stuck\",\"alive\":false"), "{json}");
+    assert!(
+        json.contains("\"name\":\"stuck\",\"alive\":false"),
+        "{json}"
+    );
     assert_eq!(history_entries(&bus), (295..=302).collect::<Vec<u64>>());
 }
 
@@ -639,11 +651,15 @@ fn stat_shows_history_and_named_consumers_and_watch_shows_the_lag_moving() {
     // end-of-stream chunk (7), then waits for the next stream.
     let (mut consumer, stdout) = blocked_consumer(&bus, &["--name", "watcher"]);
     wait_until("the cursor at 7", || {
-        stat(&bus, &["--json"])
-            .contains("\"consumers\":[{\"name\":\"watcher\",\"alive\":true,\"cursor\":7,\"lag\":0}]")
+        stat(&bus, &["--json"]).contains(
+            "\"consumers\":[{\"name\":\"watcher\",\"alive\":true,\"cursor\":7,\"lag\":0}]",
+        )
     });
     let text = stat(&bus, &[]);
-    assert!(text.contains("consumer: watcher alive, cursor 7, lag 0 chunks\n"), "{text}");
+    assert!(
+        text.contains("consumer: watcher alive, cursor 7, lag 0 chunks\n"),
+        "{text}"
+    );
     // --watch: a line a second with the lag, which grows to 4 while the
     // consumer's output is not read (the producer waits), and beyond once
     // it is killed (the producer goes on).
@@ -732,9 +748,15 @@ fn foreign_files_in_the_history_and_cursor_directories_are_skipped_and_kept() {
         json.contains("\"consumers\":[{\"name\":\"reader\",\"alive\":true,\"cursor\":11,"),
         "{json}"
     );
-    assert!(json.contains("\"history\":{\"depth\":10,\"chunks\":7,"), "{json}");
+    assert!(
+        json.contains("\"history\":{\"depth\":10,\"chunks\":7,"),
+        "{json}"
+    );
     let finished = consumer.kill();
-    let lost: u64 = lost_lines(&finished.stderr).iter().map(|line| lost_count(line)).sum();
+    let lost: u64 = lost_lines(&finished.stderr)
+        .iter()
+        .map(|line| lost_count(line))
+        .sum();
     assert_eq!(lost, 5, "{}", finished.stderr);
     // Producers move the window past them: the regular files under entry
     // names (the sparse and the unstamped one) go as chunks do; the rest stays.
@@ -767,9 +789,17 @@ fn foreign_files_in_the_history_and_cursor_directories_are_skipped_and_kept() {
     let elsewhere = Scratch::new();
     let other = elsewhere.bus();
     std::os::unix::fs::symlink(&history, history_dir(&other)).expect("symlink");
-    let (status, stderr) =
-        run_with_input(filebus(&other, &["producer", "--history", "10"]), b"x\n", aux.dir.path());
-    assert_one_line_error(status, &stderr, &["bus.history", "not a directory"], "symlinked history");
+    let (status, stderr) = run_with_input(
+        filebus(&other, &["producer", "--history", "10"]),
+        b"x\n",
+        aux.dir.path(),
+    );
+    assert_one_line_error(
+        status,
+        &stderr,
+        &["bus.history", "not a directory"],
+        "symlinked history",
+    );
     produce(&other, &[], b"plain\n", aux.dir.path());
     let consumer = Running::start(filebus(&other, &["consumer"]), None);
     assert_eq!(consumer.wait_for_output(6), b"plain\n");
@@ -801,11 +831,17 @@ fn python_lossy_consumer_reads_a_history_bus_chunk_by_chunk() {
     drop(writer);
     assert!(producer.wait().success(), "{}", producer.stderr());
     // The end-of-stream chunk (12) is an empty chunk to the reference.
-    wait_until("the end-of-stream chunk", || history_entries(&bus).last() == Some(&12));
+    wait_until("the end-of-stream chunk", || {
+        history_entries(&bus).last() == Some(&12)
+    });
     assert_eq!(std::fs::metadata(&bus).expect("bus").len(), 0);
     let finished = python.kill();
     assert_eq!(finished.stdout, records(0..10), "{}", finished.stderr);
-    assert!(!finished.stderr.contains("Traceback"), "{}", finished.stderr);
+    assert!(
+        !finished.stderr.contains("Traceback"),
+        "{}",
+        finished.stderr
+    );
     assert_eq!(history_entries(&bus), (5..=12).collect::<Vec<u64>>());
 }
 
@@ -871,11 +907,19 @@ fn producers_with_history_killed_at_random_moments_tear_nothing_and_keep_history
         if ended_by(status, SIGKILL) {
             landed += 1;
         } else {
-            assert!(status.success(), "trial {trial}: {status:?}: {}", producer.stderr());
+            assert!(
+                status.success(),
+                "trial {trial}: {status:?}: {}",
+                producer.stderr()
+            );
         }
         feeder.join().expect("feeder panicked");
         let held = history_entries(&bus);
-        assert!(held.len() <= DEPTH + 1, "trial {trial}: {} entries", held.len());
+        assert!(
+            held.len() <= DEPTH + 1,
+            "trial {trial}: {} entries",
+            held.len()
+        );
     }
     produce(&bus, &[], b"", aux.dir.path());
     let counter = bus_counter(&bus);
@@ -896,30 +940,58 @@ fn producers_with_history_killed_at_random_moments_tear_nothing_and_keep_history
     wait_until("the stats line", || keeper.stderr().contains("stats:"));
     let finished = keeper.kill();
     assert!(finished.stderr.contains(" 0 missed"), "{}", finished.stderr);
-    assert!(lost_lines(&finished.stderr).is_empty(), "{}", finished.stderr);
+    assert!(
+        lost_lines(&finished.stderr).is_empty(),
+        "{}",
+        finished.stderr
+    );
     // Whole chunks; per trial, consecutive chunks from its first, trials in order.
     let firsts = check_full_chunks(&finished.stdout, "chunks of the killed producers");
     let mut expected_next: Vec<usize> = (0..TRIALS).map(|trial| trial * PER_TRIAL).collect();
     let mut last_trial = 0;
     for first in &firsts {
         let trial = first / PER_TRIAL;
-        assert!(trial >= last_trial, "record {first} of trial {trial} after trial {last_trial}");
-        assert_eq!(*first, expected_next[trial], "trial {trial}: lost, repeated or reordered");
+        assert!(
+            trial >= last_trial,
+            "record {first} of trial {trial} after trial {last_trial}"
+        );
+        assert_eq!(
+            *first, expected_next[trial],
+            "trial {trial}: lost, repeated or reordered"
+        );
         expected_next[trial] += RECORDS_PER_CHUNK;
         last_trial = trial;
     }
-    assert!(landed >= TRIALS / 2, "only {landed} of {TRIALS} kills landed");
-    assert!(firsts.len() >= TRIALS, "only {} chunks delivered", firsts.len());
+    assert!(
+        landed >= TRIALS / 2,
+        "only {landed} of {TRIALS} kills landed"
+    );
+    assert!(
+        firsts.len() >= TRIALS,
+        "only {} chunks delivered",
+        firsts.len()
+    );
     // Nothing left over but what a bus with history has.
     for name in scratch.names() {
         assert!(
-            ["bus", "bus.lock", "bus.__new__", "bus.history", "bus.consumers"].contains(&name.as_str()),
+            [
+                "bus",
+                "bus.lock",
+                "bus.__new__",
+                "bus.history",
+                "bus.consumers"
+            ]
+            .contains(&name.as_str()),
             "left over: {name}"
         );
     }
     let held = history_entries(&bus);
     assert_eq!(held.len(), DEPTH);
-    assert_eq!(common::names_in(&history_dir(&bus)).len(), DEPTH + 1, "only entries and depth");
+    assert_eq!(
+        common::names_in(&history_dir(&bus)).len(),
+        DEPTH + 1,
+        "only entries and depth"
+    );
 }
 
 #[test]
@@ -933,7 +1005,16 @@ fn named_consumers_killed_at_random_moments_lose_nothing_and_repeat_at_most_one_
     // A producer publishing steadily from a pipe a thread keeps full.
     let (reader, mut writer) = std::io::pipe().expect("cannot create a pipe");
     let mut producer = Spawned::start(
-        filebus(&bus, &["--block-size", CHUNK_ARG, "--sleep-interval", "3600", "producer"]),
+        filebus(
+            &bus,
+            &[
+                "--block-size",
+                CHUNK_ARG,
+                "--sleep-interval",
+                "3600",
+                "producer",
+            ],
+        ),
         reader,
         Stdio::null(),
     );
@@ -945,7 +1026,10 @@ fn named_consumers_killed_at_random_moments_lose_nothing_and_repeat_at_most_one_
     let feeder = std::thread::spawn(move || {
         let mut next = 0;
         while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
-            if writer.write_all(&records(next..next + RECORDS_PER_CHUNK)).is_err() {
+            if writer
+                .write_all(&records(next..next + RECORDS_PER_CHUNK))
+                .is_err()
+            {
                 break;
             }
             next += RECORDS_PER_CHUNK;
@@ -965,11 +1049,23 @@ fn named_consumers_killed_at_random_moments_lose_nothing_and_repeat_at_most_one_
         std::thread::sleep(Duration::from_micros(rng.below(30_000)));
         producer.send(libc::SIGSTOP);
         consumer.send(SIGKILL);
-        assert!(ended_by(consumer.wait(), SIGKILL), "trial {trial}: {}", consumer.stderr());
-        assert!(lost_lines(&consumer.stderr()).is_empty(), "trial {trial}: {}", consumer.stderr());
+        assert!(
+            ended_by(consumer.wait(), SIGKILL),
+            "trial {trial}: {}",
+            consumer.stderr()
+        );
+        assert!(
+            lost_lines(&consumer.stderr()).is_empty(),
+            "trial {trial}: {}",
+            consumer.stderr()
+        );
         outputs.push(reader.join().expect("reader panicked"));
         let held = history_entries(&bus);
-        assert!(held.len() <= DEPTH + 1, "trial {trial}: {} entries", held.len());
+        assert!(
+            held.len() <= DEPTH + 1,
+            "trial {trial}: {} entries",
+            held.len()
+        );
     }
     // The last consumer of the name, alive before the producer goes on,
     // writes everything to the end of the stream.
@@ -980,7 +1076,11 @@ fn named_consumers_killed_at_random_moments_lose_nothing_and_repeat_at_most_one_
     assert!(producer.wait().success(), "{}", producer.stderr());
     let finished = last.wait();
     finished.assert_success();
-    assert!(lost_lines(&finished.stderr).is_empty(), "{}", finished.stderr);
+    assert!(
+        lost_lines(&finished.stderr).is_empty(),
+        "{}",
+        finished.stderr
+    );
     outputs.push(finished.stdout);
     // Concatenated, the outputs are the stream: each consumer starts at
     // most one chunk before where the previous one stopped, never after.
@@ -989,7 +1089,9 @@ fn named_consumers_killed_at_random_moments_lose_nothing_and_repeat_at_most_one_
     for (index, output) in outputs.iter().enumerate() {
         let whole = output.len() / CHUNK * CHUNK;
         let firsts = check_full_chunks(&output[..whole], &format!("consumer {index}"));
-        let Some(&start) = firsts.first() else { continue };
+        let Some(&start) = firsts.first() else {
+            continue;
+        };
         assert!(
             start == expected_next || start + RECORDS_PER_CHUNK == expected_next,
             "consumer {index} started at record {start}, expected {expected_next}"
@@ -1003,7 +1105,10 @@ fn named_consumers_killed_at_random_moments_lose_nothing_and_repeat_at_most_one_
     assert!(repeats <= TRIALS, "{repeats} repeats");
     assert_eq!(expected_next, fed, "records fed and delivered");
     assert!(fed >= 20 * RECORDS_PER_CHUNK, "only {fed} records fed");
-    assert_eq!(common::names_in(&bus.with_file_name("bus.consumers")), ["victim"]);
+    assert_eq!(
+        common::names_in(&bus.with_file_name("bus.consumers")),
+        ["victim"]
+    );
 }
 
 /// A tmpfs with few inodes, mounted for the life of the value. On tmpfs a
@@ -1059,13 +1164,22 @@ fn use_up_inodes(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
-fn a_full_disk_while_linking_into_history_fails_with_one_line_and_leaves_bus_and_history_as_they_were() {
+fn a_full_disk_while_linking_into_history_fails_with_one_line_and_leaves_bus_and_history_as_they_were()
+ {
     let aux = Scratch::new();
-    for (variant, extra) in [("named temporary files", "--named-temp-files"), ("anonymous", "")] {
+    for (variant, extra) in [
+        ("named temporary files", "--named-temp-files"),
+        ("anonymous", ""),
+    ] {
         let fs = Tmpfs::mount("size=4m,nr_inodes=64,mode=0755");
         let bus = fs.dir.path().join("bus");
         let input = records(0..5 * RECORDS_PER_CHUNK);
-        produce(&bus, &["--block-size", CHUNK_ARG, "--history", "4"], &input, aux.dir.path());
+        produce(
+            &bus,
+            &["--block-size", CHUNK_ARG, "--history", "4"],
+            &input,
+            aux.dir.path(),
+        );
         let counter = bus_counter(&bus);
         let held = history_entries(&bus);
         assert_eq!((counter, held.clone()), (6, vec![3, 4, 5, 6]), "{variant}");
@@ -1082,15 +1196,22 @@ fn a_full_disk_while_linking_into_history_fails_with_one_line_and_leaves_bus_and
         let (status, stderr) = run_with_input(filebus(&bus, &args), b"refused\n", aux.dir.path());
         assert_one_line_error(status, &stderr, &["No space left on device"], variant);
         assert_eq!(history_entries(&bus), held, "{variant}: history changed");
-        assert_eq!(std::fs::metadata(&bus).expect("bus").len(), 0, "{variant}: F changed");
+        assert_eq!(
+            std::fs::metadata(&bus).expect("bus").len(),
+            0,
+            "{variant}: F changed"
+        );
         assert_eq!(
             std::fs::metadata(&bus).expect("bus").ino(),
-            std::fs::metadata(entry_path(&bus, 6)).expect("entry 6").ino(),
+            std::fs::metadata(entry_path(&bus, 6))
+                .expect("entry 6")
+                .ino(),
             "{variant}: F is still the newest entry"
         );
         let names = common::names_in(fs.dir.path());
         assert!(
-            names.iter().all(|name| name.starts_with("filler-") || ["bus", "bus.history", "bus.lock"].contains(&name.as_str())),
+            names.iter().all(|name| name.starts_with("filler-")
+                || ["bus", "bus.history", "bus.lock"].contains(&name.as_str())),
             "{variant}: left over: {names:?}"
         );
         // Room again: the next producer goes on; a consumer that was
@@ -1107,6 +1228,10 @@ fn a_full_disk_while_linking_into_history_fails_with_one_line_and_leaves_bus_and
         let mut expected = records(4 * RECORDS_PER_CHUNK..5 * RECORDS_PER_CHUNK);
         expected.extend_from_slice(b"after\n");
         assert_eq!(finished.stdout, expected, "{variant}");
-        assert!(lost_lines(&finished.stderr).is_empty(), "{variant}: {}", finished.stderr);
+        assert!(
+            lost_lines(&finished.stderr).is_empty(),
+            "{variant}: {}",
+            finished.stderr
+        );
     }
 }
