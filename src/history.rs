@@ -196,6 +196,16 @@ impl HistoryDir {
         }))
     }
 
+    /// Whether entry `sequence` is a regular file (a chunk) right now.
+    pub fn holds(&self, sequence: u64) -> bool {
+        rustix::fs::statat(
+            &self.dir,
+            entry_name(sequence).as_str(),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile)
+    }
+
     /// Calls `each` with the sequence and file type of every entry name in
     /// the directory (at most [`MAX_SCANNED`] names are looked at).
     fn for_each_entry(&self, mut each: impl FnMut(u64, FileType)) -> Result<()> {

@@ -77,7 +77,6 @@ pub(crate) fn run(
         bus,
         output,
         history: None,
-        depth: None,
         warned_history: false,
         cursor,
         next: None,
@@ -85,6 +84,7 @@ pub(crate) fn run(
         follow: options.follow,
         last: None,
         warned_unusable: false,
+        pending_loss: None,
         quiet: false,
     };
     replay.open_history();
@@ -101,8 +101,6 @@ struct Replay<'a> {
     bus: &'a Bus,
     output: &'a mut Output,
     history: Option<HistoryDir>,
-    /// The history's depth, if it records a readable one.
-    depth: Option<u64>,
     warned_history: bool,
     cursor: Option<Cursor>,
     /// The sequence of the next chunk to write out, once known.
@@ -115,6 +113,8 @@ struct Replay<'a> {
     /// not recycled (see `consumer::look_forever`).
     last: Option<Chunk>,
     warned_unusable: bool,
+    /// A gap being skipped, not reported yet.
+    pending_loss: Option<(u64, u64)>,
     /// The next jump over chunks no longer held is where this consumer
     /// starts (`--last` reaching further back than history): not a loss.
     quiet: bool,
@@ -182,10 +182,7 @@ impl Replay<'_> {
             return;
         }
         match HistoryDir::open(self.bus) {
-            Ok(history) => {
-                self.depth = history.as_ref().and_then(HistoryDir::depth);
-                self.history = history;
-            }
+            Ok(history) => self.history = history,
             Err(error) if !self.warned_history => {
                 log::warn!("{error}: ignoring it");
                 self.warned_history = true;
@@ -272,14 +269,14 @@ impl Replay<'_> {
                         .first_from(next)?
                         .filter(|&held| held < sequence)
                         .unwrap_or(sequence);
-                    // Numbers inside the window that are missing were never
-                    // published (a publish that failed after taking its
-                    // number): not a loss. Below it, they fell out.
-                    let window_start = self
-                        .depth
-                        .map_or(sequence, |depth| sequence.saturating_sub(depth - 1));
-                    if !self.quiet {
-                        report_lost(next, resume.min(window_start));
+                    // Entries leave the window oldest first: if the one
+                    // before is still held, this number was never published
+                    // (a publish that failed after taking it), not lost.
+                    let hole = next
+                        .checked_sub(1)
+                        .is_some_and(|before| history.holds(before));
+                    if !self.quiet && !hole {
+                        self.lost(next, resume);
                     }
                     self.quiet = false;
                     next = resume;
@@ -290,7 +287,7 @@ impl Replay<'_> {
                         "history entry {} is {kind}, not a chunk: skipped",
                         history::entry_name(next)
                     );
-                    report_lost(next, next + 1);
+                    self.lost(next, next + 1);
                     next += 1;
                     continue;
                 }
@@ -307,7 +304,7 @@ impl Replay<'_> {
                     "history entry {} does not hold chunk {next} of this bus: skipped",
                     history::entry_name(next)
                 );
-                report_lost(next, next + 1);
+                self.lost(next, next + 1);
                 next += 1;
                 continue;
             }
@@ -320,6 +317,21 @@ impl Replay<'_> {
         self.write(chunk, content, Some(sequence))
     }
 
+    /// Notes that chunks `from` to `to - 1` were lost; reported once the
+    /// gap is over, so that a gap that grows while it is skipped (the
+    /// producer dropping entries meanwhile) is one report.
+    fn lost(&mut self, from: u64, to: u64) {
+        match &mut self.pending_loss {
+            Some((_, end)) if *end == from => *end = to,
+            pending => {
+                if let Some((start, end)) = pending.take() {
+                    report_lost(start, end);
+                }
+                *pending = Some((from, to));
+            }
+        }
+    }
+
     /// Writes out one chunk (an end-of-stream chunk writes nothing) and
     /// advances the cursor past it.
     fn write(
@@ -328,6 +340,9 @@ impl Replay<'_> {
         content: Result<Content>,
         sequence: Option<u64>,
     ) -> Result<Flow> {
+        if let Some((start, end)) = self.pending_loss.take() {
+            report_lost(start, end);
+        }
         let mut flow = Flow::Go;
         match content {
             // A chunk that is not of our format is skipped, once.
