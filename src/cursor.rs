@@ -371,15 +371,25 @@ pub(crate) fn wait_until_written(
     let mut reported = false;
     loop {
         if wait.is_none() {
-            if open_directory(bus, OFlags::PATH)?.is_none() {
-                return Ok(());
+            match open_directory(bus, OFlags::PATH) {
+                Ok(Some(_)) => {}
+                Ok(None) => return Ok(()),
+                // Not a directory (a planted symlink, say): no consumer can
+                // keep a cursor there, so there is nobody to wait for.
+                Err(error) => {
+                    log::debug!("{error}: no named consumers");
+                    return Ok(());
+                }
             }
             // Watching starts before the look below, so no advance is missed.
             *wait = Some(CursorWait::new(bus, sleep_interval, file_monitoring));
         }
-        let lagging = survey(bus)?.into_iter().find(|consumer| {
-            consumer.alive && consumer.cursor.is_some_and(|cursor| cursor < needed)
-        });
+        let lagging = survey(bus)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|consumer| {
+                consumer.alive && consumer.cursor.is_some_and(|cursor| cursor < needed)
+            });
         let Some(lagging) = lagging else {
             return Ok(());
         };

@@ -1235,3 +1235,39 @@ fn a_full_disk_while_linking_into_history_fails_with_one_line_and_leaves_bus_and
         );
     }
 }
+
+#[test]
+fn a_symlink_instead_of_the_cursor_directory_is_never_followed() {
+    let scratch = Scratch::new();
+    let aux = Scratch::new();
+    let elsewhere = Scratch::new();
+    let bus = scratch.bus();
+    history_bus(&bus, "2", aux.dir.path());
+    std::os::unix::fs::symlink(elsewhere.dir.path(), bus.with_file_name("bus.consumers"))
+        .expect("symlink");
+    let (status, stderr) = run_with_input(
+        filebus(&bus, &["consumer", "--name", "n"]),
+        b"",
+        aux.dir.path(),
+    );
+    assert_one_line_error(
+        status,
+        &stderr,
+        &["bus.consumers", "not a directory"],
+        "a named consumer on a symlinked cursor directory",
+    );
+    // Producers have nobody to wait for, and go on.
+    produce(
+        &bus,
+        &["--block-size", CHUNK_ARG],
+        &records(0..5 * RECORDS_PER_CHUNK),
+        aux.dir.path(),
+    );
+    assert_eq!(history_entries(&bus), [6, 7]);
+    assert!(
+        elsewhere.names().is_empty(),
+        "something was written through the symlink"
+    );
+    let json = stat(&bus, &["--json"]);
+    assert!(json.contains("\"consumers\":[]"), "{json}");
+}
