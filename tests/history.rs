@@ -357,13 +357,17 @@ fn consumer_more_than_n_behind_reports_each_gap_once_and_stats_count_it() {
     let (mut consumer, mut stdout) = blocked_consumer(&bus, &["--stats"]);
     let input = records(0..300 * RECORDS_PER_CHUNK);
     produce(&bus, &["--block-size", CHUNK_ARG], &input, aux.dir.path());
-    let mut output = Vec::new();
-    stdout
-        .read_to_end(&mut output)
-        .expect("cannot read the consumer's output");
+    let reader = std::thread::spawn(move || {
+        let mut output = Vec::new();
+        let _ = stdout.read_to_end(&mut output);
+        output
+    });
+    // Waits with a deadline: a consumer that missed the end of the stream
+    // fails here.
     let status = consumer.wait();
     let stderr = consumer.stderr();
     assert!(status.success(), "{status:?}: {stderr}");
+    let output = reader.join().expect("reader panicked");
     // Chunks 2..=301 carry the records, 302 ends the stream; history holds
     // 299..=302. Output: a prefix of whole chunks, then the last three.
     let firsts = check_full_chunks(&output, "the slow consumer's output");
@@ -1270,4 +1274,31 @@ fn a_symlink_instead_of_the_cursor_directory_is_never_followed() {
     );
     let json = stat(&bus, &["--json"]);
     assert!(json.contains("\"consumers\":[]"), "{json}");
+}
+
+#[test]
+fn without_file_events_the_producer_still_waits_for_named_consumers_by_polling() {
+    let scratch = Scratch::new();
+    let aux = Scratch::new();
+    let bus = scratch.bus();
+    history_bus(&bus, "4", aux.dir.path());
+    let polling = ["--no-file-monitoring", "--sleep-interval", "0.01"];
+    let (mut slow, mut slow_stdout) = blocked_consumer(&bus, &["--name", "slow"]);
+    let input = records(0..200 * RECORDS_PER_CHUNK);
+    let stdin = input_in(aux.dir.path(), "input", &input);
+    let mut args = polling.to_vec();
+    args.extend(["--block-size", CHUNK_ARG, "producer"]);
+    let mut producer = Spawned::start(filebus(&bus, &args), stdin, Stdio::null());
+    wait_for_lag(&bus, "slow", 4);
+    assert!(producer.try_status().is_none(), "the producer did not wait");
+    let reader = std::thread::spawn(move || {
+        let mut output = Vec::new();
+        let _ = slow_stdout.read_to_end(&mut output);
+        output
+    });
+    // Waits with a deadline: a producer that never looks again fails here.
+    assert!(producer.wait().success(), "{}", producer.stderr());
+    assert!(slow.wait().success(), "{}", slow.stderr());
+    let output = reader.join().expect("reader panicked");
+    assert!(output == input, "{} bytes of {}", output.len(), input.len());
 }
