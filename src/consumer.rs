@@ -1,6 +1,8 @@
 //! The consumer: wake-up → look at (lossy) or take (lossless) the chunk at `F`
 //! → standard output.
 
+use std::fs::File;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::{Arc, PoisonError};
 
 use crate::bus::{Bus, Chunk, Current};
@@ -31,6 +33,7 @@ pub fn run(options: &Options) -> Result<()> {
         stats: stats.clone(),
         max_chunk_size: options.max_chunk_size,
         stamps: false,
+        _file: None,
     };
     // Where the bus's sequence stood when we started (see replay): read
     // before the watcher exists, so every chunk it may miss is after it.
@@ -60,6 +63,9 @@ pub(crate) struct Output {
     pub(crate) max_chunk_size: u64,
     /// Read every chunk's stamp, not only when counting (history needs them).
     pub(crate) stamps: bool,
+    /// The file `sink` writes to, when it is not standard output; declared
+    /// after `sink`, so it is closed after it.
+    _file: Option<File>,
 }
 
 /// What a chunk carries: where its content lies in its file, and its stamp.
@@ -70,6 +76,27 @@ pub(crate) struct Content {
 }
 
 impl Output {
+    /// Output to `file` instead of standard output (a consumer driven
+    /// in-process: see [`replay::Session`]).
+    pub(crate) fn to_file(
+        file: File,
+        options: &Options,
+        stats: Option<SharedStats>,
+    ) -> Result<Output> {
+        // SAFETY: the descriptor belongs to `file`, which the Output owns
+        // and never gives away, and which is dropped after `sink` (field
+        // order), so the borrowed descriptor outlives every use.
+        let fd = unsafe { BorrowedFd::borrow_raw(file.as_raw_fd()) };
+        Ok(Output {
+            sink: Sink::new(fd, options.output_method)?,
+            format: options.format,
+            stats,
+            max_chunk_size: options.max_chunk_size,
+            stamps: false,
+            _file: Some(file),
+        })
+    }
+
     /// How chunks are stored at `F`.
     pub(crate) fn format(&self) -> Format {
         self.format

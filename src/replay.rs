@@ -18,11 +18,16 @@
 //! empty chunk and write nothing). The consumer exits after it, unless it
 //! was there before the consumer started or `--follow` was given.
 
+use std::borrow::{Borrow, BorrowMut};
+use std::fs::File;
+use std::sync::PoisonError;
+
 use crate::bus::{Bus, Chunk, Current};
 use crate::consumer::{Content, Output};
 use crate::cursor::Cursor;
 use crate::error::Result;
 use crate::history::{self, Entry, HistoryDir};
+use crate::stats::SharedStats;
 use crate::watch::Watcher;
 use crate::{Format, Options, stamp};
 
@@ -69,26 +74,7 @@ pub(crate) fn run(
     baseline: Option<u64>,
 ) -> Result<()> {
     output.stamps = true;
-    let cursor = match &options.name {
-        Some(name) => Some(Cursor::claim(bus, name)?),
-        None => None,
-    };
-    let mut replay = Replay {
-        bus,
-        output,
-        history: None,
-        warned_history: false,
-        cursor,
-        next: None,
-        end_after: baseline.unwrap_or(0),
-        follow: options.follow,
-        last: None,
-        warned_unusable: false,
-        pending_loss: None,
-        quiet: false,
-    };
-    replay.open_history();
-    replay.position(options.last, last, baseline)?;
+    let mut replay = Replay::start(bus, output, options, last, baseline)?;
     loop {
         if replay.look()? == Flow::End {
             return Ok(());
@@ -97,9 +83,11 @@ pub(crate) fn run(
     }
 }
 
-struct Replay<'a> {
-    bus: &'a Bus,
-    output: &'a mut Output,
+/// The consumer's state; `B` is a [`Bus`] or a reference to one, `O` an
+/// [`Output`] or a mutable reference to one.
+struct Replay<B, O> {
+    bus: B,
+    output: O,
     history: Option<HistoryDir>,
     warned_history: bool,
     cursor: Option<Cursor>,
@@ -120,7 +108,80 @@ struct Replay<'a> {
     quiet: bool,
 }
 
-impl Replay<'_> {
+/// A history consumer driven one look at a time, writing to a file: the
+/// real consumer logic (catch-up, gaps, end of stream, cursor, stats)
+/// without the wait for changes. For tests and fuzzing.
+pub struct Session {
+    replay: Replay<Bus, Output>,
+    stats: Option<SharedStats>,
+}
+
+impl Session {
+    /// Starts a consumer of the bus at `options.path` (with its `name`,
+    /// `last`, `follow` and `stats`) writing to `out`.
+    pub fn start(options: &Options, out: File) -> Result<Session> {
+        let bus = Bus::open(&options.path)?;
+        let stats = options.stats.then(SharedStats::default);
+        let mut output = Output::to_file(out, options, stats.clone())?;
+        output.stamps = true;
+        let baseline = bus_counter(&bus);
+        Ok(Session {
+            replay: Replay::start(bus, output, options, None, baseline)?,
+            stats,
+        })
+    }
+
+    /// Looks at the bus once, writing out everything new; `true` once it
+    /// wrote an end-of-stream chunk that ends it.
+    pub fn look(&mut self) -> Result<bool> {
+        Ok(self.replay.look()? == Flow::End)
+    }
+
+    /// Chunks missed so far, from gaps in the sequence (with `stats`).
+    pub fn missed(&self) -> Option<u64> {
+        let stats = self.stats.as_ref()?;
+        Some(
+            stats
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .missed(),
+        )
+    }
+}
+
+impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
+    /// Claims the cursor of a named consumer, finds the history and decides
+    /// where to start (see [`Replay::position`]).
+    fn start(
+        bus: B,
+        output: O,
+        options: &Options,
+        last: Option<Chunk>,
+        baseline: Option<u64>,
+    ) -> Result<Self> {
+        let cursor = match &options.name {
+            Some(name) => Some(Cursor::claim(bus.borrow(), name)?),
+            None => None,
+        };
+        let mut replay = Replay {
+            bus,
+            output,
+            history: None,
+            warned_history: false,
+            cursor,
+            next: None,
+            end_after: baseline.unwrap_or(0),
+            follow: options.follow,
+            last: None,
+            warned_unusable: false,
+            pending_loss: None,
+            quiet: false,
+        };
+        replay.open_history();
+        replay.position(options.last, last, baseline)?;
+        Ok(replay)
+    }
+
     /// Decides where to start: after the cursor of a named consumer that
     /// has one; after the chunk a plain consumer already wrote; otherwise
     /// at the chunk at `F` (`--last K`: K chunks back), or, if there is
@@ -142,12 +203,15 @@ impl Replay<'_> {
         }
         let after_baseline = baseline.map_or(1, |baseline| baseline.saturating_add(1));
         if let Some(chunk) = last {
-            let sequence = self.sequence_of(&chunk, self.output.content(self.bus, &chunk).ok());
+            let sequence = self.sequence_of(
+                &chunk,
+                self.output.borrow().content(self.bus.borrow(), &chunk).ok(),
+            );
             self.next =
                 Some(sequence.map_or(after_baseline, |sequence| sequence.saturating_add(1)));
             self.last = Some(chunk);
-        } else if let Current::Chunk(chunk) = self.bus.open_current()?
-            && let content = self.output.content(self.bus, &chunk).ok()
+        } else if let Current::Chunk(chunk) = self.bus.borrow().open_current()?
+            && let content = self.output.borrow().content(self.bus.borrow(), &chunk).ok()
             && let at_end = content.as_ref().is_some_and(|content| content.len == 0)
             && let Some(sequence) = self.sequence_of(&chunk, content)
         {
@@ -181,7 +245,7 @@ impl Replay<'_> {
         if self.history.is_some() {
             return;
         }
-        match HistoryDir::open(self.bus) {
+        match HistoryDir::open(self.bus.borrow()) {
             Ok(history) => self.history = history,
             Err(error) if !self.warned_history => {
                 log::warn!("{error}: ignoring it");
@@ -201,23 +265,28 @@ impl Replay<'_> {
     }
 
     fn output_format(&self) -> Format {
-        self.output.format()
+        self.output.borrow().format()
     }
 
     /// Looks at `F`; writes out what is new.
     fn look(&mut self) -> Result<Flow> {
         let last_id = self.last.as_ref().map(|chunk| chunk.id);
         // A stat is cheaper than an open; open only when `F` changed.
-        if self.bus.current_id()?.is_some_and(|id| Some(id) == last_id) {
+        if self
+            .bus
+            .borrow()
+            .current_id()?
+            .is_some_and(|id| Some(id) == last_id)
+        {
             return Ok(Flow::Go);
         }
-        let chunk = match self.bus.open_current()? {
+        let chunk = match self.bus.borrow().open_current()? {
             Current::Absent => return Ok(Flow::Go),
             Current::Unusable(kind) => {
                 if !self.warned_unusable {
                     log::warn!(
                         "{} is {kind}, not a chunk: waiting for the next one",
-                        self.bus.path().display()
+                        self.bus.borrow().path().display()
                     );
                     self.warned_unusable = true;
                 }
@@ -228,7 +297,7 @@ impl Replay<'_> {
         };
         self.warned_unusable = false;
         self.open_history();
-        let content = self.output.content(self.bus, &chunk);
+        let content = self.output.borrow().content(self.bus.borrow(), &chunk);
         let sequence = match &content {
             Ok(content) => content.stamp.map(|stamp| stamp.sequence),
             Err(_) if self.output_format() == Format::Raw => {
@@ -261,7 +330,7 @@ impl Replay<'_> {
         }
         while next < sequence {
             let Some(history) = &self.history else { break };
-            let entry = history.open_entry(next, self.output.max_chunk_size)?;
+            let entry = history.open_entry(next, self.output.borrow().max_chunk_size)?;
             let held = match entry {
                 Entry::Chunk(held) => held,
                 Entry::Missing => {
@@ -293,7 +362,7 @@ impl Replay<'_> {
                 }
             };
             self.quiet = false;
-            let held_content = self.output.content(self.bus, &held);
+            let held_content = self.output.borrow().content(self.bus.borrow(), &held);
             let held_sequence = held_content
                 .as_ref()
                 .ok()
@@ -348,7 +417,7 @@ impl Replay<'_> {
             // A chunk that is not of our format is skipped, once.
             Err(error) => log::warn!("{error}: skipped"),
             Ok(content) => {
-                self.output.emit(&chunk, &content)?;
+                self.output.borrow_mut().emit(&chunk, &content)?;
                 let end_of_stream =
                     content.len == 0 && sequence.is_some() && self.history.is_some();
                 if end_of_stream
