@@ -220,7 +220,7 @@ pub struct NamedConsumer {
 }
 
 /// The named consumers of `bus`, sorted by name: every regular file with a
-/// valid name in `F.consumers` (at most [`MAX_SURVEYED`]).
+/// valid name in `F.consumers` (at most 4096 of them).
 pub fn survey(bus: &Bus) -> Result<Vec<NamedConsumer>> {
     let Some(dir) = open_directory(bus, OFlags::RDONLY)? else {
         return Ok(Vec::new());
