@@ -124,6 +124,14 @@ pub enum Command {
         #[arg(long)]
         blocking_read: bool,
 
+        /// Keep the last N chunks readable in FILE.history/ (hard links, no
+        /// copy), so consumers catch up and named consumers lose nothing;
+        /// lossy mode only. The depth belongs to the bus: every producer on
+        /// it keeps the depth it was created with
+        #[arg(long, value_name = "N",
+              value_parser = clap::value_parser!(u64).range(1..=filebus_core::history::MAX_DEPTH))]
+        history: Option<u64>,
+
         #[command(flatten)]
         records: RecordOptions,
     },
@@ -133,6 +141,22 @@ pub enum Command {
         /// emitted, chunks missed, unstamped chunks, publish-to-emit latency
         #[arg(long)]
         stats: bool,
+
+        /// Keep a cursor as NAME in FILE.consumers/: resume after the last
+        /// chunk written when started again, and hold producers with
+        /// history back until each chunk is written (lossless multicast)
+        #[arg(long, value_name = "NAME", value_parser = parse_consumer_name)]
+        name: Option<String>,
+
+        /// On a bus with history, start K chunks back (as many as it holds),
+        /// like tail -n K [default: 1, the chunk at FILE]
+        #[arg(long, value_name = "K")]
+        last: Option<u64>,
+
+        /// On a bus with history, go on after an end-of-stream chunk instead
+        /// of exiting 0 (like tail -f rather than cat)
+        #[arg(long)]
+        follow: bool,
     },
     /// Measure throughput, latency, loss and idle cost of filebus programs
     /// side by side, with real producer and consumer processes
@@ -314,6 +338,19 @@ impl Cli {
             .filename
             .clone()
             .ok_or("the --filename FILE option is required")?;
+        if self.back_pressure
+            && matches!(
+                self.command,
+                Command::Producer {
+                    history: Some(_),
+                    ..
+                }
+            )
+        {
+            return Err(
+                "--history keeps chunks for lossy multicast; it cannot be used with --back-pressure",
+            );
+        }
         Ok(Options {
             path,
             lossless: self.back_pressure,
@@ -333,6 +370,19 @@ impl Cli {
             stop: filebus_core::stop::StopFlag::NEVER,
             format: self.format.into(),
             max_chunk_size: self.max_chunk_size,
+            history: match self.command {
+                Command::Producer { history, .. } => history,
+                _ => None,
+            },
+            name: match &self.command {
+                Command::Consumer { name, .. } => name.clone(),
+                _ => None,
+            },
+            last: match self.command {
+                Command::Consumer { last, .. } => last,
+                _ => None,
+            },
+            follow: matches!(self.command, Command::Consumer { follow: true, .. }),
         })
     }
 }
@@ -443,6 +493,10 @@ fn parse_block_size(text: &str) -> Result<NonZeroUsize, String> {
         }
         Err(_) => Err("the block size must be a positive whole number of bytes".into()),
     }
+}
+
+fn parse_consumer_name(text: &str) -> Result<String, String> {
+    filebus_core::cursor::validate_name(text).map(|()| text.to_owned())
 }
 
 fn parse_delimiter(text: &str) -> Result<u8, String> {

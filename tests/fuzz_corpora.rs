@@ -2,14 +2,15 @@
 //! `fuzz/corpus/tar_parser` through the differential check of
 //! `filebus_core::tar` against the `tar` crate, every file of
 //! `fuzz/corpus/chunker` through the chunker properties, and every file of
-//! `fuzz/corpus/protocol` through the protocol's invariants. The checks are
+//! `fuzz/corpus/protocol` through the protocol's invariants, and every file of
+//! `fuzz/corpus/history` through those of reliable multicast. The checks are
 //! the fuzz targets' own (`filebus-testkit`), so `cargo test` keeps what
 //! fuzzing found from coming back.
 
 use std::path::{Path, PathBuf};
 
 use filebus_testkit::tar_agreement::oracle_view;
-use filebus_testkit::{check_chunking, check_protocol, check_tar_agreement};
+use filebus_testkit::{check_chunking, check_history, check_protocol, check_tar_agreement};
 
 /// The files of `fuzz/corpus/<target>`, sorted.
 fn corpus(target: &str) -> Vec<PathBuf> {
@@ -54,6 +55,11 @@ fn chunker_corpus_keeps_the_chunking_properties() {
 #[test]
 fn protocol_corpus_holds_its_invariants() {
     replay("protocol", check_protocol);
+}
+
+#[test]
+fn history_corpus_holds_its_invariants() {
+    replay("history", check_history);
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod bench;
 mod command_line;
 mod faults;
 mod fuzz_corpora;
+mod history;
 mod interop;
 mod lossless;
 mod lossy;

@@ -30,6 +30,7 @@ use rustix::fs::{Access, AtFlags, FileType, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 
 use crate::error::{Error, Result};
+use crate::history::Keeper;
 use crate::lock::{LockFile, LockGuard};
 use crate::stamp::{self, Stamp};
 use crate::stop::StopFlag;
@@ -80,6 +81,8 @@ pub struct Bus {
     /// Whether `F` existed at our last publish: then the next publish goes
     /// straight to the exchange, without a link that would fail.
     f_was_present: Cell<bool>,
+    /// The producer's side of the bus's history (`F.history`).
+    history: Keeper,
     /// What this bus's filesystem refused so far, so it is not tried again.
     refused: Refusals,
     /// Checked by its lock and its watchers when a wait is interrupted.
@@ -89,7 +92,7 @@ pub struct Bus {
 /// What a filesystem refused, remembered per bus (two buses of one process
 /// may live on filesystems that differ).
 #[derive(Debug, Default)]
-struct Refusals {
+pub(crate) struct Refusals {
     /// `O_TMPFILE` was refused (NFS, CephFS, FUSE): later chunks go straight
     /// to named temporary files.
     tmpfile: Cell<bool>,
@@ -219,6 +222,7 @@ impl Bus {
             f_was_present: Cell::new(false),
             refused: Refusals::default(),
             stop: StopFlag::NEVER,
+            history: Keeper::default(),
             path: path.to_owned(),
             dir_path,
             dir,
@@ -239,6 +243,11 @@ impl Bus {
     pub fn stopped_by(mut self, stop: StopFlag) -> Self {
         self.stop = stop;
         self
+    }
+
+    /// What this bus's filesystem refused so far.
+    pub(crate) fn refusals(&self) -> &Refusals {
+        &self.refused
     }
 
     /// What stops this bus's waits.
@@ -269,6 +278,11 @@ impl Bus {
     /// A descriptor (`O_PATH`) of the directory holding the bus.
     pub fn dir(&self) -> &OwnedFd {
         &self.dir
+    }
+
+    /// The producer's side of the bus's history ([`crate::history`]).
+    pub fn history(&self) -> &Keeper {
+        &self.history
     }
 
     /// Opens (creating if needed) the lock file `F.lock`.
@@ -424,6 +438,11 @@ impl Bus {
                 error,
             )
         })?;
+        // Into history first: a consumer that sees the chunk at `F` finds
+        // every earlier one there. A failure leaves the bus as it was.
+        let linked = self
+            .history
+            .link(self, &temp.file, temp.name.as_deref(), sequence, lock)?;
         // Recorded before the chunk appears, so that a consumer woken by its
         // appearance finds the lock released at once instead of sleeping on it.
         record_sequence(lock, sequence, &self.refused);
@@ -434,7 +453,10 @@ impl Bus {
                 // complete anonymous file as `F` publishes it in one call.
                 if !self.f_was_present.get() {
                     match link_anonymous(&temp.file, &self.dir, &self.name, &self.refused) {
-                        Ok(()) => return Ok(()),
+                        Ok(()) => {
+                            linked.published();
+                            return Ok(());
+                        }
                         Err(Errno::EXIST) => self.f_was_present.set(true),
                         Err(errno) => {
                             return Err(Error::file(
@@ -451,7 +473,7 @@ impl Bus {
         };
         let renamed = self.exchange_or_rename(&staged);
         temp.published();
-        renamed
+        renamed.map(|()| linked.published())
     }
 
     /// Puts the file named `staged` at `F`.
@@ -575,7 +597,8 @@ impl Bus {
 }
 
 impl ChunkId {
-    fn of(stat: &rustix::fs::Stat) -> ChunkId {
+    /// The identity of the file `stat` describes.
+    pub(crate) fn of(stat: &rustix::fs::Stat) -> ChunkId {
         ChunkId {
             dev: stat.st_dev,
             ino: stat.st_ino,
@@ -625,12 +648,18 @@ fn unusable_kind(file_type: FileType) -> Option<&'static str> {
 }
 
 /// The suffixes of the names derived from `F` in its directory.
-const DERIVED_SUFFIXES: &[&str] = &[NEW_SUFFIX, LOCK_SUFFIX];
+const DERIVED_SUFFIXES: &[&str] = &[
+    NEW_SUFFIX,
+    LOCK_SUFFIX,
+    crate::history::HISTORY_SUFFIX,
+    crate::cursor::CONSUMERS_SUFFIX,
+];
 
 /// The longest file name on Linux filesystems, where `statvfs` cannot say.
 const DEFAULT_NAME_MAX: u64 = 255;
 
-/// Refuses a bus name too long for the names derived from it (`F.__new__`)
+/// Refuses a bus name too long for the names derived from it (`F.__new__`,
+/// `F.consumers`)
 /// on its filesystem, before anything is published: otherwise the first
 /// publish (linked straight at `F`) works and every later one fails.
 fn check_name_room(dir: &OwnedFd, name: &OsStr, path: &Path) -> Result<()> {
@@ -720,7 +749,7 @@ fn record_sequence(lock: &LockGuard<'_>, sequence: Option<u64>, refused: &Refusa
 
 /// Gives an anonymous `O_TMPFILE` a name in `dir`. `AT_EMPTY_PATH` needs
 /// `CAP_DAC_READ_SEARCH` on older kernels; `/proc/self/fd` works for anyone.
-fn link_anonymous(
+pub(crate) fn link_anonymous(
     file: &File,
     dir: &OwnedFd,
     name: &OsStr,

@@ -1,6 +1,8 @@
 //! The consumer: wake-up → look at (lossy) or take (lossless) the chunk at `F`
 //! → standard output.
 
+use std::fs::File;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::PoisonError;
 
 use crate::bus::{Bus, Chunk, Current};
@@ -9,7 +11,7 @@ use crate::sink::Sink;
 use crate::stamp::Stamp;
 use crate::stats::{self, SharedStats};
 use crate::watch::Watcher;
-use crate::{Format, Options, stamp, tar};
+use crate::{Format, Options, replay, stamp, tar};
 
 /// Writes the bus's chunks to standard output: every new chunk it sees
 /// (lossy; never returns), or each chunk it takes until the end-of-stream
@@ -22,13 +24,20 @@ pub fn run(options: &Options) -> Result<()> {
         format: options.format,
         stats: stats.clone(),
         max_chunk_size: options.max_chunk_size,
+        stamps: false,
+        _file: None,
     };
+    // Where the bus's sequence stood when we started (see replay): read
+    // before the watcher exists, so every chunk it may miss is after it.
+    let baseline = replay::bus_counter(&bus);
     // The watcher exists before the first look, so no change is missed.
     let mut watcher = Watcher::new(&bus, options.file_monitoring, options.sleep_interval)?;
     let outcome = if options.lossless {
         take_until_end_of_stream(&bus, &mut watcher, &mut output)
+    } else if replay::wanted(&bus, options) {
+        replay::run(&bus, &mut watcher, &mut output, options, None, baseline)
     } else {
-        look_forever(&bus, &mut watcher, &mut output)
+        look_forever(&bus, &mut watcher, &mut output, options, baseline)
     };
     if let Some(stats) = &stats {
         stats::report(stats);
@@ -38,25 +47,56 @@ pub fn run(options: &Options) -> Result<()> {
 
 /// Standard output, the format of the chunks, and the stats of what went
 /// there if asked for.
-struct Output {
+pub(crate) struct Output {
     sink: Sink<'static>,
     format: Format,
     stats: Option<SharedStats>,
     /// Larger chunks are refused (a huge sparse file put at `F`, say).
-    max_chunk_size: u64,
+    pub(crate) max_chunk_size: u64,
+    /// Read every chunk's stamp, not only when counting (history needs them).
+    pub(crate) stamps: bool,
+    /// The file `sink` writes to, when it is not standard output; declared
+    /// after `sink`, so it is closed after it.
+    _file: Option<File>,
 }
 
 /// What a chunk carries: where its content lies in its file, and its stamp.
-struct Content {
+pub(crate) struct Content {
     offset: u64,
-    len: u64,
-    stamp: Option<Stamp>,
+    pub(crate) len: u64,
+    pub(crate) stamp: Option<Stamp>,
 }
 
 impl Output {
+    /// Output to `file` instead of standard output (a consumer driven
+    /// in-process: see [`replay::Session`]).
+    pub(crate) fn to_file(
+        file: File,
+        options: &Options,
+        stats: Option<SharedStats>,
+    ) -> Result<Output> {
+        // SAFETY: the descriptor belongs to `file`, which the Output owns
+        // and never gives away, and which is dropped after `sink` (field
+        // order), so the borrowed descriptor outlives every use.
+        let fd = unsafe { BorrowedFd::borrow_raw(file.as_raw_fd()) };
+        Ok(Output {
+            sink: Sink::new(fd, options.output_method)?,
+            format: options.format,
+            stats,
+            max_chunk_size: options.max_chunk_size,
+            stamps: false,
+            _file: Some(file),
+        })
+    }
+
+    /// How chunks are stored at `F`.
+    pub(crate) fn format(&self) -> Format {
+        self.format
+    }
+
     /// Where the content of `chunk` lies, or why it is not a chunk of our
-    /// format. Reads the stamp only when counting.
-    fn content(&self, bus: &Bus, chunk: &Chunk) -> Result<Content> {
+    /// format. Reads the stamp only when counting or following history.
+    pub(crate) fn content(&self, bus: &Bus, chunk: &Chunk) -> Result<Content> {
         let content = self.locate(bus, chunk)?;
         if content.len > self.max_chunk_size {
             return Err(Error::BadBusPath {
@@ -76,7 +116,9 @@ impl Output {
             Format::Raw => Ok(Content {
                 offset: 0,
                 len: chunk.len,
-                stamp: self.stats.as_ref().and_then(|_| stamp::read(&chunk.file)),
+                stamp: (self.stamps || self.stats.is_some())
+                    .then(|| stamp::read(&chunk.file))
+                    .flatten(),
             }),
             // An empty file is an end-of-stream marker in either format.
             Format::Tar if chunk.len == 0 => Ok(Content {
@@ -120,7 +162,7 @@ impl Output {
     }
 
     /// Writes the content of a chunk to standard output and counts it.
-    fn emit(&mut self, chunk: &Chunk, content: &Content) -> Result<()> {
+    pub(crate) fn emit(&mut self, chunk: &Chunk, content: &Content) -> Result<()> {
         let written = self
             .sink
             .emit_range(&chunk.file, content.offset, content.len)?;
@@ -142,13 +184,25 @@ impl Output {
 /// while we hold it, so a new file at `F` always has a different identity.
 /// (ext4 hands a freed inode number straight to the next file; a consumer
 /// that only remembers the number misses chunks.)
-fn look_forever(bus: &Bus, watcher: &mut Watcher, output: &mut Output) -> Result<()> {
+///
+/// A history directory appearing beside the bus (a producer started with
+/// `--history`) turns this into the history consumer of [`replay`].
+fn look_forever(
+    bus: &Bus,
+    watcher: &mut Watcher,
+    output: &mut Output,
+    options: &Options,
+    baseline: Option<u64>,
+) -> Result<()> {
     let mut last: Option<Chunk> = None;
     let mut warned_unusable = false;
     loop {
         let last_id = last.as_ref().map(|chunk| chunk.id);
         // A stat is cheaper than an open; open only when `F` changed.
         if bus.current_id()?.is_none_or(|id| Some(id) != last_id) {
+            if crate::history::exists(bus) {
+                return replay::run(bus, watcher, output, options, last, baseline);
+            }
             match bus.open_current()? {
                 Current::Chunk(chunk) if Some(chunk.id) != last_id => {
                     // A chunk that is not of our format is skipped, once.

@@ -10,7 +10,9 @@ use rustix::io::Errno;
 use serde::Serialize;
 
 use crate::bus::{Bus, Current};
+use crate::cursor::{self, NamedConsumer};
 use crate::error::{Error, Result};
+use crate::history::{HistoryDir, Holdings};
 use crate::stamp;
 use crate::watch::{self, WakeUp, Watcher};
 
@@ -24,6 +26,28 @@ pub struct BusStatus {
     /// How consumers and lossless producers on this machine wake up for
     /// this bus (with file monitoring on, the default).
     pub wake_up: WakeUp,
+    /// The bus's history, if it keeps one.
+    pub history: Option<HistoryStatus>,
+    /// Its named consumers, sorted by name.
+    pub consumers: Vec<ConsumerStatus>,
+}
+
+/// The history of a bus (`F.history`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryStatus {
+    /// The depth recorded, if readable.
+    pub depth: Option<u64>,
+    /// What it holds.
+    pub holdings: Holdings,
+}
+
+/// A named consumer and how far behind it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerStatus {
+    /// Its name, liveness and cursor.
+    pub consumer: NamedConsumer,
+    /// Chunks published after its cursor, if both are known.
+    pub lag: Option<u64>,
 }
 
 /// The current chunk of a bus.
@@ -86,11 +110,57 @@ pub fn status(path: &Path) -> Result<BusStatus> {
             })
         }
     };
+    let history = history_status(&bus);
+    let newest = newest_sequence(
+        chunk.as_ref().and_then(|chunk| chunk.sequence),
+        history.as_ref(),
+    );
     Ok(BusStatus {
         chunk,
         lock: lock_state(&bus)?,
         wake_up: watch::wake_up(&bus, true),
+        history,
+        consumers: consumers(&bus, newest),
     })
+}
+
+/// The history's depth and holdings; a bad history directory is reported
+/// as a warning and shown as none.
+fn history_status(bus: &Bus) -> Option<HistoryStatus> {
+    let holdings = HistoryDir::open(bus).and_then(|dir| match dir {
+        Some(dir) => Ok(Some((dir.depth(), dir.holdings()?))),
+        None => Ok(None),
+    });
+    match holdings {
+        Ok(found) => found.map(|(depth, holdings)| HistoryStatus { depth, holdings }),
+        Err(error) => {
+            log::warn!("{error}");
+            None
+        }
+    }
+}
+
+/// The newest sequence number published, from `F` or the history.
+fn newest_sequence(at_f: Option<u64>, history: Option<&HistoryStatus>) -> Option<u64> {
+    let held = history.and_then(|history| history.holdings.newest);
+    at_f.max(held)
+}
+
+/// The named consumers with their lag behind `newest`.
+fn consumers(bus: &Bus, newest: Option<u64>) -> Vec<ConsumerStatus> {
+    let surveyed = cursor::survey(bus).unwrap_or_else(|error| {
+        log::warn!("{error}");
+        Vec::new()
+    });
+    surveyed
+        .into_iter()
+        .map(|consumer| ConsumerStatus {
+            lag: newest
+                .zip(consumer.cursor)
+                .map(|(newest, cursor)| newest.saturating_sub(cursor)),
+            consumer,
+        })
+        .collect()
 }
 
 /// Whether the chunk starts with a POSIX tar header (the `ustar` magic).
@@ -161,6 +231,36 @@ impl BusStatus {
             LockState::Held => "held",
         };
         let _ = writeln!(text, "lock:     {lock}");
+        if let Some(history) = &self.history {
+            let depth = history
+                .depth
+                .map_or("unknown depth".to_owned(), |depth| format!("depth {depth}"));
+            let held = &history.holdings;
+            let range = match (held.oldest, held.newest) {
+                (Some(oldest), Some(newest)) => format!(" ({oldest} to {newest})"),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                text,
+                "history:  {depth}, {} chunks held{range}, {} bytes",
+                held.chunks, held.bytes
+            );
+        }
+        for status in &self.consumers {
+            let consumer = &status.consumer;
+            let _ = writeln!(
+                text,
+                "consumer: {} {}, cursor {}, lag {}",
+                consumer.name,
+                if consumer.alive { "alive" } else { "dead" },
+                consumer
+                    .cursor
+                    .map_or("none".to_owned(), |cursor| cursor.to_string()),
+                status
+                    .lag
+                    .map_or("unknown".to_owned(), |lag| format!("{lag} chunks")),
+            );
+        }
         match self.wake_up {
             WakeUp::Polling {
                 remote_filesystem: Some(kind),
@@ -190,24 +290,33 @@ impl BusStatus {
             LockState::Free => "free",
             LockState::Held => "held",
         };
-        to_json(&serde_json::json!({
-            "bus": path.to_string_lossy(),
-            "chunk": self.chunk.as_ref().map(|chunk| serde_json::json!({
-                "format": chunk.format,
-                "size": chunk.size,
-                "age_seconds": chunk.age.map(|age| age.as_secs_f64()),
-                "sequence": chunk.sequence,
-            })),
-            "lock": lock,
-            "wake_up": match self.wake_up {
+        let status = StatusJson {
+            bus: path.to_string_lossy(),
+            chunk: self.chunk.as_ref().map(|chunk| ChunkJson {
+                format: chunk.format,
+                size: chunk.size,
+                age_seconds: chunk.age.map(|age| age.as_secs_f64()),
+                sequence: chunk.sequence,
+            }),
+            lock,
+            history: self.history.as_ref().map(|history| HistoryJson {
+                depth: history.depth,
+                chunks: history.holdings.chunks,
+                oldest: history.holdings.oldest,
+                newest: history.holdings.newest,
+                bytes: history.holdings.bytes,
+            }),
+            consumers: self.consumers.iter().map(ConsumerJson::of).collect(),
+            wake_up: match self.wake_up {
                 WakeUp::Events => "events",
                 WakeUp::Polling { .. } => "polling",
             },
-            "remote_filesystem": match self.wake_up {
+            remote_filesystem: match self.wake_up {
                 WakeUp::Polling { remote_filesystem } => remote_filesystem,
                 WakeUp::Events => None,
             },
-        }))
+        };
+        to_json(&status)
     }
 }
 
@@ -229,16 +338,33 @@ pub fn watch(path: &Path, json: bool, count: Option<u64>) -> Result<()> {
             _ => arrivals,
         };
         last_sequence = sequence.or(last_sequence);
+        // The lag of each named consumer, to watch it move.
+        let newest = newest_sequence(sequence, history_status(&bus).as_ref());
+        let lags = consumers(&bus, newest);
         let rate = Rate {
             second: line,
             chunks_per_second,
             bytes_per_second: chunks_per_second.saturating_mul(chunk_size(&bus)),
+            lag: lags
+                .iter()
+                .map(|status| (status.consumer.name.clone(), status.lag))
+                .collect(),
         };
         if json {
             println!("{}", to_json(&rate));
         } else {
+            let lags: String = lags
+                .iter()
+                .map(|status| {
+                    format!(
+                        "  {}: lag {}",
+                        status.consumer.name,
+                        status.lag.map_or("?".to_owned(), |lag| lag.to_string())
+                    )
+                })
+                .collect();
             println!(
-                "{:>6} s  {:>9} chunks/s  {:>13} bytes/s",
+                "{:>6} s  {:>9} chunks/s  {:>13} bytes/s{lags}",
                 rate.second, rate.chunks_per_second, rate.bytes_per_second
             );
         }
@@ -256,6 +382,56 @@ struct Rate {
     chunks_per_second: u64,
     /// Estimated from the current chunk's size.
     bytes_per_second: u64,
+    /// The lag of each named consumer, by name.
+    lag: std::collections::BTreeMap<String, Option<u64>>,
+}
+
+/// `filebus stat --json`, its fields in the order people read them.
+#[derive(Debug, Serialize)]
+struct StatusJson<'a> {
+    bus: std::borrow::Cow<'a, str>,
+    chunk: Option<ChunkJson>,
+    lock: &'static str,
+    history: Option<HistoryJson>,
+    consumers: Vec<ConsumerJson<'a>>,
+    wake_up: &'static str,
+    remote_filesystem: Option<&'static str>,
+}
+
+#[derive(Debug, Serialize)]
+struct ChunkJson {
+    format: &'static str,
+    size: u64,
+    age_seconds: Option<f64>,
+    sequence: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct HistoryJson {
+    depth: Option<u64>,
+    chunks: u64,
+    oldest: Option<u64>,
+    newest: Option<u64>,
+    bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct ConsumerJson<'a> {
+    name: &'a str,
+    alive: bool,
+    cursor: Option<u64>,
+    lag: Option<u64>,
+}
+
+impl<'a> ConsumerJson<'a> {
+    fn of(status: &'a ConsumerStatus) -> Self {
+        ConsumerJson {
+            name: &status.consumer.name,
+            alive: status.consumer.alive,
+            cursor: status.consumer.cursor,
+            lag: status.lag,
+        }
+    }
 }
 
 /// `value` as one line of JSON.

@@ -17,11 +17,14 @@ pub mod bus;
 pub mod chunk;
 pub mod chunker;
 pub mod consumer;
+pub mod cursor;
 pub mod error;
 pub mod filesystem;
+pub mod history;
 pub mod inspect;
 pub mod lock;
 pub mod producer;
+pub mod replay;
 pub mod sink;
 pub mod stamp;
 pub mod stats;
@@ -77,6 +80,14 @@ pub struct Options {
     pub format: Format,
     /// The largest chunk a consumer emits; a larger file at `F` is refused.
     pub max_chunk_size: u64,
+    /// Producers: keep the last N chunks in `F.history` (`--history N`).
+    pub history: Option<u64>,
+    /// Consumers: the name whose cursor this consumer keeps (`--name`).
+    pub name: Option<String>,
+    /// Consumers: start this many chunks back in history (`--last K`).
+    pub last: Option<u64>,
+    /// Consumers: go on after an end-of-stream chunk (`--follow`).
+    pub follow: bool,
 }
 
 impl Options {
@@ -96,6 +107,10 @@ impl Options {
             stop: stop::StopFlag::NEVER,
             format: Format::Raw,
             max_chunk_size: DEFAULT_MAX_CHUNK_SIZE,
+            history: None,
+            name: None,
+            last: None,
+            follow: false,
         }
     }
 

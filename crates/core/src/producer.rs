@@ -36,6 +36,7 @@ pub fn run(options: &Options, blocking_read: bool) -> Result<()> {
         clear_nonblocking(stdin)?;
     }
     let mut lock = bus.lock_file()?;
+    prepare_history(&bus, options, &mut lock)?;
     let mut publisher = Publisher {
         watcher: if options.lossless {
             Some(Watcher::new(
@@ -53,7 +54,7 @@ pub fn run(options: &Options, blocking_read: bool) -> Result<()> {
         None => publish_blocks(&bus, options, stdin, &mut publisher)?,
         Some(delimiter) => publish_records(&bus, options, stdin, &mut publisher, delimiter)?,
     }
-    if options.lossless {
+    if options.lossless || bus.history().is_active() {
         log::debug!("end of input: publishing the end-of-stream marker");
         publisher.publish(chunk::write_chunk(
             &bus,
@@ -61,6 +62,24 @@ pub fn run(options: &Options, blocking_read: bool) -> Result<()> {
             options.anonymous_temp,
             options.format,
         )?)?;
+    }
+    Ok(())
+}
+
+/// Sets up the bus's history ([`crate::history`]) before any input is read:
+/// made or checked with `--history` (a wrong depth is reported at once),
+/// otherwise found if the bus has one, so that even a producer with no
+/// input ends its stream with an end-of-stream chunk.
+fn prepare_history(bus: &Bus, options: &Options, lock: &mut LockFile) -> Result<()> {
+    bus.history().configure(
+        options.history,
+        options.lossless,
+        options.sleep_interval,
+        options.file_monitoring,
+    );
+    if !options.lossless {
+        let guard = lock.acquire()?;
+        bus.history().prepare(bus, &guard)?;
     }
     Ok(())
 }

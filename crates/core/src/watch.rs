@@ -265,7 +265,8 @@ pub fn wake_up(bus: &Bus, file_monitoring: bool) -> WakeUp {
     }
 }
 
-fn remote_filesystem(bus: &Bus) -> Option<&'static str> {
+/// The kind of network or FUSE filesystem the bus is on, if it is on one.
+pub(crate) fn remote_filesystem(bus: &Bus) -> Option<&'static str> {
     match filesystem::kind_of(bus.dir()) {
         Ok(Some(kind)) if kind.remote => Some(kind.name),
         _ => None,

@@ -1,0 +1,442 @@
+//! Named consumers: a cursor per name, which holds the producers back.
+//!
+//! For a bus at `F`, `consumer --name NAME` owns the file `F.consumers/NAME`:
+//!
+//! - it holds an exclusive `flock(2)` on it while it runs, so a second
+//!   consumer of the same name is refused, and the lock vanishes with the
+//!   process however it dies (kill -9 included);
+//! - after writing out each chunk it records the chunk's sequence number in
+//!   the file's extended attribute `user.filebus.cursor` (decimal ASCII), an
+//!   atomic update that readers never see half done.
+//!
+//! A producer keeping a history ([`crate::history`]) never drops an entry
+//! that a *live* named consumer (one whose cursor file is locked) has not
+//! written out: it waits, woken by the inotify events that a cursor's
+//! advance or its owner's exit cause on the directory, with a poll every
+//! `--sleep-interval` as the safety net (and as the only means where events
+//! are unavailable). A dead consumer's file stays, so that it resumes where
+//! it was when started again, but it holds nobody back.
+//!
+//! Liveness is probed with a non-blocking shared lock, released at once. A
+//! consumer claiming its name retries for a moment when it finds the lock
+//! held, so such a probe is never mistaken for a consumer already running.
+
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use inotify::{EventMask, Inotify, WatchMask};
+use rustix::event::{PollFd, PollFlags};
+use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::bus::Bus;
+use crate::error::{Error, Result};
+use crate::stop::StopFlag;
+
+/// Suffix of the directory holding the cursors.
+pub const CONSUMERS_SUFFIX: &str = ".consumers";
+/// The extended attribute holding a cursor: the last sequence written out.
+pub const CURSOR_ATTRIBUTE: &str = "user.filebus.cursor";
+/// The longest consumer name, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
+/// The most cursor files looked at in one survey.
+const MAX_SURVEYED: usize = 4096;
+/// How long a starting consumer retries a held lock (a probe holds it for
+/// microseconds; a running consumer for ever).
+const CLAIM_RETRIES: u32 = 100;
+const CLAIM_RETRY_PAUSE: Duration = Duration::from_millis(2);
+
+/// Checks a consumer name: not empty, at most [`MAX_NAME_LEN`] bytes, no
+/// `/`, no NUL or other control character, not `.` or `..`.
+pub fn validate_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() {
+        return Err("a consumer name cannot be empty".into());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!("a consumer name has at most {MAX_NAME_LEN} bytes"));
+    }
+    if name == "." || name == ".." {
+        return Err("a consumer name cannot be . or ..".into());
+    }
+    if name.chars().any(|c| c == '/' || c.is_control()) {
+        return Err("a consumer name cannot contain '/' or control characters".into());
+    }
+    Ok(())
+}
+
+/// The name of the cursor directory of the bus file named `bus_name`.
+pub fn directory_name(bus_name: &std::ffi::OsStr) -> std::ffi::OsString {
+    let mut name = bus_name.to_owned();
+    name.push(CONSUMERS_SUFFIX);
+    name
+}
+
+/// A named consumer's claimed cursor.
+#[derive(Debug)]
+pub struct Cursor {
+    file: File,
+    path: PathBuf,
+    position: Option<u64>,
+}
+
+impl Cursor {
+    /// Claims the cursor `name` of `bus`, creating it (and `F.consumers`)
+    /// if needed; fails with one line if a consumer of that name runs.
+    pub fn claim(bus: &Bus, name: &str) -> Result<Cursor> {
+        validate_name(name).map_err(|problem| Error::BadBusPath {
+            path: bus.path().to_owned(),
+            problem,
+        })?;
+        let dir_name = directory_name(bus.name());
+        let dir_path = bus.dir_path().join(&dir_name);
+        match rustix::fs::mkdirat(bus.dir(), dir_name.as_os_str(), Mode::from_raw_mode(0o777)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(errno) => return Err(Error::file("cannot create", &dir_path, errno)),
+        }
+        let dir = open_directory(bus, OFlags::PATH)?.ok_or_else(|| Error::BadBusPath {
+            path: dir_path.clone(),
+            problem: "disappeared right after it was created".into(),
+        })?;
+        let path = dir_path.join(name);
+        let flags = OFlags::RDWR
+            | OFlags::CREATE
+            | OFlags::NOFOLLOW
+            | OFlags::NONBLOCK
+            | OFlags::CLOEXEC
+            | OFlags::NOCTTY;
+        let fd =
+            rustix::fs::openat(&dir, name, flags, Mode::from_raw_mode(0o666)).map_err(|errno| {
+                match errno {
+                    Errno::LOOP => Error::BadBusPath {
+                        path: path.clone(),
+                        problem: "is a symbolic link; filebus never follows links at a cursor"
+                            .into(),
+                    },
+                    errno => Error::file("cannot open cursor", &path, errno),
+                }
+            })?;
+        let stat =
+            rustix::fs::fstat(&fd).map_err(|errno| Error::file("cannot inspect", &path, errno))?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            return Err(Error::BadBusPath {
+                path,
+                problem: "is not a regular file, so it cannot be a cursor".into(),
+            });
+        }
+        lock_exclusively(&fd, &path, name, bus.stop_flag())?;
+        // Locked: now make sure it is still the file of that name.
+        match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(now) if now.st_dev == stat.st_dev && now.st_ino == stat.st_ino => {}
+            _ => {
+                return Err(Error::BadBusPath {
+                    path,
+                    problem: "was replaced or removed while this consumer started".into(),
+                });
+            }
+        }
+        let position = read_position(&fd);
+        Ok(Cursor {
+            file: File::from(fd),
+            path,
+            position,
+        })
+    }
+
+    /// The sequence of the last chunk written out under this name, if any.
+    pub fn position(&self) -> Option<u64> {
+        self.position
+    }
+
+    /// Records that chunk `sequence` was written out.
+    pub fn advance(&mut self, sequence: u64) -> Result<()> {
+        if self.position == Some(sequence) {
+            return Ok(());
+        }
+        rustix::fs::fsetxattr(
+            &self.file,
+            CURSOR_ATTRIBUTE,
+            sequence.to_string().as_bytes(),
+            rustix::fs::XattrFlags::empty(),
+        )
+        .map_err(|errno| Error::file("cannot record the cursor in", &self.path, errno))?;
+        self.position = Some(sequence);
+        Ok(())
+    }
+}
+
+fn lock_exclusively(
+    fd: &OwnedFd,
+    path: &std::path::Path,
+    name: &str,
+    stop: StopFlag,
+) -> Result<()> {
+    for _ in 0..CLAIM_RETRIES {
+        match rustix::fs::flock(fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(()),
+            Err(Errno::WOULDBLOCK) | Err(Errno::INTR) => {
+                stop.check()?;
+                std::thread::sleep(CLAIM_RETRY_PAUSE);
+            }
+            Err(errno) => return Err(Error::file("cannot lock", path, errno)),
+        }
+    }
+    Err(Error::BadBusPath {
+        path: path.to_owned(),
+        problem: format!("is locked: a consumer named {name} is already running on this bus"),
+    })
+}
+
+fn read_position(fd: impl AsFd) -> Option<u64> {
+    let mut value = [0u8; 24];
+    let len = rustix::fs::fgetxattr(fd, CURSOR_ATTRIBUTE, &mut value).ok()?;
+    std::str::from_utf8(&value[..len]).ok()?.trim().parse().ok()
+}
+
+/// Opens `F.consumers` with `mode` (`O_PATH`, or `O_RDONLY` to list it);
+/// `None` if there is none. A symlink or non-directory is an error.
+fn open_directory(bus: &Bus, mode: OFlags) -> Result<Option<OwnedFd>> {
+    let name = directory_name(bus.name());
+    let flags = mode | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    match rustix::fs::openat(bus.dir(), name.as_os_str(), flags, Mode::empty()) {
+        Ok(dir) => Ok(Some(dir)),
+        Err(Errno::NOENT) => Ok(None),
+        Err(Errno::NOTDIR) | Err(Errno::LOOP) => Err(Error::BadBusPath {
+            path: bus.dir_path().join(&name),
+            problem: "is not a directory, so it cannot hold consumer cursors".into(),
+        }),
+        Err(errno) => Err(Error::file(
+            "cannot open",
+            &bus.dir_path().join(&name),
+            errno,
+        )),
+    }
+}
+
+/// A named consumer as seen from outside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedConsumer {
+    /// Its name.
+    pub name: String,
+    /// Whether a process holds its cursor's lock right now.
+    pub alive: bool,
+    /// The last sequence it wrote out, if recorded.
+    pub cursor: Option<u64>,
+}
+
+/// The named consumers of `bus`, sorted by name: every regular file with a
+/// valid name in `F.consumers` (at most 4096 of them).
+pub fn survey(bus: &Bus) -> Result<Vec<NamedConsumer>> {
+    let Some(dir) = open_directory(bus, OFlags::RDONLY)? else {
+        return Ok(Vec::new());
+    };
+    let dir_path = bus.dir_path().join(directory_name(bus.name()));
+    let mut names = Vec::new();
+    let mut listing = rustix::fs::Dir::read_from(&dir)
+        .map_err(|errno| Error::file("cannot list", &dir_path, errno))?;
+    for _ in 0..MAX_SURVEYED {
+        let entry = match listing.read() {
+            None => break,
+            Some(Ok(entry)) => entry,
+            Some(Err(errno)) => return Err(Error::file("cannot list", &dir_path, errno)),
+        };
+        if !matches!(entry.file_type(), FileType::RegularFile | FileType::Unknown) {
+            continue;
+        }
+        if let Ok(name) = entry.file_name().to_str()
+            && validate_name(name).is_ok()
+        {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort();
+    Ok(names
+        .into_iter()
+        .filter_map(|name| probe(&dir, name))
+        .collect())
+}
+
+/// Looks at one cursor file: alive or not, and its position.
+fn probe(dir: &OwnedFd, name: String) -> Option<NamedConsumer> {
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let fd = rustix::fs::openat(dir, name.as_str(), flags, Mode::empty()).ok()?;
+    let stat = rustix::fs::fstat(&fd).ok()?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+        return None;
+    }
+    // A shared lock is granted unless someone holds the exclusive one; it is
+    // released when `fd` is closed, at the end of this function.
+    let alive = matches!(
+        rustix::fs::flock(&fd, FlockOperation::NonBlockingLockShared),
+        Err(Errno::WOULDBLOCK)
+    );
+    Some(NamedConsumer {
+        name,
+        alive,
+        cursor: read_position(&fd),
+    })
+}
+
+/// How a producer waits for cursors to advance.
+#[derive(Debug)]
+pub struct CursorWait {
+    /// Checked when a wait is interrupted.
+    stop: StopFlag,
+    inotify: Option<Inotify>,
+    buffer: Vec<u8>,
+    interval: Duration,
+}
+
+/// The shortest wait between two looks.
+const MIN_INTERVAL: Duration = Duration::from_millis(1);
+
+impl CursorWait {
+    fn new(bus: &Bus, sleep_interval: Duration, file_monitoring: bool) -> CursorWait {
+        let path = bus.dir_path().join(directory_name(bus.name()));
+        let inotify = file_monitoring
+            .then(|| crate::watch::remote_filesystem(bus).is_none())
+            .filter(|&local| local)
+            .and_then(|_| {
+                let mask = WatchMask::ATTRIB
+                    | WatchMask::CLOSE_WRITE
+                    | WatchMask::CREATE
+                    | WatchMask::DELETE
+                    | WatchMask::MOVED_TO
+                    | WatchMask::MOVED_FROM
+                    | WatchMask::DELETE_SELF
+                    | WatchMask::MOVE_SELF
+                    | WatchMask::DONT_FOLLOW
+                    | WatchMask::ONLYDIR;
+                let inotify = Inotify::init().ok()?;
+                inotify.watches().add(&path, mask).ok()?;
+                Some(inotify)
+            });
+        if inotify.is_none() {
+            log::info!("waiting for named consumers by polling {}", path.display());
+        }
+        CursorWait {
+            stop: bus.stop_flag(),
+            inotify,
+            buffer: vec![0; 16 * 1024],
+            interval: sleep_interval.max(MIN_INTERVAL),
+        }
+    }
+
+    /// Returns after a change in the cursor directory, or after the interval
+    /// (the safety net: a consumer's exit is signalled by the close of its
+    /// cursor just *before* its lock goes away).
+    fn wait(&mut self) -> Result<()> {
+        self.stop.check()?;
+        let timeout = crate::watch::timeout(self.interval);
+        let Some(inotify) = &mut self.inotify else {
+            return match rustix::event::poll(&mut [], Some(&timeout)) {
+                Ok(_) => Ok(()),
+                Err(Errno::INTR) => self.stop.check(),
+                Err(errno) => Err(Error::stream("cannot sleep", errno)),
+            };
+        };
+        let mut fds = [PollFd::new(inotify, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(Errno::INTR) => return self.stop.check(),
+            Err(errno) => return Err(Error::stream("cannot wait for inotify events", errno)),
+        }
+        let mut gone = false;
+        match inotify.read_events(&mut self.buffer) {
+            Ok(events) => {
+                for event in events {
+                    gone |= event.mask.intersects(
+                        EventMask::IGNORED | EventMask::DELETE_SELF | EventMask::MOVE_SELF,
+                    );
+                }
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(error) => return Err(Error::stream("cannot read inotify events", error)),
+        }
+        if gone {
+            // The directory went away: polling finds out what replaced it.
+            self.inotify = None;
+        }
+        Ok(())
+    }
+}
+
+/// Returns once every live named consumer of `bus` has written out chunk
+/// `needed` (at once if there are none). `wait` keeps the watch between
+/// calls. Called by a producer under the bus lock.
+pub(crate) fn wait_until_written(
+    bus: &Bus,
+    needed: u64,
+    wait: &mut Option<CursorWait>,
+    sleep_interval: Duration,
+    file_monitoring: bool,
+) -> Result<()> {
+    let mut reported = false;
+    loop {
+        if wait.is_none() {
+            match open_directory(bus, OFlags::PATH) {
+                Ok(Some(_)) => {}
+                Ok(None) => return Ok(()),
+                // Not a directory (a planted symlink, say): no consumer can
+                // keep a cursor there, so there is nobody to wait for.
+                Err(error) => {
+                    log::debug!("{error}: no named consumers");
+                    return Ok(());
+                }
+            }
+            // Watching starts before the look below, so no advance is missed.
+            *wait = Some(CursorWait::new(bus, sleep_interval, file_monitoring));
+        }
+        let lagging = survey(bus)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|consumer| {
+                consumer.alive && consumer.cursor.is_some_and(|cursor| cursor < needed)
+            });
+        let Some(lagging) = lagging else {
+            return Ok(());
+        };
+        if !reported {
+            log::debug!(
+                "waiting for named consumer {} (at {:?}) to write out chunk {needed}",
+                lagging.name,
+                lagging.cursor
+            );
+            reported = true;
+        }
+        if let Some(wait) = wait {
+            wait.wait()?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        for good in [
+            "backup",
+            "mirror-2",
+            "a.b",
+            "x".repeat(MAX_NAME_LEN).as_str(),
+        ] {
+            assert_eq!(validate_name(good), Ok(()), "{good:?}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "/",
+            "tab\there",
+            "x".repeat(MAX_NAME_LEN + 1).as_str(),
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! The lossy consumer on a bus with history ([`crate::history`]): chunks
+//! written out in sequence order, catching up from history, replaying the
+//! last K chunks, ending at an end-of-stream chunk, and keeping a named
+//! cursor ([`crate::cursor`]).
+//!
+//! Each time `F` changes, the consumer reads the sequence number of the
+//! chunk there (its stamp), writes out from history every chunk after the
+//! last one it wrote, then the chunk at `F`. A chunk no longer held (the
+//! consumer fell more than the history's depth behind) is reported on
+//! stderr, once per gap, and counted as missed by `--stats`; the consumer
+//! goes on from the oldest chunk still held.
+//!
+//! Chunks without a stamp (from the reference implementation, say) are not
+//! in history; they are written out when seen at `F`, as without history.
+//!
+//! End of stream: an empty chunk with a stamp, which our producers publish
+//! at the end of their input on a history bus (reference consumers see an
+//! empty chunk and write nothing). The consumer exits after it, unless it
+//! was there before the consumer started or `--follow` was given.
+
+use std::borrow::{Borrow, BorrowMut};
+use std::fs::File;
+use std::sync::PoisonError;
+
+use crate::bus::{Bus, Chunk, Current};
+use crate::consumer::{Content, Output};
+use crate::cursor::Cursor;
+use crate::error::Result;
+use crate::history::{self, Entry, HistoryDir};
+use crate::stats::SharedStats;
+use crate::watch::Watcher;
+use crate::{Format, Options, stamp};
+
+/// Whether a new consumer should run as a history consumer from the start:
+/// the bus has a history, or an option asks for one of its features.
+pub(crate) fn wanted(bus: &Bus, options: &Options) -> bool {
+    options.name.is_some() || options.last.is_some() || options.follow || history::exists(bus)
+}
+
+/// The last sequence number given on the bus (kept on `F.lock`), read
+/// without locking; `None` if there is no readable counter.
+pub fn bus_counter(bus: &Bus) -> Option<u64> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    let mut name = bus.name().to_owned();
+    name.push(crate::bus::LOCK_SUFFIX);
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let fd = rustix::fs::openat(bus.dir(), name.as_os_str(), flags, Mode::empty()).ok()?;
+    let stat = rustix::fs::fstat(&fd).ok()?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+        return None;
+    }
+    stamp::last_sequence(&fd)
+}
+
+/// Whether to go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Go,
+    /// An end-of-stream chunk was written out: exit 0.
+    End,
+}
+
+/// Runs the history consumer until an end of stream (or for ever).
+///
+/// `last` is the chunk a plain consumer already wrote out before it found
+/// the history; `baseline` the bus's counter when the consumer started.
+pub(crate) fn run(
+    bus: &Bus,
+    watcher: &mut Watcher,
+    output: &mut Output,
+    options: &Options,
+    last: Option<Chunk>,
+    baseline: Option<u64>,
+) -> Result<()> {
+    output.stamps = true;
+    let mut replay = Replay::start(bus, output, options, last, baseline)?;
+    loop {
+        if replay.look()? == Flow::End {
+            return Ok(());
+        }
+        watcher.wait_for_change()?;
+    }
+}
+
+/// The consumer's state; `B` is a [`Bus`] or a reference to one, `O` an
+/// [`Output`] or a mutable reference to one.
+struct Replay<B, O> {
+    bus: B,
+    output: O,
+    history: Option<HistoryDir>,
+    warned_history: bool,
+    cursor: Option<Cursor>,
+    /// The sequence of the next chunk to write out, once known.
+    next: Option<u64>,
+    /// End-of-stream chunks up to this sequence were there before we
+    /// started: they end nothing.
+    end_after: u64,
+    follow: bool,
+    /// The last chunk written out, kept open so that its inode number is
+    /// not recycled (see `consumer::look_forever`).
+    last: Option<Chunk>,
+    warned_unusable: bool,
+    /// A gap being skipped, not reported yet.
+    pending_loss: Option<(u64, u64)>,
+    /// The next jump over chunks no longer held is where this consumer
+    /// starts (`--last` reaching further back than history): not a loss.
+    quiet: bool,
+}
+
+/// A history consumer driven one look at a time, writing to a file: the
+/// real consumer logic (catch-up, gaps, end of stream, cursor, stats)
+/// without the wait for changes. For tests and fuzzing.
+pub struct Session {
+    replay: Replay<Bus, Output>,
+    stats: Option<SharedStats>,
+}
+
+impl Session {
+    /// Starts a consumer of the bus at `options.path` (with its `name`,
+    /// `last`, `follow` and `stats`) writing to `out`.
+    pub fn start(options: &Options, out: File) -> Result<Session> {
+        let bus = Bus::open(&options.path)?;
+        let stats = options.stats.clone();
+        let mut output = Output::to_file(out, options, stats.clone())?;
+        output.stamps = true;
+        let baseline = bus_counter(&bus);
+        Ok(Session {
+            replay: Replay::start(bus, output, options, None, baseline)?,
+            stats,
+        })
+    }
+
+    /// Looks at the bus once, writing out everything new; `true` once it
+    /// wrote an end-of-stream chunk that ends it.
+    pub fn look(&mut self) -> Result<bool> {
+        Ok(self.replay.look()? == Flow::End)
+    }
+
+    /// Chunks missed so far, from gaps in the sequence (with `stats`).
+    pub fn missed(&self) -> Option<u64> {
+        let stats = self.stats.as_ref()?;
+        Some(
+            stats
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .missed(),
+        )
+    }
+}
+
+impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
+    /// Claims the cursor of a named consumer, finds the history and decides
+    /// where to start (see [`Replay::position`]).
+    fn start(
+        bus: B,
+        output: O,
+        options: &Options,
+        last: Option<Chunk>,
+        baseline: Option<u64>,
+    ) -> Result<Self> {
+        let cursor = match &options.name {
+            Some(name) => Some(Cursor::claim(bus.borrow(), name)?),
+            None => None,
+        };
+        let mut replay = Replay {
+            bus,
+            output,
+            history: None,
+            warned_history: false,
+            cursor,
+            next: None,
+            end_after: baseline.unwrap_or(0),
+            follow: options.follow,
+            last: None,
+            warned_unusable: false,
+            pending_loss: None,
+            quiet: false,
+        };
+        replay.open_history();
+        replay.position(options.last, last, baseline)?;
+        Ok(replay)
+    }
+
+    /// Decides where to start: after the cursor of a named consumer that
+    /// has one; after the chunk a plain consumer already wrote; otherwise
+    /// at the chunk at `F` (`--last K`: K chunks back), or, if there is
+    /// none yet, after the bus's counter when we started.
+    fn position(
+        &mut self,
+        last_k: Option<u64>,
+        last: Option<Chunk>,
+        baseline: Option<u64>,
+    ) -> Result<()> {
+        if let Some(position) = self.cursor.as_ref().and_then(Cursor::position) {
+            self.next = Some(position.saturating_add(1));
+            self.end_after = position;
+            log::debug!(
+                "history consumer: starting at chunk {:?} (after the cursor)",
+                self.next
+            );
+            return Ok(());
+        }
+        let after_baseline = baseline.map_or(1, |baseline| baseline.saturating_add(1));
+        if let Some(chunk) = last {
+            let sequence = self.sequence_of(
+                &chunk,
+                self.output.borrow().content(self.bus.borrow(), &chunk).ok(),
+            );
+            self.next =
+                Some(sequence.map_or(after_baseline, |sequence| sequence.saturating_add(1)));
+            self.last = Some(chunk);
+        } else if let Current::Chunk(chunk) = self.bus.borrow().open_current()?
+            && let content = self.output.borrow().content(self.bus.borrow(), &chunk).ok()
+            && let at_end = content.as_ref().is_some_and(|content| content.len == 0)
+            && let Some(sequence) = self.sequence_of(&chunk, content)
+        {
+            // Like a plain consumer, a late joiner starts with the chunk
+            // at `F`; --last K reaches K - 1 further back, not counting an
+            // end-of-stream chunk at `F`. Never after a chunk published
+            // since we started, though.
+            let newest = if at_end {
+                sequence.saturating_sub(1)
+            } else {
+                sequence
+            };
+            let back = last_k.unwrap_or(1).min(newest);
+            self.next = Some((newest - back).saturating_add(1).min(after_baseline));
+            self.end_after = sequence;
+            self.quiet = true;
+        } else {
+            self.next = Some(after_baseline);
+        }
+        // A new named consumer holds producers back from here on.
+        if let (Some(cursor), Some(next)) = (&mut self.cursor, self.next) {
+            cursor.advance(next.saturating_sub(1))?;
+        }
+        log::debug!("history consumer: starting at chunk {:?}", self.next);
+        Ok(())
+    }
+
+    /// Opens the history directory if there is one now; a bad one is
+    /// reported once and ignored.
+    fn open_history(&mut self) {
+        if self.history.is_some() {
+            return;
+        }
+        match HistoryDir::open(self.bus.borrow()) {
+            Ok(history) => self.history = history,
+            Err(error) if !self.warned_history => {
+                log::warn!("{error}: ignoring it");
+                self.warned_history = true;
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// The sequence number of `chunk`, from its stamp.
+    fn sequence_of(&self, chunk: &Chunk, content: Option<Content>) -> Option<u64> {
+        match (content, self.output_format()) {
+            (Some(content), _) => content.stamp.map(|stamp| stamp.sequence),
+            (None, Format::Raw) => stamp::read(&chunk.file).map(|stamp| stamp.sequence),
+            (None, Format::Tar) => None,
+        }
+    }
+
+    fn output_format(&self) -> Format {
+        self.output.borrow().format()
+    }
+
+    /// Looks at `F`; writes out what is new.
+    fn look(&mut self) -> Result<Flow> {
+        let last_id = self.last.as_ref().map(|chunk| chunk.id);
+        // A stat is cheaper than an open; open only when `F` changed.
+        if self
+            .bus
+            .borrow()
+            .current_id()?
+            .is_some_and(|id| Some(id) == last_id)
+        {
+            return Ok(Flow::Go);
+        }
+        let chunk = match self.bus.borrow().open_current()? {
+            Current::Absent => return Ok(Flow::Go),
+            Current::Unusable(kind) => {
+                if !self.warned_unusable {
+                    log::warn!(
+                        "{} is {kind}, not a chunk: waiting for the next one",
+                        self.bus.borrow().path().display()
+                    );
+                    self.warned_unusable = true;
+                }
+                return Ok(Flow::Go);
+            }
+            Current::Chunk(chunk) if Some(chunk.id) == last_id => return Ok(Flow::Go),
+            Current::Chunk(chunk) => chunk,
+        };
+        self.warned_unusable = false;
+        self.open_history();
+        let content = self.output.borrow().content(self.bus.borrow(), &chunk);
+        let sequence = match &content {
+            Ok(content) => content.stamp.map(|stamp| stamp.sequence),
+            Err(_) if self.output_format() == Format::Raw => {
+                stamp::read(&chunk.file).map(|stamp| stamp.sequence)
+            }
+            Err(_) => None,
+        };
+        match sequence {
+            Some(sequence) if self.history.is_some() => self.catch_up(chunk, content, sequence),
+            _ => self.write(chunk, content, sequence),
+        }
+    }
+
+    /// Writes out every chunk from `next` to `sequence` (the one at `F`,
+    /// open as `chunk`): the earlier ones from history.
+    fn catch_up(&mut self, chunk: Chunk, content: Result<Content>, sequence: u64) -> Result<Flow> {
+        let mut next = self.next.unwrap_or(sequence);
+        if next == sequence.saturating_add(1) {
+            // Written out already (a named consumer restarted after it).
+            self.last = Some(chunk);
+            return Ok(Flow::Go);
+        }
+        if next > sequence.saturating_add(1) {
+            log::info!(
+                "the bus's sequence went back from {} to {sequence} (its lock file was recreated): \
+                 following the new sequence",
+                next - 1
+            );
+            next = sequence;
+        }
+        while next < sequence {
+            let Some(history) = &self.history else { break };
+            let entry = history.open_entry(next, self.output.borrow().max_chunk_size)?;
+            let held = match entry {
+                Entry::Chunk(held) => held,
+                Entry::Missing => {
+                    let resume = history
+                        .first_from(next)?
+                        .filter(|&held| held < sequence)
+                        .unwrap_or(sequence);
+                    // Entries leave the window oldest first: if the one
+                    // before is still held, this number was never published
+                    // (a publish that failed after taking it), not lost.
+                    let hole = next
+                        .checked_sub(1)
+                        .is_some_and(|before| history.holds(before));
+                    if !self.quiet && !hole {
+                        self.lost(next, resume);
+                    }
+                    self.quiet = false;
+                    next = resume;
+                    continue;
+                }
+                Entry::Foreign(kind) => {
+                    log::warn!(
+                        "history entry {} is {kind}, not a chunk: skipped",
+                        history::entry_name(next)
+                    );
+                    self.lost(next, next + 1);
+                    next += 1;
+                    continue;
+                }
+            };
+            self.quiet = false;
+            let held_content = self.output.borrow().content(self.bus.borrow(), &held);
+            let held_sequence = held_content
+                .as_ref()
+                .ok()
+                .and_then(|content| content.stamp)
+                .map(|stamp| stamp.sequence);
+            if held_sequence != Some(next) {
+                log::warn!(
+                    "history entry {} does not hold chunk {next} of this bus: skipped",
+                    history::entry_name(next)
+                );
+                self.lost(next, next + 1);
+                next += 1;
+                continue;
+            }
+            if self.write(held, held_content, Some(next))? == Flow::End {
+                return Ok(Flow::End);
+            }
+            next += 1;
+        }
+        self.quiet = false;
+        self.write(chunk, content, Some(sequence))
+    }
+
+    /// Notes that chunks `from` to `to - 1` were lost; reported once the
+    /// gap is over, so that a gap that grows while it is skipped (the
+    /// producer dropping entries meanwhile) is one report.
+    fn lost(&mut self, from: u64, to: u64) {
+        match &mut self.pending_loss {
+            Some((_, end)) if *end == from => *end = to,
+            pending => {
+                if let Some((start, end)) = pending.take() {
+                    report_lost(start, end);
+                }
+                *pending = Some((from, to));
+            }
+        }
+    }
+
+    /// Writes out one chunk (an end-of-stream chunk writes nothing) and
+    /// advances the cursor past it.
+    fn write(
+        &mut self,
+        chunk: Chunk,
+        content: Result<Content>,
+        sequence: Option<u64>,
+    ) -> Result<Flow> {
+        if let Some((start, end)) = self.pending_loss.take() {
+            report_lost(start, end);
+        }
+        let mut flow = Flow::Go;
+        match content {
+            // A chunk that is not of our format is skipped, once.
+            Err(error) => log::warn!("{error}: skipped"),
+            Ok(content) => {
+                self.output.borrow_mut().emit(&chunk, &content)?;
+                let end_of_stream =
+                    content.len == 0 && sequence.is_some() && self.history.is_some();
+                if end_of_stream
+                    && !self.follow
+                    && sequence.is_some_and(|sequence| sequence > self.end_after)
+                {
+                    flow = Flow::End;
+                }
+            }
+        }
+        if let Some(sequence) = sequence {
+            if let Some(cursor) = &mut self.cursor {
+                cursor.advance(sequence)?;
+            }
+            self.next = Some(sequence.saturating_add(1));
+        }
+        self.last = Some(chunk);
+        Ok(flow)
+    }
+}
+
+/// Says on stderr, whatever the verbosity, that chunks `from` to `to - 1`
+/// were lost.
+fn report_lost(from: u64, to: u64) {
+    let count = to.saturating_sub(from);
+    if count == 0 {
+        return;
+    }
+    let range = if count == 1 {
+        format!("chunk {from}")
+    } else {
+        format!("chunks {from} to {}", to - 1)
+    };
+    eprintln!(
+        "filebus: lost {count} chunk{}: {range} left the history before this consumer wrote {}",
+        if count == 1 { "" } else { "s" },
+        if count == 1 { "it" } else { "them" }
+    );
+}
