@@ -39,8 +39,10 @@ pub use chunk::InputMethod;
 pub use error::{Error, Result};
 pub use sink::OutputMethod;
 
-/// The reference implementation's default `--block-size`.
-pub const DEFAULT_BLOCK_SIZE: NonZeroUsize = NonZeroUsize::new(4096).unwrap();
+/// The default `--block-size`: the size of a Linux pipe's buffer, so that a
+/// stream moves in chunks as big as a pipe's writes (the reference's default
+/// is 4096; its consumers read chunks of any size).
+pub const DEFAULT_BLOCK_SIZE: NonZeroUsize = NonZeroUsize::new(64 * 1024).unwrap();
 /// The default `--max-chunk-size`: far above any chunk a producer makes with
 /// a sane block size, far below a huge sparse file planted at `F`.
 pub const DEFAULT_MAX_CHUNK_SIZE: u64 = 1 << 30;
@@ -56,8 +58,8 @@ pub struct Options {
     pub lossless: bool,
     /// The most bytes in one chunk.
     pub block_size: NonZeroUsize,
-    /// How long input may wait before it is published; the polling interval
-    /// where file events are unavailable.
+    /// How long input may wait before it is published (see
+    /// [`chunker`]); the polling interval where file events are unavailable.
     pub sleep_interval: Duration,
     /// Wake up on inotify events rather than by polling.
     pub file_monitoring: bool,

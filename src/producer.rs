@@ -1,14 +1,14 @@
 //! The producer: standard input → chunks → temporary files → rename onto `F`.
 
 use std::os::fd::BorrowedFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::fs::OFlags;
 use rustix::io::Errno;
 
 use crate::bus::{Bus, TempFile};
-use crate::chunk::{self, ChunkBuilder};
+use crate::chunk::{self, ChunkBuilder, InputMethod};
 use crate::chunker::{Chunker, Next, RecordChunker, RecordNext, RecordPolicy};
 use crate::error::{Error, Result};
 use crate::lock::LockFile;
@@ -76,20 +76,29 @@ fn publish_blocks(
     publisher: &mut Publisher<'_>,
 ) -> Result<()> {
     let mut chunker = Chunker::new(options.chunk_policy());
-    let input_method = options.input_method.for_input(is_pipe(stdin));
+    let kind = input_kind(stdin);
+    let input_method = options.input_method.for_input(kind == InputKind::Pipe);
+    // A non-blocking splice, or a read of a regular file, says itself that
+    // nothing is ready: no poll is needed before it.
+    let never_blocks = input_method == InputMethod::Splice || kind == InputKind::File;
     log::debug!("input: {input_method:?}");
+    // One buffer for every chunk (where the method reads through one).
+    let mut buffer = Vec::new();
     loop {
-        let mut chunk = ChunkBuilder::new(
+        let mut chunk = ChunkBuilder::with_buffer(
             bus,
             options.block_size.get(),
             input_method,
             options.anonymous_temp,
             options.format,
+            std::mem::take(&mut buffer),
         )?;
-        let filled = fill(&mut chunk, &mut chunker, stdin)?;
+        let filled = fill(&mut chunk, &mut chunker, stdin, never_blocks)?;
         if !chunk.is_empty() {
             log::debug!("publishing {} bytes", chunk.len());
-            publisher.publish(chunk.finish(bus.dir_path())?)?;
+            let (temp, reused) = chunk.finish_with_buffer(bus.dir_path())?;
+            buffer = reused;
+            publisher.publish(temp)?;
         }
         if filled == Filled::EndOfInput {
             return Ok(());
@@ -181,7 +190,17 @@ impl Publisher<'_> {
 
 /// Reads standard input into `chunk` until the chunker says to publish or the
 /// input ends.
-fn fill(chunk: &mut ChunkBuilder, chunker: &mut Chunker, stdin: BorrowedFd<'_>) -> Result<Filled> {
+///
+/// Where a read cannot block (`never_blocks`: a non-blocking splice from a
+/// pipe, or a regular file) it reads first and waits only when told that
+/// nothing is ready, which saves a `poll` per read while input keeps
+/// coming; otherwise it waits for input before every read.
+fn fill(
+    chunk: &mut ChunkBuilder,
+    chunker: &mut Chunker,
+    stdin: BorrowedFd<'_>,
+    never_blocks: bool,
+) -> Result<Filled> {
     let filled = loop {
         // A signal that arrived outside a blocking call is seen here.
         signals::check_termination()?;
@@ -189,13 +208,20 @@ fn fill(chunk: &mut ChunkBuilder, chunker: &mut Chunker, stdin: BorrowedFd<'_>) 
             Next::Publish => break Filled::Ready,
             Next::Read { wait, room } => (wait, room),
         };
-        if !wait_readable(stdin, wait)? {
+        if !never_blocks && !wait_readable(stdin, wait)? {
             break Filled::Ready;
         }
         match chunk.read_from(stdin, room) {
             Ok(0) => break Filled::EndOfInput,
             Ok(count) => chunker.record_input(count, Instant::now()),
             Err(Errno::INTR) => signals::check_termination()?,
+            // Nothing ready now: publish if the chunker says not to wait,
+            // otherwise wait (a timeout means its delay ran out).
+            Err(Errno::AGAIN) if never_blocks => {
+                if wait == Some(Duration::ZERO) || !wait_readable(stdin, wait)? {
+                    break Filled::Ready;
+                }
+            }
             Err(Errno::AGAIN) => {}
             Err(errno) => return Err(Error::stream("cannot read standard input", errno)),
         }
@@ -207,7 +233,7 @@ fn fill(chunk: &mut ChunkBuilder, chunker: &mut Chunker, stdin: BorrowedFd<'_>) 
 
 /// Waits until standard input has data or an end (`None`: without limit).
 /// Returns false if the time ran out first.
-fn wait_readable(stdin: BorrowedFd<'_>, wait: Option<std::time::Duration>) -> Result<bool> {
+fn wait_readable(stdin: BorrowedFd<'_>, wait: Option<Duration>) -> Result<bool> {
     let timeout = wait.map(|wait| Timespec {
         tv_sec: wait.as_secs() as _,
         tv_nsec: wait.subsec_nanos() as _,
@@ -229,10 +255,22 @@ fn wait_readable(stdin: BorrowedFd<'_>, wait: Option<std::time::Duration>) -> Re
     }
 }
 
-fn is_pipe(fd: BorrowedFd<'_>) -> bool {
-    rustix::fs::fstat(fd).is_ok_and(|stat| {
-        rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Fifo
-    })
+/// What standard input is, as far as reading it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InputKind {
+    Pipe,
+    /// A regular file: a read never blocks (it returns 0 at the end).
+    File,
+    /// A terminal, a socket, a device: a read may block.
+    Other,
+}
+
+fn input_kind(fd: BorrowedFd<'_>) -> InputKind {
+    match rustix::fs::fstat(fd).map(|stat| rustix::fs::FileType::from_raw_mode(stat.st_mode)) {
+        Ok(rustix::fs::FileType::Fifo) => InputKind::Pipe,
+        Ok(rustix::fs::FileType::RegularFile) => InputKind::File,
+        _ => InputKind::Other,
+    }
 }
 
 fn clear_nonblocking(stdin: BorrowedFd<'_>) -> Result<()> {

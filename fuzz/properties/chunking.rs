@@ -9,7 +9,13 @@
 // - the published chunks, in order, are the input exactly;
 // - no chunk is empty;
 // - `Chunker`: no chunk exceeds the block size, and no chunk is published
-//   later than `max_delay` after its first byte was read;
+//   later than `max_delay` after its first byte was read; a chunk whose
+//   first byte came after a quiet spell (no input for `policy.quiet()`, or
+//   no input before) is published the moment no more input is ready (here,
+//   where reads take no time, at the instant of its first byte) or when
+//   full; any other chunk is published when full, at end of input, or once
+//   the input has been quiet for `quiet()` or its first byte has waited
+//   `max_delay`, never earlier (so sustained input makes few chunks);
 // - `RecordChunker`: every chunk ends at a record boundary (except the last
 //   one at end of input and the pieces of a record split at `max_record`),
 //   a chunk longer than the block size is a single record no longer than
@@ -159,6 +165,9 @@ fn drive_chunker(script: &Script) -> Vec<u8> {
     let mut chunk: Vec<u8> = Vec::new();
     let mut first_byte_at = None;
     let mut output = Vec::new();
+    // When input was last read, and whether the chunk began after a quiet spell.
+    let mut last_read_at: Option<Duration> = None;
+    let mut eager = false;
     for _ in 0..script.step_limit() {
         input.arrive(now);
         let (wait, room) = match chunker.next(base + now) {
@@ -174,8 +183,12 @@ fn drive_chunker(script: &Script) -> Vec<u8> {
         assert_eq!(wait.is_some(), !chunk.is_empty(), "wait without bytes");
         let read = input.read(room);
         if !read.is_empty() {
+            if first_byte_at.is_none() {
+                eager = last_read_at.is_none_or(|at| now - at >= policy.quiet());
+            }
             chunker.record_input(read.len(), base + now);
             first_byte_at.get_or_insert(now);
+            last_read_at = Some(now);
             chunk.extend(read);
             continue;
         }
@@ -191,6 +204,21 @@ fn drive_chunker(script: &Script) -> Vec<u8> {
             // The wait runs out before more input: publish.
             (Some(at), Some(wait)) if at > now + wait => {
                 now += wait;
+                let first = first_byte_at.unwrap_or(now);
+                if eager {
+                    assert_eq!(
+                        now, first,
+                        "a chunk after a quiet spell waited while no input was ready"
+                    );
+                } else {
+                    let quiet_for = now - last_read_at.unwrap_or(now);
+                    assert!(
+                        quiet_for >= policy.quiet() || now - first >= script.max_delay,
+                        "a chunk of input that kept coming was published early: \
+                         quiet for {quiet_for:?}, held {:?}",
+                        now - first
+                    );
+                }
                 assert_eq!(chunker.cut(), chunk.len(), "the chunker lost count");
                 publish_chunk(&mut output, &mut chunk, first_byte_at.take(), now, script);
             }
