@@ -177,12 +177,14 @@ impl Publisher<'_> {
             let guard = self.lock.acquire()?;
             return self.bus.publish(temp, &guard);
         };
+        let mut temp = temp;
         loop {
             watcher.wait_until(|| Ok(!self.bus.exists()?))?;
             let guard = self.lock.acquire()?;
             // Another producer may have published since we looked.
-            if !self.bus.exists()? {
-                return self.bus.publish(temp, &guard);
+            match self.bus.publish_if_absent(temp, &guard)? {
+                None => return Ok(()),
+                Some(unpublished) => temp = unpublished,
             }
         }
     }

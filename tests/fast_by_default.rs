@@ -154,3 +154,40 @@ fn the_default_block_size_is_64_kib_and_no_chunk_exceeds_it() {
         assert!(chunks.concat() == input, "{len} bytes: output differs");
     }
 }
+
+/// A lossless publish links the chunk as `F`, which fails if a chunk is
+/// there: then the chunk comes back unpublished and its sequence number is
+/// given back, so that consumers count no chunk as missed.
+#[test]
+fn a_lossless_publish_onto_a_waiting_chunk_hands_it_back_and_gives_back_its_number() {
+    use filebus::bus::{Bus, Format};
+    use filebus::chunk;
+    use filebus::stamp;
+
+    let scratch = Scratch::new();
+    let bus = Bus::open(&scratch.bus()).expect("bus");
+    let mut lock = bus.lock_file().expect("lock file");
+    let first = chunk::write_chunk(&bus, b"first", true, Format::Raw).expect("chunk");
+    let guard = lock.acquire().expect("lock");
+    assert!(
+        bus.publish_if_absent(first, &guard)
+            .expect("publish")
+            .is_none(),
+        "the first chunk was not published"
+    );
+    assert_eq!(stamp::last_sequence(guard.lock_file()), Some(1));
+    let second = chunk::write_chunk(&bus, b"second", true, Format::Raw).expect("chunk");
+    let back = bus
+        .publish_if_absent(second, &guard)
+        .expect("publish")
+        .expect("the second chunk was published over the first");
+    drop(back);
+    assert_eq!(
+        stamp::last_sequence(guard.lock_file()),
+        Some(1),
+        "the number of the chunk not published was not given back"
+    );
+    drop(guard);
+    assert_eq!(std::fs::read(scratch.bus()).expect("read F"), b"first");
+    assert_eq!(common::names_in(scratch.dir.path()), ["bus", "bus.lock"]);
+}
