@@ -177,6 +177,14 @@ pub struct RecordChunker {
     policy: RecordPolicy,
     /// When `pending` first held a complete record.
     ready_since: Option<Instant>,
+    /// When input last arrived.
+    latest: Option<Instant>,
+    /// Whether `pending` is empty (nothing read since the last chunk, or
+    /// nothing left over from it).
+    empty: bool,
+    /// The pending input began after a quiet spell: its complete records
+    /// are published at once.
+    eager: bool,
 }
 
 /// What the producer should do next with its pending input.
@@ -201,6 +209,11 @@ pub enum RecordNext {
 }
 
 impl RecordPolicy {
+    /// How long input must pause to count as a quiet spell.
+    pub fn quiet(&self) -> Duration {
+        self.max_delay / QUIET_FRACTION
+    }
+
     /// The record policy for `delimiter` with the block size and delay of `raw`.
     pub fn new(raw: ChunkPolicy, delimiter: u8) -> Self {
         RecordPolicy {
@@ -218,7 +231,15 @@ impl RecordChunker {
         RecordChunker {
             policy,
             ready_since: None,
+            latest: None,
+            empty: true,
+            eager: false,
         }
+    }
+
+    /// How long input must pause to count as a quiet spell.
+    fn quiet(&self) -> Duration {
+        self.policy.quiet()
     }
 
     /// The rules in force.
@@ -282,11 +303,21 @@ impl RecordChunker {
             return publish(pending.len());
         }
         let room = block_size - pending.len();
+        // After a quiet spell complete records go out at once; while input
+        // keeps coming they wait for a quiet spell, or `max_delay` at most.
+        let deadline = |since: Instant| {
+            if self.eager {
+                since
+            } else {
+                let quiet_again = self.latest.map_or(since, |latest| latest + self.quiet());
+                (since + max_delay).min(quiet_again.max(since))
+            }
+        };
         match (whole_records, self.ready_since) {
             // Strictly later: with a zero delay, input that is ready is read first.
-            (Some(len), Some(since)) if now > since + max_delay => publish(len),
+            (Some(len), Some(since)) if now > deadline(since) => publish(len),
             (Some(_), Some(since)) => RecordNext::Read {
-                wait: Some((since + max_delay).saturating_duration_since(now)),
+                wait: Some(deadline(since).saturating_duration_since(now)),
                 room,
             },
             // Only the start of a record: nothing may be published yet.
@@ -296,6 +327,16 @@ impl RecordChunker {
 
     /// Records that `new` bytes arrived at `now` (already appended to pending).
     pub fn record_input(&mut self, new: &[u8], now: Instant) {
+        if new.is_empty() {
+            return;
+        }
+        if self.empty {
+            self.eager = self
+                .latest
+                .is_none_or(|latest| now.saturating_duration_since(latest) >= self.quiet());
+            self.empty = false;
+        }
+        self.latest = Some(now);
         if self.ready_since.is_none() && new.contains(&self.policy.delimiter) {
             self.ready_since = Some(now);
         }
@@ -304,6 +345,9 @@ impl RecordChunker {
     /// Records that a chunk was published at `now`, leaving `rest` pending.
     pub fn published(&mut self, rest: &[u8], now: Instant) {
         self.ready_since = rest.contains(&self.policy.delimiter).then_some(now);
+        // What is left over came while input kept coming.
+        self.empty = rest.is_empty();
+        self.eager = false;
     }
 }
 
@@ -518,34 +562,86 @@ mod tests {
     fn complete_records_wait_at_most_the_delay_and_partial_ones_wait_for_their_end() {
         let mut chunker = records(100, 1000);
         let start = Instant::now();
-        chunker.record_input(b"ab", start);
+        // Input before: what follows within a quiet spell (10 ms) is gathered.
+        chunker.record_input(b"x\n", start);
+        chunker.published(b"", start);
+        let first = start + Duration::from_millis(1);
+        chunker.record_input(b"ab", first);
         assert_eq!(
-            chunker.next(b"ab", start + Duration::from_secs(9), false),
+            chunker.next(b"ab", first + Duration::from_secs(9), false),
             RecordNext::Read {
                 wait: None,
                 room: 98
             }
         );
-        let later = start + Duration::from_millis(10);
+        let later = first + Duration::from_millis(1);
         chunker.record_input(b"\ncd", later);
+        // Complete: out after a quiet spell of 10 ms...
         assert_eq!(
-            chunker.next(b"ab\ncd", later + Duration::from_millis(40), false),
+            chunker.next(b"ab\ncd", later + Duration::from_millis(4), false),
             RecordNext::Read {
-                wait: Some(Duration::from_millis(60)),
+                wait: Some(Duration::from_millis(6)),
                 room: 95
             }
         );
         assert_eq!(
-            chunker.next(b"ab\ncd", later + Duration::from_millis(101), false),
+            chunker.next(b"ab\ncd", later + Duration::from_millis(11), false),
             publish(3)
         );
-        chunker.published(b"cd", later);
+        // ... or, while input keeps coming, 100 ms after it was complete.
+        let mut pending = b"ab\ncd".to_vec();
+        for step in 1..=12 {
+            chunker.record_input(b"e", later + Duration::from_millis(8 * step));
+            pending.push(b'e');
+        }
         assert_eq!(
-            chunker.next(b"cd", later + Duration::from_secs(9), false),
+            chunker.next(&pending, later + Duration::from_millis(96), false),
+            RecordNext::Read {
+                wait: Some(Duration::from_millis(4)),
+                room: 100 - pending.len()
+            }
+        );
+        assert_eq!(
+            chunker.next(&pending, later + Duration::from_millis(101), false),
+            publish(3)
+        );
+        chunker.published(&pending[3..], later);
+        assert_eq!(
+            chunker.next(&pending[3..], later + Duration::from_secs(9), false),
             RecordNext::Read {
                 wait: None,
-                room: 98
+                room: 100 - pending.len() + 3
             }
+        );
+    }
+
+    #[test]
+    fn a_record_after_a_quiet_spell_is_published_at_once() {
+        let mut chunker = records(100, 1000);
+        let start = Instant::now();
+        chunker.record_input(b"hello\n", start);
+        // Strictly later than its arrival: input ready with it is read first.
+        assert_eq!(
+            chunker.next(b"hello\n", start, false),
+            RecordNext::Read {
+                wait: Some(Duration::ZERO),
+                room: 94
+            }
+        );
+        assert_eq!(
+            chunker.next(b"hello\n", start + Duration::from_micros(1), false),
+            publish(6)
+        );
+        chunker.published(b"", start);
+        // 20 ms later (a quiet spell is 10 ms): at once again, even when the
+        // record comes in two pieces.
+        let later = start + Duration::from_millis(20);
+        chunker.record_input(b"wor", later);
+        let end = later + Duration::from_millis(5);
+        chunker.record_input(b"ld\n", end);
+        assert_eq!(
+            chunker.next(b"world\n", end + Duration::from_micros(1), false),
+            publish(6)
         );
     }
 
