@@ -96,7 +96,9 @@ def latency(program, spacing, records, options):
             read_some(0.1)
         for number in range(1, WARM_UP_RECORDS):
             os.write(inp, b"%031d\n" % number)
-            read_some(spacing)
+            pause = time.perf_counter() + spacing
+            while time.perf_counter() < pause:
+                read_some(pause - time.perf_counter())
         start = time.perf_counter()
         write_times = []
         last = WARM_UP_RECORDS + records
