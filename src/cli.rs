@@ -29,9 +29,9 @@ pub struct Cli {
     #[arg(long = "back-pressure", visible_alias = "lossless", global = true)]
     pub back_pressure: bool,
 
-    /// Maximum chunk size in bytes (the reference's default is 4096; 65536 is
-    /// the size of a pipe's buffer, and readers of either take any size)
-    #[arg(long, value_name = "N", default_value = "65536", value_parser = parse_block_size,
+    /// Maximum chunk size in bytes (the reference's default is 4096; readers
+    /// of either take chunks of any size)
+    #[arg(long, value_name = "N", default_value = "1048576", value_parser = parse_block_size,
           allow_hyphen_values = true, global = true)]
     pub block_size: NonZeroUsize,
 

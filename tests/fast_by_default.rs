@@ -3,7 +3,7 @@
 //! - latency without tuning: input that arrives after a quiet spell is
 //!   published at once, not after `--sleep-interval`; `--sleep-interval` only
 //!   bounds how long input that keeps coming is gathered;
-//! - the default block size is 64 KiB, and no chunk exceeds it.
+//! - the default block size is 1 MiB, and no chunk exceeds it.
 //!
 //! The tests use a sleep interval of 30 s and only ask that a record arrives
 //! within half of it: far more than the milliseconds it takes, far less than
@@ -133,9 +133,9 @@ fn take_chunks_by_hand(bus: &Path) -> Vec<Vec<u8>> {
 }
 
 #[test]
-fn the_default_block_size_is_64_kib_and_no_chunk_exceeds_it() {
-    const BLOCK: usize = 64 * 1024;
-    for len in [BLOCK - 1, BLOCK, BLOCK + 1, 5 * BLOCK + 123] {
+fn the_default_block_size_is_1_mib_and_no_chunk_exceeds_it() {
+    const BLOCK: usize = 1 << 20;
+    for len in [BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK + 123] {
         let scratch = Scratch::new();
         let input = binary_data(len);
         // A regular file is always ready, so every chunk but the last is full.
