@@ -215,26 +215,10 @@ fn fill(
         }
         match chunk.read_from(stdin, room) {
             Ok(0) => break Filled::EndOfInput,
-            Ok(count) => {
-                let now = Instant::now();
-                chunker.record_input(count, now);
-                // A read that cannot block and returned less than asked
-                // for took all that was ready: where the chunker would
-                // publish unless more is ready, it is ready to publish
-                // without another read to be told so.
-                let drained = never_blocks && count < room;
-                if drained
-                    && matches!(
-                        chunker.next(now),
-                        Next::Read {
-                            wait: Some(Duration::ZERO),
-                            ..
-                        }
-                    )
-                {
-                    break Filled::Ready;
-                }
-            }
+            // A short count does not mean that the input is drained: a
+            // splice also stops short at a full disk or the file size limit
+            // (and the next one then fails, as it must).
+            Ok(count) => chunker.record_input(count, Instant::now()),
             Err(Errno::INTR) => signals::check_termination()?,
             // Nothing ready now: publish if the chunker says not to wait,
             // otherwise wait (a timeout means its delay ran out).
