@@ -42,8 +42,9 @@ pub use sink::OutputMethod;
 /// The default `--block-size`: 1 MiB. Every chunk costs a new file, whose
 /// creation and deletion dominate the cost of a chunk on ext4, so bulk input
 /// needs big chunks to move at a pipe's pace (measured in
-/// `results/fast-by-default.md`: 64 KiB reached 20% of `cat | cat`, 1 MiB
-/// 52%); input that trickles is cut by time long before. The reference's
+/// `results/fast-by-default.md`: through pipes 64 KiB reached 20 to 36% of
+/// `cat | cat`, 1 MiB 52 to 67%); input that trickles is cut by time long
+/// before. The reference's
 /// default is 4096; its consumers read chunks of any size.
 pub const DEFAULT_BLOCK_SIZE: NonZeroUsize = NonZeroUsize::new(1 << 20).unwrap();
 /// The default `--max-chunk-size`: far above any chunk a producer makes with
