@@ -86,15 +86,25 @@ impl Drop for Feeder {
     }
 }
 
-/// Fills a chunk of `block` bytes from `input` with `method` and publishes it.
+/// Fills a chunk of `block` bytes from `input` with `method` and publishes
+/// it, reusing `buffer` from chunk to chunk as the producer does.
 fn build_and_publish(
     bus: &Bus,
     lock: &mut filebus_core::lock::LockFile,
     input: &OwnedFd,
     method: InputMethod,
     block: usize,
+    buffer: &mut Vec<u8>,
 ) {
-    let mut chunk = ChunkBuilder::new(bus, block, method, true, Format::Raw).expect("chunk");
+    let mut chunk = ChunkBuilder::with_buffer(
+        bus,
+        block,
+        method,
+        true,
+        Format::Raw,
+        std::mem::take(buffer),
+    )
+    .expect("chunk");
     while chunk.len() < block {
         match chunk.read_from(input.as_fd(), block) {
             Ok(_) => {}
@@ -109,7 +119,8 @@ fn build_and_publish(
             Err(errno) => panic!("cannot read the feeder pipe: {errno}"),
         }
     }
-    let temp = chunk.finish(bus.dir_path()).expect("finish");
+    let (temp, reused) = chunk.finish_with_buffer(bus.dir_path()).expect("finish");
+    *buffer = reused;
     let guard = lock.acquire().expect("lock");
     bus.publish(temp, &guard).expect("publish");
 }
@@ -124,8 +135,11 @@ fn publish(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(block as u64));
         for method in [InputMethod::Mmap, InputMethod::Write, InputMethod::Splice] {
             let id = BenchmarkId::new(format!("{method:?}").to_lowercase(), block);
+            let mut buffer = Vec::new();
             group.bench_function(id, |b| {
-                b.iter(|| build_and_publish(&bus, &mut lock, &feeder.read, method, block))
+                b.iter(|| {
+                    build_and_publish(&bus, &mut lock, &feeder.read, method, block, &mut buffer)
+                })
             });
         }
     }

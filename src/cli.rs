@@ -30,8 +30,9 @@ pub struct Cli {
     #[arg(long = "back-pressure", visible_alias = "lossless", global = true)]
     pub back_pressure: bool,
 
-    /// Maximum chunk size in bytes (at most 1 GiB, 1073741824)
-    #[arg(long, value_name = "N", default_value = "4096", value_parser = parse_block_size,
+    /// Maximum chunk size in bytes, at most 1 GiB (the reference's default is
+    /// 4096; readers of either take chunks of any size)
+    #[arg(long, value_name = "N", default_value = "1048576", value_parser = parse_block_size,
           allow_hyphen_values = true, global = true)]
     pub block_size: NonZeroUsize,
 
@@ -43,8 +44,9 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", global = true)]
     pub filename: Option<PathBuf>,
 
-    /// Longest wait, in seconds, before buffered input is published; the
-    /// polling interval when file events are unavailable
+    /// Longest wait, in seconds, before input that keeps coming is published
+    /// (input after a pause of a tenth of it goes out at once); the polling
+    /// interval when file events are unavailable
     #[arg(long, value_name = "N", default_value = "0.1", value_parser = parse_sleep_interval,
           allow_hyphen_values = true, global = true)]
     pub sleep_interval: Duration,

@@ -522,8 +522,7 @@ fn assert_producers_fail(
         for from_pipe in [false, true] {
             let what = format!("{args:?}, input from a pipe: {from_pipe}");
             let (status, stderr) = if from_pipe {
-                let finished = Running::start(command(args), Some(input.to_vec())).wait();
-                (finished.status, finished.stderr)
+                run_with_queued_pipe(command(args), input)
             } else {
                 run_with_input(command(args), input, aux)
             };
@@ -541,6 +540,22 @@ fn assert_producers_fail(
             assert_eq!(names_in(dir), ["bus", "bus.lock"], "{what}: stray files");
         }
     }
+}
+
+/// Runs `command` to completion with `input` as its standard input, already
+/// whole in a pipe (enlarged to hold it) whose writing end is closed: the
+/// producer finds all of it ready at its first read, so that how it is cut
+/// into chunks does not depend on when the bytes arrive (input that arrives
+/// after a quiet spell is published as soon as the pipe is empty).
+fn run_with_queued_pipe(command: Command, input: &[u8]) -> (std::process::ExitStatus, String) {
+    let (read, write) = rustix::pipe::pipe().expect("cannot create a pipe");
+    rustix::pipe::fcntl_setpipe_size(&write, input.len()).expect("cannot enlarge the pipe");
+    File::from(write)
+        .write_all(input)
+        .expect("cannot fill the pipe");
+    let finished =
+        Running::with_stdio(command, Stdio::from(File::from(read)), Stdio::null()).wait();
+    (finished.status, finished.stderr)
 }
 
 /// Every way a producer builds a chunk: the default input method, each

@@ -6,6 +6,7 @@ mod util;
 
 mod bench;
 mod command_line;
+mod fast_by_default;
 mod faults;
 mod fuzz_corpora;
 mod history;

@@ -476,6 +476,43 @@ impl Bus {
         renamed.map(|()| linked.published())
     }
 
+    /// Makes `temp` the current chunk only if there is none (lossless
+    /// mode), or hands it back. The caller holds the bus lock.
+    ///
+    /// An anonymous file is linked as `F`, which fails if `F` exists: the
+    /// link is the check, with no `stat` before it. A named one is renamed
+    /// onto `F` after a check (which the lock keeps true among producers).
+    pub fn publish_if_absent(
+        &self,
+        temp: TempFile,
+        lock: &LockGuard<'_>,
+    ) -> Result<Option<TempFile>> {
+        if temp.name.is_some() {
+            if self.exists()? {
+                return Ok(Some(temp));
+            }
+            return self.publish(temp, lock).map(|()| None);
+        }
+        let sequence = stamp_chunk(&temp, lock, &self.refused).map_err(|error| {
+            Error::file(
+                "cannot write a chunk's tar header in",
+                &self.dir_path,
+                error,
+            )
+        })?;
+        // Before the chunk appears, as in `publish`.
+        record_sequence(lock, sequence, &self.refused);
+        match link_anonymous(&temp.file, &self.dir, &self.name, &self.refused) {
+            Ok(()) => Ok(None),
+            Err(Errno::EXIST) => {
+                // Not published after all: give the number back.
+                record_sequence(lock, sequence.map(|given| given - 1), &self.refused);
+                Ok(Some(temp))
+            }
+            Err(errno) => Err(Error::file("cannot link a new chunk as", &self.path, errno)),
+        }
+    }
+
     /// Puts the file named `staged` at `F`.
     ///
     /// When `F` exists, it is swapped with `staged` (`RENAME_EXCHANGE`) and

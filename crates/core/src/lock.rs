@@ -27,6 +27,9 @@ pub struct LockFile {
     fd: OwnedFd,
     /// Checked when a wait for the lock is interrupted.
     stop: StopFlag,
+    /// The device and inode of `fd`, which never change while it is open:
+    /// known once, so that each acquisition checks the path with one call.
+    identity: (u64, u64),
 }
 
 /// Proof that the bus lock is held; dropping it releases the lock.
@@ -41,13 +44,14 @@ impl LockFile {
     /// `dir` is a duplicate of the bus's directory descriptor; `path` is only
     /// for messages; `stop` is checked when a wait for the lock is interrupted.
     pub fn open(dir: OwnedFd, name: OsString, path: PathBuf, stop: StopFlag) -> Result<Self> {
-        let fd = open_lock_file(&dir, &name, &path)?;
+        let (fd, identity) = open_lock_file(&dir, &name, &path)?;
         Ok(LockFile {
             dir,
             name,
             path,
             fd,
             stop,
+            identity,
         })
     }
 
@@ -71,16 +75,14 @@ impl LockFile {
                 "{} was replaced while we waited for it; locking the new one",
                 self.path.display()
             );
-            self.fd = open_lock_file(&self.dir, &self.name, &self.path)?;
+            (self.fd, self.identity) = open_lock_file(&self.dir, &self.name, &self.path)?;
         }
     }
 
     /// Whether the locked descriptor is still the file named `F.lock`.
     fn still_at_path(&self) -> Result<bool> {
-        let held = rustix::fs::fstat(&self.fd)
-            .map_err(|errno| Error::file("cannot inspect", &self.path, errno))?;
         match rustix::fs::statat(&self.dir, self.name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(now) => Ok(now.st_dev == held.st_dev && now.st_ino == held.st_ino),
+            Ok(now) => Ok((now.st_dev, now.st_ino) == self.identity),
             Err(Errno::NOENT) => Ok(false),
             Err(errno) => Err(Error::file("cannot inspect", &self.path, errno)),
         }
@@ -105,7 +107,12 @@ impl Drop for LockGuard<'_> {
 
 /// Opens the lock file without following symlinks, read-write when we may,
 /// read-only when the file belongs to someone else (`flock` works on either).
-fn open_lock_file(dir: &OwnedFd, name: &OsStr, path: &std::path::Path) -> Result<OwnedFd> {
+/// Returns it with its device and inode.
+fn open_lock_file(
+    dir: &OwnedFd,
+    name: &OsStr,
+    path: &std::path::Path,
+) -> Result<(OwnedFd, (u64, u64))> {
     let flags = OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::NONBLOCK;
     let mode = Mode::from_raw_mode(0o666);
     let opened = match rustix::fs::openat(dir, name, flags | OFlags::RDWR | OFlags::CREATE, mode) {
@@ -134,5 +141,5 @@ fn open_lock_file(dir: &OwnedFd, name: &OsStr, path: &std::path::Path) -> Result
             problem: "is not a regular file, so it cannot serve as the bus lock".into(),
         });
     }
-    Ok(fd)
+    Ok((fd, (stat.st_dev, stat.st_ino)))
 }

@@ -1,7 +1,7 @@
 //! The producer: standard input → chunks → temporary files → rename onto `F`.
 
 use std::os::fd::BorrowedFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
 use rustix::fs::OFlags;
@@ -9,7 +9,7 @@ use rustix::io::Errno;
 
 use crate::Options;
 use crate::bus::{Bus, TempFile};
-use crate::chunk::{self, ChunkBuilder};
+use crate::chunk::{self, ChunkBuilder, InputMethod};
 use crate::chunker::{Chunker, Next, RecordChunker, RecordNext, RecordPolicy};
 use crate::error::{Error, Result};
 use crate::lock::LockFile;
@@ -93,20 +93,29 @@ fn publish_blocks(
     publisher: &mut Publisher<'_>,
 ) -> Result<()> {
     let mut chunker = Chunker::new(options.chunk_policy());
-    let input_method = options.input_method.for_input(is_pipe(stdin));
+    let kind = input_kind(stdin);
+    let input_method = options.input_method.for_input(kind == InputKind::Pipe);
+    // A non-blocking splice, or a read of a regular file, says itself that
+    // nothing is ready: no poll is needed before it.
+    let never_blocks = input_method == InputMethod::Splice || kind == InputKind::File;
     log::debug!("input: {input_method:?}");
+    // One buffer for every chunk (where the method reads through one).
+    let mut buffer = Vec::new();
     loop {
-        let mut chunk = ChunkBuilder::new(
+        let mut chunk = ChunkBuilder::with_buffer(
             bus,
             options.block_size.get(),
             input_method,
             options.anonymous_temp,
             options.format,
+            std::mem::take(&mut buffer),
         )?;
-        let filled = fill(&mut chunk, &mut chunker, stdin, options.stop)?;
+        let filled = fill(&mut chunk, &mut chunker, stdin, never_blocks, options.stop)?;
         if !chunk.is_empty() {
             log::debug!("publishing {} bytes", chunk.len());
-            publisher.publish(chunk.finish(bus.dir_path())?)?;
+            let (temp, reused) = chunk.finish_with_buffer(bus.dir_path())?;
+            buffer = reused;
+            publisher.publish(temp)?;
         }
         if filled == Filled::EndOfInput {
             return Ok(());
@@ -186,12 +195,14 @@ impl Publisher<'_> {
             let guard = self.lock.acquire()?;
             return self.bus.publish(temp, &guard);
         };
+        let mut temp = temp;
         loop {
             watcher.wait_until(|| Ok(!self.bus.exists()?))?;
             let guard = self.lock.acquire()?;
             // Another producer may have published since we looked.
-            if !self.bus.exists()? {
-                return self.bus.publish(temp, &guard);
+            match self.bus.publish_if_absent(temp, &guard)? {
+                None => return Ok(()),
+                Some(unpublished) => temp = unpublished,
             }
         }
     }
@@ -199,10 +210,16 @@ impl Publisher<'_> {
 
 /// Reads standard input into `chunk` until the chunker says to publish or the
 /// input ends.
+///
+/// Where a read cannot block (`never_blocks`: a non-blocking splice from a
+/// pipe, or a regular file) it reads first and waits only when told that
+/// nothing is ready, which saves a `poll` per read while input keeps
+/// coming; otherwise it waits for input before every read.
 fn fill(
     chunk: &mut ChunkBuilder,
     chunker: &mut Chunker,
     stdin: BorrowedFd<'_>,
+    never_blocks: bool,
     stop: StopFlag,
 ) -> Result<Filled> {
     let filled = loop {
@@ -212,13 +229,23 @@ fn fill(
             Next::Publish => break Filled::Ready,
             Next::Read { wait, room } => (wait, room),
         };
-        if !wait_readable(stdin, wait, stop)? {
+        if !never_blocks && !wait_readable(stdin, wait, stop)? {
             break Filled::Ready;
         }
         match chunk.read_from(stdin, room) {
             Ok(0) => break Filled::EndOfInput,
+            // A short count does not mean that the input is drained: a
+            // splice also stops short at a full disk or the file size limit
+            // (and the next one then fails, as it must).
             Ok(count) => chunker.record_input(count, Instant::now()),
             Err(Errno::INTR) => stop.check()?,
+            // Nothing ready now: publish if the chunker says not to wait,
+            // otherwise wait (a timeout means its delay ran out).
+            Err(Errno::AGAIN) if never_blocks => {
+                if wait == Some(Duration::ZERO) || !wait_readable(stdin, wait, stop)? {
+                    break Filled::Ready;
+                }
+            }
             Err(Errno::AGAIN) => {}
             Err(errno) => return Err(Error::stream("cannot read standard input", errno)),
         }
@@ -230,11 +257,7 @@ fn fill(
 
 /// Waits until standard input has data or an end (`None`: without limit).
 /// Returns false if the time ran out first.
-fn wait_readable(
-    stdin: BorrowedFd<'_>,
-    wait: Option<std::time::Duration>,
-    stop: StopFlag,
-) -> Result<bool> {
+fn wait_readable(stdin: BorrowedFd<'_>, wait: Option<Duration>, stop: StopFlag) -> Result<bool> {
     let timeout = wait.map(crate::watch::timeout);
     let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
     loop {
@@ -253,10 +276,22 @@ fn wait_readable(
     }
 }
 
-fn is_pipe(fd: BorrowedFd<'_>) -> bool {
-    rustix::fs::fstat(fd).is_ok_and(|stat| {
-        rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Fifo
-    })
+/// What standard input is, as far as reading it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InputKind {
+    Pipe,
+    /// A regular file: a read never blocks (it returns 0 at the end).
+    File,
+    /// A terminal, a socket, a device: a read may block.
+    Other,
+}
+
+fn input_kind(fd: BorrowedFd<'_>) -> InputKind {
+    match rustix::fs::fstat(fd).map(|stat| rustix::fs::FileType::from_raw_mode(stat.st_mode)) {
+        Ok(rustix::fs::FileType::Fifo) => InputKind::Pipe,
+        Ok(rustix::fs::FileType::RegularFile) => InputKind::File,
+        _ => InputKind::Other,
+    }
 }
 
 fn clear_nonblocking(stdin: BorrowedFd<'_>) -> Result<()> {

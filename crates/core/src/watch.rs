@@ -72,8 +72,36 @@ impl Watcher {
     /// Returns once `ready()` is true, checking it after every change of the
     /// bus file (or every poll interval).
     pub fn wait_until(&mut self, mut ready: impl FnMut() -> Result<bool>) -> Result<()> {
+        // The events already queued (most of them caused by our own last
+        // change of the bus) tell nothing that `ready()` will not see now:
+        // dropping them saves a wake-up and a second check for each.
+        self.discard_queued()?;
         while !ready()? {
             self.wait_for_change()?;
+        }
+        Ok(())
+    }
+
+    /// Drops the events queued so far, with one non-blocking read (a full
+    /// buffer's worth; any left over cause one more check later, no harm).
+    fn discard_queued(&mut self) -> Result<()> {
+        let Mode::Events { inotify, buffer } = &mut self.mode else {
+            return Ok(());
+        };
+        let watch_gone = match inotify.read_events(buffer) {
+            Ok(events) => events.into_iter().any(|event| {
+                event
+                    .mask
+                    .intersects(EventMask::IGNORED | EventMask::DELETE_SELF | EventMask::MOVE_SELF)
+            }),
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => false,
+            Err(error) => return Err(Error::stream("cannot read inotify events", error)),
+        };
+        if watch_gone {
+            log::warn!("the bus directory was removed or moved: polling from now on");
+            self.mode = Mode::Polling {
+                interval: self.poll_interval,
+            };
         }
         Ok(())
     }

@@ -9,12 +9,22 @@
 //! - the published chunks, in order, are the input exactly;
 //! - no chunk is empty;
 //! - `Chunker`: no chunk exceeds the block size, and no chunk is published
-//!   later than `max_delay` after its first byte was read;
+//!   later than `max_delay` after its first byte was read; a chunk whose
+//!   first byte came after a quiet spell (no input for `policy.quiet()`, or
+//!   no input before) is published the moment no more input is ready (here,
+//!   where reads take no time, at the instant of its first byte) or when
+//!   full; any other chunk is published when full, at end of input, or once
+//!   the input has been quiet for `quiet()` or its first byte has waited
+//!   `max_delay`, never earlier (so sustained input makes few chunks);
 //! - `RecordChunker`: every chunk ends at a record boundary (except the last
 //!   one at end of input and the pieces of a record split at `max_record`),
 //!   a chunk longer than the block size is a single record no longer than
 //!   `max_record`, and no complete record waits longer than `max_delay` (plus
-//!   the instant the producer needs to notice) before it is published;
+//!   the instant the producer needs to notice) before it is published; when
+//!   the pending input began after a quiet spell, its first complete record
+//!   waits no longer than that instant; otherwise a chunk that is not forced
+//!   (by a full block or the end of input) waits until the input has been
+//!   quiet for `quiet()` or its first complete record for `max_delay`;
 //! - the drive ends: every step either moves time or input forward.
 //!
 //! Script layout: byte 0 picks the chunker (even: `Chunker`, odd:
@@ -159,6 +169,9 @@ fn drive_chunker(script: &Script) -> Vec<u8> {
     let mut chunk: Vec<u8> = Vec::new();
     let mut first_byte_at = None;
     let mut output = Vec::new();
+    // When input was last read, and whether the chunk began after a quiet spell.
+    let mut last_read_at: Option<Duration> = None;
+    let mut eager = false;
     for _ in 0..script.step_limit() {
         input.arrive(now);
         let (wait, room) = match chunker.next(base + now) {
@@ -174,8 +187,12 @@ fn drive_chunker(script: &Script) -> Vec<u8> {
         assert_eq!(wait.is_some(), !chunk.is_empty(), "wait without bytes");
         let read = input.read(room);
         if !read.is_empty() {
+            if first_byte_at.is_none() {
+                eager = last_read_at.is_none_or(|at| now - at >= policy.quiet());
+            }
             chunker.record_input(read.len(), base + now);
             first_byte_at.get_or_insert(now);
+            last_read_at = Some(now);
             chunk.extend(read);
             continue;
         }
@@ -191,6 +208,21 @@ fn drive_chunker(script: &Script) -> Vec<u8> {
             // The wait runs out before more input: publish.
             (Some(at), Some(wait)) if at > now + wait => {
                 now += wait;
+                let first = first_byte_at.unwrap_or(now);
+                if eager {
+                    assert_eq!(
+                        now, first,
+                        "a chunk after a quiet spell waited while no input was ready"
+                    );
+                } else {
+                    let quiet_for = now - last_read_at.unwrap_or(now);
+                    assert!(
+                        quiet_for >= policy.quiet() || now - first >= script.max_delay,
+                        "a chunk of input that kept coming was published early: \
+                         quiet for {quiet_for:?}, held {:?}",
+                        now - first
+                    );
+                }
                 assert_eq!(chunker.cut(), chunk.len(), "the chunker lost count");
                 publish_chunk(&mut output, &mut chunk, first_byte_at.take(), now, script);
             }
@@ -246,6 +278,9 @@ fn drive_record_chunker(script: &Script) -> Vec<u8> {
     let mut read_at: VecDeque<Duration> = VecDeque::new();
     let mut at_end = false;
     let mut output = Vec::new();
+    // When input was last read, and whether the pending input began after a quiet spell.
+    let mut last_read_at: Option<Duration> = None;
+    let mut eager = false;
     for _ in 0..script.step_limit() {
         input.arrive(now);
         match chunker.next(&pending, base + now, at_end) {
@@ -282,6 +317,28 @@ fn drive_record_chunker(script: &Script) -> Vec<u8> {
                         script.max_delay
                     );
                 }
+                let complete_at = chunk
+                    .iter()
+                    .position(|&byte| byte == b'\n')
+                    .map(|at| read_at[at]);
+                let forced = at_end || pending.len() >= script.block_size;
+                if let (Some(complete_at), false) = (complete_at, forced) {
+                    let waited = now - complete_at;
+                    if eager {
+                        assert!(
+                            waited <= NOTICE,
+                            "a record after a quiet spell waited {waited:?}"
+                        );
+                    } else {
+                        let quiet_for = now - last_read_at.unwrap_or(now);
+                        assert!(
+                            quiet_for >= policy.quiet() || waited >= script.max_delay,
+                            "records that kept coming were published early: \
+                             quiet for {quiet_for:?}, complete for {waited:?}"
+                        );
+                    }
+                }
+                eager = false;
                 output.extend_from_slice(chunk);
                 pending.drain(..len);
                 read_at.drain(..len);
@@ -292,6 +349,10 @@ fn drive_record_chunker(script: &Script) -> Vec<u8> {
                 assert!(room > 0, "asked to read nothing");
                 let read = input.read(room);
                 if !read.is_empty() {
+                    if pending.is_empty() {
+                        eager = last_read_at.is_none_or(|at| now - at >= policy.quiet());
+                    }
+                    last_read_at = Some(now);
                     let start = pending.len();
                     pending.extend(&read);
                     read_at.extend(std::iter::repeat_n(now, read.len()));
