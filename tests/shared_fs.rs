@@ -429,3 +429,122 @@ fn a_failing_test_leaves_no_mount_behind() {
     );
     assert!(!mount.exists(), "{} was not removed", mount.display());
 }
+
+/// What a history consumer says at `-vvv` once it is ready (its cursor, if
+/// named, registered).
+const HISTORY_CONSUMER_READY: &str = "history consumer: starting";
+
+/// Makes `bus` a bus with a history of `depth` chunks: a producer with no
+/// input publishes only its end-of-stream chunk.
+fn history_bus(bus: &Path, depth: &str, aux: &Path) {
+    let (status, stderr) =
+        crate::util::run_with_input(filebus(bus, &["producer", "--history", depth]), b"", aux);
+    assert!(status.success(), "{status:?}: {stderr}");
+}
+
+/// A consumer of `bus` with `args`, once it is ready.
+fn history_consumer(bus: &Path, args: &[&str]) -> Running {
+    let mut all = vec!["-vvv", "consumer"];
+    all.extend_from_slice(args);
+    let consumer = Running::start(filebus(bus, &all), None);
+    wait_for(
+        "the history consumer to be ready",
+        || consumer.stderr().contains(HISTORY_CONSUMER_READY),
+        || consumer.stderr(),
+    );
+    consumer
+}
+
+/// The chunk entries of the history directory of the bus in `dir`.
+fn history_entries(dir: &Path) -> usize {
+    names_in(&dir.join("bus.history"))
+        .iter()
+        .filter(|name| name.bytes().all(|byte| byte.is_ascii_digit()))
+        .count()
+}
+
+#[test]
+fn reliable_multicast_from_another_machine_to_named_consumers_on_the_mount() {
+    let shared = SharedDir::new();
+    history_bus(&shared.bus_there(), "4", shared.aux());
+    // Two named consumers on this machine, which see the other machine's
+    // chunks by polling; the producer there waits for their cursors.
+    let first = history_consumer(&shared.bus_here(), &["--name", "first"]);
+    let second = history_consumer(&shared.bus_here(), &["--name", "second"]);
+    let input = chunks(0, 40);
+    produce_chunks(&shared.bus_there(), &[], &input, shared.aux());
+    for (name, consumer) in [("first", first), ("second", second)] {
+        let finished = consumer.wait();
+        finished.assert_success();
+        assert!(
+            finished.stdout == input,
+            "{name}: {} bytes written, not the {} of the stream",
+            finished.stdout.len(),
+            input.len()
+        );
+        assert!(
+            finished.stderr.contains(POLLING_ON_FUSE),
+            "{name}: {}",
+            finished.stderr
+        );
+    }
+    let held = history_entries(shared.there());
+    assert!(held <= 4, "{held} chunks held in a history of 4");
+}
+
+#[test]
+fn reliable_multicast_from_the_mount_to_a_named_consumer_on_another_machine() {
+    let shared = SharedDir::new();
+    history_bus(&shared.bus_here(), "4", shared.aux());
+    // The consumer on the other machine wakes up by events, but nobody reads
+    // its output for a while: its pipe fills, and the producer here, which
+    // cannot see the cursor move by events, must wait for it by polling.
+    let mut named = Running::with_stdio(
+        filebus(&shared.bus_there(), &["-vvv", "consumer", "--name", "far"]),
+        Stdio::null(),
+        Stdio::piped(),
+    );
+    let mut stdout = named.child.stdout.take().expect("stdout was piped");
+    wait_for(
+        "the named consumer to be ready",
+        || named.stderr().contains(HISTORY_CONSUMER_READY),
+        || named.stderr(),
+    );
+    // Far more than the pipe and the history hold together.
+    let input = chunks(0, 200);
+    let stdin = crate::util::input_in(shared.aux(), "input", &input);
+    let mut producer = Running::with_stdio(
+        filebus(&shared.bus_here(), &["--block-size", CHUNK_ARG, "producer"]),
+        stdin,
+        Stdio::null(),
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        producer.try_status().is_none(),
+        "the producer did not wait for the named consumer: {}",
+        producer.stderr()
+    );
+    let reader = std::thread::spawn(move || {
+        let mut output = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut output).expect("cannot read the consumer");
+        output
+    });
+    let status = producer.wait_status();
+    assert!(status.success(), "{status:?}: {}", producer.stderr());
+    let status = named.wait_status();
+    assert!(status.success(), "{status:?}: {}", named.stderr());
+    let output = reader.join().expect("reader panicked");
+    assert!(
+        output == input,
+        "{} bytes written, not the {} of the stream",
+        output.len(),
+        input.len()
+    );
+    assert!(!named.stderr().contains("polling"), "{}", named.stderr());
+    // A late joiner on this machine replays the last chunks from history.
+    let late = history_consumer(&shared.bus_here(), &["--last", "3"]);
+    assert_eq!(late.wait_for_output(3 * CHUNK), chunks(197, 3));
+    drop(late);
+    let held = history_entries(shared.there());
+    assert!(held <= 4, "{held} chunks held in a history of 4");
+}
