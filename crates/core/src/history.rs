@@ -275,18 +275,12 @@ impl HistoryDir {
             Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile => {}
             _ => return,
         }
-        self.unlink_entry(&name);
-    }
-
-    /// Unlinks entry `name`, known to be a chunk: one this producer linked
-    /// there itself (see [`Held::own_from`]). The caller holds the bus lock.
-    fn unlink_entry(&self, name: &str) {
-        if let Err(errno) = rustix::fs::unlinkat(&self.dir, name, AtFlags::empty())
+        if let Err(errno) = rustix::fs::unlinkat(&self.dir, name.as_str(), AtFlags::empty())
             && errno != Errno::NOENT
         {
             log::warn!(
                 "cannot drop {} from history: {errno}",
-                self.path.join(name).display()
+                self.path.join(&name).display()
             );
         }
     }
@@ -346,50 +340,6 @@ struct Held {
     /// Whether this producer swept stale entries (left by a killed producer,
     /// or from before the bus's counter was reset) yet.
     swept: bool,
-    /// The entries this producer linked itself: every sequence from
-    /// `own_from` up to `last_linked`, an unbroken run (another producer's
-    /// publish, a failed one, or a reset counter starts a new run). An entry
-    /// of that run leaving the window is known to be our chunk, so it is
-    /// unlinked without the `stat` that guards anything else (a foreign
-    /// file under an entry name is never deleted). Kept in two numbers,
-    /// not a set, so that it costs nothing whatever the depth.
-    own_from: u64,
-    last_linked: Option<u64>,
-}
-
-impl Held {
-    fn new(dir: HistoryDir, depth: u64) -> Held {
-        Held {
-            dir,
-            depth,
-            swept: false,
-            own_from: 0,
-            last_linked: None,
-        }
-    }
-
-    /// Records that this producer linked entry `sequence`.
-    fn linked(&mut self, sequence: u64) {
-        if self.last_linked.and_then(|last| last.checked_add(1)) != Some(sequence) {
-            self.own_from = sequence;
-        }
-        self.last_linked = Some(sequence);
-    }
-
-    /// Forgets the run of own entries (one of them was unlinked again).
-    fn forget_own(&mut self) {
-        self.last_linked = None;
-    }
-
-    /// Drops entry `sequence`, which fell out of the window.
-    fn drop_leaving(&self, sequence: u64) {
-        match self.last_linked {
-            Some(last) if (self.own_from..=last).contains(&sequence) => {
-                self.dir.unlink_entry(&entry_name(sequence));
-            }
-            _ => self.dir.drop_entry(sequence),
-        }
-    }
 }
 
 impl Keeper {
@@ -443,7 +393,11 @@ impl Keeper {
                     });
                 };
                 write_depth(&dir, depth)?;
-                state.held = Some(Held::new(dir, depth));
+                state.held = Some(Held {
+                    dir,
+                    depth,
+                    swept: false,
+                });
                 return Ok(());
             }
             // A producer that did not ask for history goes on without it.
@@ -482,7 +436,11 @@ impl Keeper {
                 return Ok(());
             }
         };
-        state.held = Some(Held::new(dir, depth));
+        state.held = Some(Held {
+            dir,
+            depth,
+            swept: false,
+        });
         Ok(())
     }
 
@@ -563,7 +521,6 @@ impl Keeper {
             }
             Err(errno) => return Err(failed(errno)),
         }
-        held.linked(sequence);
         Ok(Linked {
             armed: true,
             ..unlinked
@@ -574,13 +531,13 @@ impl Keeper {
     /// published. The first time, also sweeps entries left out of the window
     /// by earlier producers. Called by [`Bus::publish`] under the bus lock.
     fn trim(&self, sequence: Option<u64>) {
-        let state = self.state.borrow();
-        let (Some(held), Some(sequence)) = (&state.held, sequence) else {
+        let mut state = self.state.borrow_mut();
+        let (Some(held), Some(sequence)) = (&mut state.held, sequence) else {
             return;
         };
         let window_start = sequence.saturating_sub(held.depth - 1);
         if let Some(leaving) = window_start.checked_sub(1).filter(|&leaving| leaving > 0) {
-            held.drop_leaving(leaving);
+            held.dir.drop_entry(leaving);
         }
     }
 }
@@ -606,10 +563,9 @@ impl Linked<'_> {
 impl Drop for Linked<'_> {
     fn drop(&mut self) {
         if let (true, Some(sequence)) = (self.armed, self.sequence)
-            && let Some(held) = &mut self.keeper.state.borrow_mut().held
+            && let Some(held) = &self.keeper.state.borrow().held
         {
             held.dir.drop_entry(sequence);
-            held.forget_own();
         }
     }
 }
