@@ -26,14 +26,14 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use inotify::{EventMask, Inotify, WatchMask};
-use rustix::event::{PollFd, PollFlags};
+use inotify::WatchMask;
 use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::bus::Bus;
 use crate::error::{Error, Result};
 use crate::stop::StopFlag;
+use crate::watch::Watcher;
 
 /// Suffix of the directory holding the cursors.
 pub const CONSUMERS_SUFFIX: &str = ".consumers";
@@ -279,88 +279,41 @@ fn probe(dir: &OwnedFd, name: String) -> Option<NamedConsumer> {
     })
 }
 
-/// How a producer waits for cursors to advance.
+/// How a producer waits for cursors to advance: a watch on the cursor
+/// directory (a cursor's position is an extended attribute, so `ATTRIB`
+/// reports an advance), with a timeout as the safety net, because a
+/// consumer's exit is signalled by the close of its cursor just *before* its
+/// lock goes away.
 #[derive(Debug)]
 pub struct CursorWait {
-    /// Checked when a wait is interrupted.
-    stop: StopFlag,
-    inotify: Option<Inotify>,
-    buffer: Vec<u8>,
+    watcher: Watcher,
     interval: Duration,
 }
 
-/// The shortest wait between two looks.
+/// The shortest wait between two looks: a zero `--sleep-interval` would spin.
 const MIN_INTERVAL: Duration = Duration::from_millis(1);
 
 impl CursorWait {
     fn new(bus: &Bus, sleep_interval: Duration, file_monitoring: bool) -> CursorWait {
         let path = bus.dir_path().join(directory_name(bus.name()));
-        let inotify = file_monitoring
-            .then(|| crate::watch::remote_filesystem(bus).is_none())
-            .filter(|&local| local)
-            .and_then(|_| {
-                let mask = WatchMask::ATTRIB
-                    | WatchMask::CLOSE_WRITE
-                    | WatchMask::CREATE
-                    | WatchMask::DELETE
-                    | WatchMask::MOVED_TO
-                    | WatchMask::MOVED_FROM
-                    | WatchMask::DELETE_SELF
-                    | WatchMask::MOVE_SELF
-                    | WatchMask::DONT_FOLLOW
-                    | WatchMask::ONLYDIR;
-                let inotify = Inotify::init().ok()?;
-                inotify.watches().add(&path, mask).ok()?;
-                Some(inotify)
-            });
-        if inotify.is_none() {
-            log::info!("waiting for named consumers by polling {}", path.display());
-        }
+        let use_events = file_monitoring && crate::watch::remote_filesystem(bus).is_none();
+        let mask = WatchMask::ATTRIB
+            | WatchMask::CLOSE_WRITE
+            | WatchMask::CREATE
+            | WatchMask::DELETE
+            | WatchMask::MOVED_TO
+            | WatchMask::MOVED_FROM
+            | WatchMask::DONT_FOLLOW;
         CursorWait {
-            stop: bus.stop_flag(),
-            inotify,
-            buffer: vec![0; 16 * 1024],
-            interval: sleep_interval.max(MIN_INTERVAL),
+            watcher: Watcher::on_directory(bus, &path, mask, use_events, sleep_interval),
+            interval: sleep_interval,
         }
     }
 
-    /// Returns after a change in the cursor directory, or after the interval
-    /// (the safety net: a consumer's exit is signalled by the close of its
-    /// cursor just *before* its lock goes away).
+    /// Returns after a change in the cursor directory, or after the interval.
     fn wait(&mut self) -> Result<()> {
-        self.stop.check()?;
-        let timeout = crate::watch::timeout(self.interval);
-        let Some(inotify) = &mut self.inotify else {
-            return match rustix::event::poll(&mut [], Some(&timeout)) {
-                Ok(_) => Ok(()),
-                Err(Errno::INTR) => self.stop.check(),
-                Err(errno) => Err(Error::stream("cannot sleep", errno)),
-            };
-        };
-        let mut fds = [PollFd::new(inotify, PollFlags::IN)];
-        match rustix::event::poll(&mut fds, Some(&timeout)) {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
-            Err(Errno::INTR) => return self.stop.check(),
-            Err(errno) => return Err(Error::stream("cannot wait for inotify events", errno)),
-        }
-        let mut gone = false;
-        match inotify.read_events(&mut self.buffer) {
-            Ok(events) => {
-                for event in events {
-                    gone |= event.mask.intersects(
-                        EventMask::IGNORED | EventMask::DELETE_SELF | EventMask::MOVE_SELF,
-                    );
-                }
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(error) => return Err(Error::stream("cannot read inotify events", error)),
-        }
-        if gone {
-            // The directory went away: polling finds out what replaced it.
-            self.inotify = None;
-        }
-        Ok(())
+        self.watcher
+            .wait_for_change_within(self.interval.max(MIN_INTERVAL))
     }
 }
 

@@ -25,10 +25,12 @@ use crate::stop::StopFlag;
 /// The shortest polling interval: a zero `--sleep-interval` would spin.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(1);
 
-/// Waits for changes to a bus file.
+/// Waits for changes to a bus file (or, for a producer waiting on named
+/// consumers, to anything in a directory).
 #[derive(Debug)]
 pub struct Watcher {
-    name: OsString,
+    /// The name whose changes count (`None`: every name in the directory).
+    name: Option<OsString>,
     mode: Mode,
     /// The interval if events become unavailable.
     poll_interval: Duration,
@@ -57,11 +59,59 @@ impl Watcher {
             },
         };
         Ok(Watcher {
-            name: bus.name().to_owned(),
+            name: Some(bus.name().to_owned()),
             mode,
             poll_interval,
             stop: bus.stop_flag(),
         })
+    }
+
+    /// Prepares to wait for changes to anything in the directory `path` of
+    /// `bus` (events in `mask`, besides the directory's own removal), by
+    /// events where `use_events` and inotify can watch it, else by looking
+    /// every `sleep_interval`.
+    pub(crate) fn on_directory(
+        bus: &Bus,
+        path: &std::path::Path,
+        mask: WatchMask,
+        use_events: bool,
+        sleep_interval: Duration,
+    ) -> Watcher {
+        let poll_interval = sleep_interval.max(MIN_POLL_INTERVAL);
+        let watched = use_events
+            .then(|| {
+                let inotify = Inotify::init().ok()?;
+                let mask =
+                    mask | WatchMask::DELETE_SELF | WatchMask::MOVE_SELF | WatchMask::ONLYDIR;
+                inotify.watches().add(path, mask).ok()?;
+                Some(inotify)
+            })
+            .flatten();
+        let mode = match watched {
+            Some(inotify) => Mode::Events {
+                inotify,
+                buffer: vec![0; 16 * 1024],
+            },
+            None => {
+                log::info!("watching {} by polling", path.display());
+                Mode::Polling {
+                    interval: poll_interval,
+                }
+            }
+        };
+        Watcher {
+            name: None,
+            mode,
+            poll_interval,
+            stop: bus.stop_flag(),
+        }
+    }
+
+    /// Returns after a change (or, while polling, a poll interval), or after
+    /// `limit`, whichever comes first.
+    pub(crate) fn wait_for_change_within(&mut self, limit: Duration) -> Result<()> {
+        self.stop.check()?;
+        self.next_events(Some(limit)).map(|_| ())
     }
 
     /// Whether the watcher sleeps until an event rather than polling.
@@ -178,7 +228,10 @@ impl Watcher {
             {
                 watch_gone = true;
             }
-            let names_bus = event.name.is_some_and(|name| name == self.name.as_os_str());
+            let names_bus = match &self.name {
+                Some(watched) => event.name.is_some_and(|name| name == watched.as_os_str()),
+                None => true,
+            };
             events.relevant |= names_bus || event.mask.contains(EventMask::Q_OVERFLOW);
             if names_bus
                 && event
