@@ -10,14 +10,11 @@
 //! the interval the old rule made every lone record wait. No timing is
 //! asserted beyond that.
 
-use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{Running, Scratch, binary_data, filebus, input_file, wait_until};
+use crate::util::{Running, Scratch, binary_data, filebus, input_file, take_chunks_by_hand};
 
 /// The `--sleep-interval` of these tests.
 const SLEEP_INTERVAL: &str = "30";
@@ -100,34 +97,6 @@ fn a_lone_record_is_published_without_waiting_the_sleep_interval_lossy() {
 #[test]
 fn a_lone_record_is_published_without_waiting_the_sleep_interval_lossless() {
     lone_records_come_out_at_once(&["--lossless"]);
-}
-
-/// Takes every chunk of a lossless bus the way the protocol says (lock,
-/// read, delete), up to the end-of-stream marker, and returns them.
-fn take_chunks_by_hand(bus: &Path) -> Vec<Vec<u8>> {
-    let lock_path = bus.with_file_name("bus.lock");
-    let mut chunks = Vec::new();
-    loop {
-        wait_until("a chunk to take", || bus.exists());
-        let lock = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .expect("cannot open lock");
-        // SAFETY: flock on a descriptor we own.
-        assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
-        let Ok(chunk) = std::fs::read(bus) else {
-            continue;
-        };
-        std::fs::remove_file(bus).expect("cannot delete chunk");
-        drop(lock);
-        if chunk.is_empty() {
-            return chunks;
-        }
-        chunks.push(chunk);
-    }
 }
 
 #[test]

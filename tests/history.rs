@@ -67,21 +67,8 @@ fn entry_path(bus: &Path, sequence: u64) -> PathBuf {
 
 /// The bus counter: the last sequence number given (on `BUS.lock`).
 fn bus_counter(bus: &Path) -> u64 {
-    let path = CString::new(bus.with_file_name("bus.lock").as_os_str().as_bytes()).expect("path");
-    let name = CString::new("user.filebus.seq").expect("name");
-    let mut value = [0u8; 32];
-    // SAFETY: getxattr writes at most value.len() bytes into value.
-    let len = unsafe {
-        libc::getxattr(
-            path.as_ptr(),
-            name.as_ptr(),
-            value.as_mut_ptr().cast(),
-            value.len(),
-        )
-    };
-    assert!(len > 0, "the bus has no sequence counter");
-    std::str::from_utf8(&value[..len as usize])
-        .expect("counter is text")
+    crate::util::get_xattr(&bus.with_file_name("bus.lock"), "user.filebus.seq")
+        .expect("the bus has no sequence counter")
         .trim()
         .parse()
         .expect("counter is a number")
@@ -89,18 +76,9 @@ fn bus_counter(bus: &Path) -> u64 {
 
 /// `filebus stat ARGS... BUS`, which must succeed; its stdout.
 fn stat(bus: &Path, args: &[&str]) -> String {
-    let output = Command::new(crate::util::filebus_bin())
-        .arg("stat")
-        .args(args)
-        .arg(bus)
-        .output()
-        .expect("cannot run filebus stat");
-    assert!(
-        output.status.success(),
-        "filebus stat failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("stat prints text")
+    let mut all: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    all.push(bus.as_os_str());
+    crate::util::stat(&all)
 }
 
 /// A consumer whose stdout the test reads only when it wants to: while it

@@ -1,14 +1,11 @@
 //! Lossless unicast (`--back-pressure`): every chunk is taken exactly once,
 //! whole, in order; an empty chunk ends the stream.
 
-use std::fs::File;
-use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::process::Stdio;
 
 use crate::util::{
     Running, Scratch, binary_data, filebus, input_file, numbered_records, parse_records, run,
-    wait_until,
+    take_chunks_by_hand, wait_until,
 };
 
 /// Runs one lossless producer and one lossless consumer over `input`;
@@ -29,34 +26,6 @@ fn lossless_round_trip(input: &[u8], extra: &[&str]) -> Vec<u8> {
         "the end-of-stream chunk was not deleted"
     );
     finished.stdout
-}
-
-/// Takes chunks from the bus the way the protocol describes, independently of
-/// our consumer: lock `F.lock`, read and delete `F`, unlock; until an empty chunk.
-fn take_chunks_by_hand(bus: &Path) -> Vec<Vec<u8>> {
-    let lock_path = bus.with_file_name("bus.lock");
-    let mut chunks = Vec::new();
-    loop {
-        wait_until("a chunk to take", || bus.exists());
-        let lock = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .expect("cannot open lock");
-        // SAFETY: flock on a descriptor we own.
-        assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
-        let Ok(chunk) = std::fs::read(bus) else {
-            continue;
-        };
-        std::fs::remove_file(bus).expect("cannot delete chunk");
-        drop(lock);
-        if chunk.is_empty() {
-            return chunks;
-        }
-        chunks.push(chunk);
-    }
 }
 
 #[test]

@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::ops::Range;
 use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -933,4 +934,70 @@ pub fn stats_counts(stderr: &str) -> [u64; 4] {
     numbers
         .try_into()
         .unwrap_or_else(|_| panic!("not four numbers: {line}"))
+}
+
+/// Takes chunks from the bus the way the protocol describes, independently of
+/// our consumer: lock `F.lock`, read and delete `F`, unlock; until an empty chunk.
+pub fn take_chunks_by_hand(bus: &Path) -> Vec<Vec<u8>> {
+    let lock_path = bus.with_file_name("bus.lock");
+    let mut chunks = Vec::new();
+    loop {
+        wait_until("a chunk to take", || bus.exists());
+        let lock = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .expect("cannot open lock");
+        // SAFETY: flock on a descriptor we own.
+        assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+        let Ok(chunk) = std::fs::read(bus) else {
+            continue;
+        };
+        std::fs::remove_file(bus).expect("cannot delete chunk");
+        drop(lock);
+        if chunk.is_empty() {
+            return chunks;
+        }
+        chunks.push(chunk);
+    }
+}
+
+/// Sets the extended attribute `name` of `path` to `value`.
+pub fn set_xattr(path: &Path, name: &str, value: &[u8]) {
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("a path without NUL");
+    let name = std::ffi::CString::new(name).expect("a name without NUL");
+    // SAFETY: both strings are NUL-terminated and outlive the call; the value
+    // is a valid slice of its length.
+    let status = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(status, 0, "setxattr: {}", std::io::Error::last_os_error());
+}
+
+/// The extended attribute `name` of `path`, as text.
+pub fn get_xattr(path: &Path, name: &str) -> Option<String> {
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("a path without NUL");
+    let name = std::ffi::CString::new(name).expect("a name without NUL");
+    let mut value = [0u8; 64];
+    // SAFETY: both strings are NUL-terminated; the buffer is writable for its
+    // whole length.
+    let len = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    usize::try_from(len)
+        .ok()
+        .map(|len| String::from_utf8_lossy(&value[..len]).into_owned())
 }
