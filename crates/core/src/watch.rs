@@ -242,7 +242,11 @@ impl Watcher {
             }
         }
         if watch_gone {
-            log::warn!("the bus directory was removed or moved: polling from now on");
+            let what = match self.name {
+                Some(_) => "the bus directory",
+                None => "the watched directory",
+            };
+            log::warn!("{what} was removed or moved: polling from now on");
             self.mode = Mode::Polling {
                 interval: self.poll_interval,
             };
