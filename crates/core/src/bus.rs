@@ -428,16 +428,22 @@ impl Bus {
         unreachable!("the loop returns by its last attempt")
     }
 
-    /// Makes `temp` the current chunk at `F`, atomically: readers see the
-    /// previous chunk or this one, whole. The caller holds the bus lock.
-    pub fn publish(&self, temp: TempFile, lock: &LockGuard<'_>) -> Result<()> {
-        let sequence = stamp_chunk(&temp, lock, &self.refused).map_err(|error| {
+    /// Stamps `temp` with the bus's next sequence number (see
+    /// [`stamp_chunk`]); fails only where a tar header cannot be written.
+    fn stamp(&self, temp: &TempFile, lock: &LockGuard<'_>) -> Result<Option<u64>> {
+        stamp_chunk(temp, lock, &self.refused).map_err(|error| {
             Error::file(
                 "cannot write a chunk's tar header in",
                 &self.dir_path,
                 error,
             )
-        })?;
+        })
+    }
+
+    /// Makes `temp` the current chunk at `F`, atomically: readers see the
+    /// previous chunk or this one, whole. The caller holds the bus lock.
+    pub fn publish(&self, temp: TempFile, lock: &LockGuard<'_>) -> Result<()> {
+        let sequence = self.stamp(&temp, lock)?;
         // Into history first: a consumer that sees the chunk at `F` finds
         // every earlier one there. A failure leaves the bus as it was.
         let linked = self
@@ -493,13 +499,7 @@ impl Bus {
             }
             return self.publish(temp, lock).map(|()| None);
         }
-        let sequence = stamp_chunk(&temp, lock, &self.refused).map_err(|error| {
-            Error::file(
-                "cannot write a chunk's tar header in",
-                &self.dir_path,
-                error,
-            )
-        })?;
+        let sequence = self.stamp(&temp, lock)?;
         // Before the chunk appears, as in `publish`.
         record_sequence(lock, sequence, &self.refused);
         match link_anonymous(&temp.file, &self.dir, &self.name, &self.refused) {

@@ -22,42 +22,15 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::scratch::Scratch;
 use filebus_core::bus::{Bus, Current};
 use filebus_core::chunk::write_chunk;
 use filebus_core::lock::LockFile;
 use filebus_core::replay::Session;
 use filebus_core::{Format, Options, stamp};
-
-/// A scratch directory under /dev/shm (or the temp dir), removed on drop.
-struct HistoryScratch(PathBuf);
-
-impl HistoryScratch {
-    fn new() -> HistoryScratch {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let base = if Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
-        let path = base.join(format!(
-            "filebus-history-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(path.join("bus-dir")).expect("cannot create the scratch directory");
-        HistoryScratch(path)
-    }
-}
-
-impl Drop for HistoryScratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Bytes of each chunk: `chunk NNNNNN\n`.
 const CHUNK_LEN: usize = 13;
@@ -271,7 +244,7 @@ pub fn check_history(data: &[u8]) {
     let Some((&first, operations)) = data.split_first() else {
         return;
     };
-    let scratch = HistoryScratch::new();
+    let scratch = Scratch::new("history");
     let bus_path = scratch.0.join("bus-dir").join("bus");
     let depth = u64::from(first % 8) + 1;
     let producers = (0..2)

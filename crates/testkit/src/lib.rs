@@ -5,6 +5,7 @@
 pub mod chunking;
 pub mod history;
 pub mod protocol;
+pub mod scratch;
 pub mod tar_agreement;
 
 pub use chunking::check_chunking;

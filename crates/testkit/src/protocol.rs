@@ -20,9 +20,9 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
+use crate::scratch::Scratch;
 use filebus_core::bus::{Bus, Chunk, Current, Format};
 use filebus_core::chunk::write_chunk;
 
@@ -33,33 +33,6 @@ enum Seen {
     Ours { producer: u8, number: u32 },
     /// Something the test itself put there (truncation, replacement).
     Foreign,
-}
-
-/// A scratch directory under /dev/shm (or the temp dir), removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Scratch {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let base = if Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
-        let path = base.join(format!(
-            "filebus-protocol-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(path.join("bus-dir")).expect("cannot create the scratch directory");
-        Scratch(path)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn chunk_bytes(producer: u8, number: u32) -> Vec<u8> {
@@ -120,7 +93,7 @@ pub fn check_protocol(data: &[u8]) {
         return;
     };
     let lossless = mode & 1 == 1;
-    let scratch = Scratch::new();
+    let scratch = Scratch::new("protocol");
     let dir = scratch.0.join("bus-dir");
     let bus_path = dir.join("bus");
     let victim = scratch.0.join("victim");
