@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use self::fuse::{NO_ATTRIBUTE_CACHE, NO_XATTRS, SharedDir, wait_for};
+use self::fuse::{LONG_ATTRIBUTE_CACHE, NO_ATTRIBUTE_CACHE, NO_XATTRS, SharedDir, wait_for};
 use crate::util::{
     CHUNK, CHUNK_ARG, RECORDS_PER_CHUNK, Running, check_full_chunks, filebus, last_stats_line,
     names_in, produce, records, stat, stats_counts,
@@ -162,6 +162,68 @@ fn lossless_without_attribute_caches_both_ways() {
     let shared = SharedDir::with_options(NO_ATTRIBUTE_CACHE);
     lossless_across(&shared, &shared.bus_there(), &shared.bus_here());
     lossless_across(&shared, &shared.bus_here(), &shared.bus_there());
+}
+
+/// Puts `content` at the bus underneath as another machine's producer would
+/// (written aside, renamed into place): an unstamped chunk.
+fn put_chunk_underneath(shared: &SharedDir, content: &[u8]) {
+    let aside = shared.there().join("bus.put");
+    std::fs::write(&aside, content).expect("cannot write a chunk underneath");
+    std::fs::rename(&aside, shared.bus_there()).expect("cannot rename a chunk into place");
+}
+
+/// Replaces the chunk underneath with `content` after the mount has looked
+/// `F` up, so that the mount's caches still hold the size of the chunk before.
+fn replace_behind_the_mounts_back(shared: &SharedDir, before: &[u8], content: &[u8]) {
+    put_chunk_underneath(shared, before);
+    let cached = std::fs::metadata(shared.bus_here()).expect("cannot stat F on the mount");
+    assert_eq!(cached.len(), before.len() as u64);
+    std::fs::remove_file(shared.bus_there()).expect("cannot take the chunk underneath");
+    put_chunk_underneath(shared, content);
+    let stale = std::fs::metadata(shared.bus_here()).expect("cannot stat F on the mount");
+    assert_eq!(
+        stale.len(),
+        before.len() as u64,
+        "the mount did not cache the size of the chunk before: this test proves nothing"
+    );
+}
+
+#[test]
+fn lossless_consumer_on_the_mount_takes_sizes_from_the_server_not_its_cache() {
+    let shared = SharedDir::with_options(LONG_ATTRIBUTE_CACHE);
+    // A chunk longer than the cached size is taken whole, not cut at it.
+    let longer = chunks(1, 3);
+    replace_behind_the_mounts_back(&shared, &chunks(0, 1), &longer);
+    let consumer = Running::consumer(
+        &shared.bus_here(),
+        &["--lossless", "--sleep-interval", "0.01"],
+    );
+    wait_for(
+        "the consumer to take the chunk",
+        || !shared.bus_there().exists(),
+        || format!("stderr: {}", consumer.stderr()),
+    );
+    // The end-of-stream marker, shorter than the cached size, ends the
+    // stream: it is not taken for a chunk that came out short.
+    put_chunk_underneath(&shared, b"");
+    let finished = consumer.wait();
+    finished.assert_success();
+    assert!(
+        finished.stdout == longer,
+        "the consumer wrote {} bytes for a chunk of {}",
+        finished.stdout.len(),
+        longer.len()
+    );
+    // And with the marker behind a cached chunk size, from the start.
+    replace_behind_the_mounts_back(&shared, &chunks(4, 1), b"");
+    let finished = Running::consumer(
+        &shared.bus_here(),
+        &["--lossless", "--sleep-interval", "0.01"],
+    )
+    .wait();
+    finished.assert_success();
+    assert_eq!(finished.stdout, b"", "output for an end-of-stream marker");
+    assert_no_leftovers(shared.there(), &["bus.lock"]);
 }
 
 #[test]

@@ -41,6 +41,11 @@ const BASE_OPTIONS: &[&str] = &["--multithreaded", "--enable-lock-forwarding"];
 /// like NFS's `actimeo=0` and `lookupcache=none`.
 pub const NO_ATTRIBUTE_CACHE: &[&str] = &["-o", "attr_timeout=0,entry_timeout=0"];
 
+/// `-o` options that make the FUSE client trust its lookups and attributes
+/// for ten minutes, like NFS's `actimeo=600`: a name looked up before another
+/// machine replaced the file behind it goes on showing the old file's size.
+pub const LONG_ATTRIBUTE_CACHE: &[&str] = &["-o", "attr_timeout=600,entry_timeout=600"];
+
 /// bindfs option that refuses every extended attribute (`EOPNOTSUPP`), as
 /// NFS before 4.2 does: chunks published through such a mount are unstamped.
 pub const NO_XATTRS: &[&str] = &["--xattr-none"];

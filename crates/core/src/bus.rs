@@ -339,19 +339,19 @@ impl Bus {
             Err(Errno::LOOP) => return Ok(Current::Unusable(SYMLINK)),
             Err(errno) => return Err(Error::file("cannot open", &self.path, errno)),
         };
-        let stat = match rustix::fs::fstat(&fd) {
+        let stat = match stat_from_server(&fd) {
             Ok(stat) => stat,
             Err(Errno::NOENT | Errno::STALE) => return Ok(Current::Absent),
             Err(errno) => return Err(Error::file("cannot inspect", &self.path, errno)),
         };
-        if let Some(kind) = unusable_kind(FileType::from_raw_mode(stat.st_mode)) {
+        if let Some(kind) = unusable_kind(FileType::from_raw_mode(stat.mode)) {
             return Ok(Current::Unusable(kind));
         }
         Ok(Current::Chunk(Chunk {
             file: File::from(fd),
-            id: ChunkId::of(&stat),
-            len: stat.st_size as u64,
-            owner: stat.st_uid,
+            id: stat.id,
+            len: stat.len,
+            owner: stat.owner,
         }))
     }
 
@@ -630,6 +630,55 @@ impl Bus {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
             Err(errno) => Err(Error::file("cannot delete", &self.path, errno)),
         }
+    }
+}
+
+/// What [`stat_from_server`] tells of an open file.
+struct OpenStat {
+    id: ChunkId,
+    mode: u32,
+    len: u64,
+    owner: u32,
+}
+
+/// The identity, type, size and owner of the open file `fd`, asked of the
+/// server on a network or FUSE filesystem rather than taken from the client's
+/// attribute cache (`AT_STATX_FORCE_SYNC`; local filesystems ignore it).
+///
+/// On such a mount a lookup cached before another machine replaced `F` opens
+/// the new file but reports the old one's size: a lossless consumer trusting
+/// it would cut a longer chunk short, or take an end-of-stream marker for a
+/// chunk that came out empty. The fresh size also lets reads reach the end
+/// of the file (the client does not read past the size it knows).
+fn stat_from_server(fd: &OwnedFd) -> rustix::io::Result<OpenStat> {
+    use rustix::fs::StatxFlags;
+    let wanted =
+        StatxFlags::TYPE | StatxFlags::MODE | StatxFlags::INO | StatxFlags::SIZE | StatxFlags::UID;
+    match rustix::fs::statx(
+        fd,
+        c"",
+        AtFlags::EMPTY_PATH | AtFlags::STATX_FORCE_SYNC,
+        wanted,
+    ) {
+        Ok(statx) => Ok(OpenStat {
+            id: ChunkId {
+                dev: rustix::fs::makedev(statx.stx_dev_major, statx.stx_dev_minor),
+                ino: statx.stx_ino,
+            },
+            mode: u32::from(statx.stx_mode),
+            len: statx.stx_size,
+            owner: statx.stx_uid,
+        }),
+        // Kernels before 4.11, and sandboxes that refuse statx.
+        Err(Errno::NOSYS | Errno::PERM | Errno::INVAL) => {
+            rustix::fs::fstat(fd).map(|stat| OpenStat {
+                id: ChunkId::of(&stat),
+                mode: stat.st_mode,
+                len: stat.st_size as u64,
+                owner: stat.st_uid,
+            })
+        }
+        Err(errno) => Err(errno),
     }
 }
 
