@@ -161,3 +161,83 @@ fn a_lossless_publish_onto_a_waiting_chunk_hands_it_back_and_gives_back_its_numb
         ["bus", "bus.lock"]
     );
 }
+
+/// The size of a pipe after the program at its other end started on it.
+fn pipe_grows_to(pipe: &impl std::os::fd::AsRawFd, expected: usize, what: &str) {
+    crate::util::wait_until(&format!("{what}: a pipe of {expected} bytes"), || {
+        crate::util::pipe_capacity(pipe) == expected
+    });
+}
+
+#[test]
+fn the_producer_grows_its_input_pipe_to_the_block_size() {
+    for (block_size, expected) in [("1048576", 1 << 20), ("262144", 256 << 10)] {
+        let scratch = Scratch::new();
+        let mut producer = filebus(
+            &scratch.bus(),
+            &["--lossless", "--block-size", block_size, "producer"],
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("cannot start the producer");
+        let stdin = producer.stdin.take().expect("stdin was piped");
+        pipe_grows_to(&stdin, expected, &format!("--block-size {block_size}"));
+        drop(stdin);
+        assert!(producer.wait().expect("cannot wait").success());
+    }
+    // A small block leaves the pipe as it was; checked once the producer has
+    // published, that is after it set up its input.
+    let scratch = Scratch::new();
+    let mut producer = filebus(&scratch.bus(), &["--block-size", "4096", "producer"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("cannot start the producer");
+    let mut stdin = producer.stdin.take().expect("stdin was piped");
+    let before = crate::util::pipe_capacity(&stdin);
+    stdin
+        .write_all(b"one record\n")
+        .expect("the producer reads");
+    crate::util::wait_until("the chunk", || scratch.bus().exists());
+    assert_eq!(crate::util::pipe_capacity(&stdin), before);
+    drop(stdin);
+    assert!(producer.wait().expect("cannot wait").success());
+}
+
+#[test]
+fn a_consumer_grows_its_output_pipe_to_the_largest_chunk_up_to_1_mib() {
+    use std::io::Read;
+    let scratch = Scratch::new();
+    let mut consumer = Running::with_stdio(
+        filebus(&scratch.bus(), &["--lossless", "consumer"]),
+        Stdio::null(),
+        Stdio::piped(),
+    );
+    let mut stdout = consumer.child.stdout.take().expect("stdout was piped");
+    let default = crate::util::pipe_capacity(&stdout);
+    // Chunks published by hand, each read whole before the next: a small one
+    // leaves the pipe as it is, bigger ones grow it, up to 1 MiB.
+    for (len, expected) in [
+        (1000, default),
+        (200 << 10, 256 << 10),
+        (4 << 20, 1 << 20),
+        (100 << 10, 1 << 20),
+    ] {
+        let chunk = binary_data(len);
+        std::fs::write(scratch.path("staged"), &chunk).expect("cannot write a chunk");
+        std::fs::rename(scratch.path("staged"), scratch.bus()).expect("cannot publish");
+        let mut read = vec![0; len];
+        stdout.read_exact(&mut read).expect("cannot read the chunk");
+        assert!(read == chunk, "a chunk of {len} bytes came out changed");
+        assert_eq!(
+            crate::util::pipe_capacity(&stdout),
+            expected,
+            "after a chunk of {len} bytes"
+        );
+        crate::util::wait_until("the chunk to be taken", || !scratch.bus().exists());
+    }
+    std::fs::write(scratch.path("staged"), b"").expect("cannot write the end marker");
+    std::fs::rename(scratch.path("staged"), scratch.bus()).expect("cannot publish");
+    assert_eq!(consumer.wait_status().code(), Some(0));
+}

@@ -818,11 +818,11 @@ fn consumer_whose_reader_goes_away_ends_quietly() {
     let bus_dir = Scratch::new();
     let aux = Scratch::new();
     let bus = bus_dir.bus();
-    let big = binary_data(1 << 20);
+    let big = binary_data(2 * filebus_core::pipe::LARGEST);
     std::fs::write(&bus, &big).expect("cannot write bus");
     for method in ["auto", "splice", "sendfile", "write"] {
-        // `filebus consumer | head -c 10`: the chunk is larger than the pipe,
-        // so the consumer is writing when head exits.
+        // `filebus consumer | head -c 10`: the chunk is larger than the
+        // consumer can grow the pipe, so it is writing when head exits.
         let mut shell = Command::new("bash");
         shell
             .args(["-c", r#"set -o pipefail; "$0" --filename "$1" --output-method "$2" consumer | head -c 10"#])

@@ -125,7 +125,9 @@ fn a_sequence_stamp_at_the_top_of_the_range_is_no_stamp() {
 #[test]
 fn a_stats_consumer_whose_reader_goes_away_ends_by_sigpipe() {
     let scratch = Scratch::new();
-    std::fs::write(scratch.bus(), vec![b'x'; 1 << 20]).expect("cannot write bus");
+    // Larger than the consumer can grow its pipe: still writing when head exits.
+    let chunk_len = 2 * filebus_core::pipe::LARGEST;
+    std::fs::write(scratch.bus(), vec![b'x'; chunk_len]).expect("cannot write bus");
     let mut shell = Command::new("bash");
     shell
         .args([

@@ -23,6 +23,7 @@ pub mod filesystem;
 pub mod history;
 pub mod inspect;
 pub mod lock;
+pub mod pipe;
 pub mod producer;
 pub mod replay;
 pub mod sink;

@@ -35,6 +35,9 @@ pub fn run(options: &Options, blocking_read: bool) -> Result<()> {
     if blocking_read {
         clear_nonblocking(stdin)?;
     }
+    if input_kind(stdin) == InputKind::Pipe {
+        crate::pipe::grow(stdin, options.block_size.get(), "input");
+    }
     let mut lock = bus.lock_file()?;
     prepare_history(&bus, options, &mut lock)?;
     let mut publisher = Publisher {

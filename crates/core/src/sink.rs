@@ -49,6 +49,10 @@ pub struct Sink<'fd> {
     out: BorrowedFd<'fd>,
     method: OutputMethod,
     buffer: Vec<u8>,
+    /// What the output pipe holds, grown to the largest chunk written so far
+    /// (see [`crate::pipe`]); `None` if the output is not a pipe, or one that
+    /// cannot grow.
+    pipe_size: Option<usize>,
 }
 
 impl fmt::Debug for Sink<'_> {
@@ -82,10 +86,14 @@ impl<'fd> Sink<'fd> {
             chosen => chosen,
         };
         log::debug!("output: {}", method.name());
+        let pipe_size = (FileType::from_raw_mode(stat.st_mode) == FileType::Fifo)
+            .then(|| rustix::pipe::fcntl_getpipe_size(out).ok())
+            .flatten();
         Ok(Sink {
             out,
             method,
             buffer: Vec::new(),
+            pipe_size,
         })
     }
 
@@ -103,6 +111,13 @@ impl<'fd> Sink<'fd> {
     /// Writes the `len` bytes of `file` from offset `start` (fewer if it is
     /// shorter now) to the output. Returns the count written.
     pub fn emit_range(&mut self, file: &File, start: u64, len: u64) -> Result<u64> {
+        if let Some(size) = self.pipe_size
+            && (size as u64) < len
+            && size < crate::pipe::LARGEST
+        {
+            // Not asked again if refused.
+            self.pipe_size = crate::pipe::grow(self.out, len as usize, "output");
+        }
         let mut offset = start;
         let end = start.saturating_add(len);
         while offset < end {
