@@ -170,26 +170,10 @@ fn pipe_grows_to(pipe: &impl std::os::fd::AsRawFd, expected: usize, what: &str) 
 }
 
 #[test]
-fn the_producer_grows_its_input_pipe_to_the_block_size() {
-    for (block_size, expected) in [("1048576", 1 << 20), ("262144", 256 << 10)] {
-        let scratch = Scratch::new();
-        let mut producer = filebus(
-            &scratch.bus(),
-            &["--lossless", "--block-size", block_size, "producer"],
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("cannot start the producer");
-        let stdin = producer.stdin.take().expect("stdin was piped");
-        pipe_grows_to(&stdin, expected, &format!("--block-size {block_size}"));
-        drop(stdin);
-        assert!(producer.wait().expect("cannot wait").success());
-    }
-    // A small block leaves the pipe as it was; checked once the producer has
-    // published, that is after it set up its input.
+fn the_producer_grows_its_input_pipe_to_the_block_size_once_it_finds_it_full() {
+    // A lone record leaves the pipe as it is (default block size, 1 MiB).
     let scratch = Scratch::new();
-    let mut producer = filebus(&scratch.bus(), &["--block-size", "4096", "producer"])
+    let mut producer = filebus(&scratch.bus(), &["producer"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -200,9 +184,50 @@ fn the_producer_grows_its_input_pipe_to_the_block_size() {
         .write_all(b"one record\n")
         .expect("the producer reads");
     crate::util::wait_until("the chunk", || scratch.bus().exists());
-    assert_eq!(crate::util::pipe_capacity(&stdin), before);
+    assert_eq!(
+        crate::util::pipe_capacity(&stdin),
+        before,
+        "a lone record grew the pipe"
+    );
     drop(stdin);
     assert!(producer.wait().expect("cannot wait").success());
+
+    // Bulk input: a lossless producer with no consumer yet stops reading once
+    // its second chunk is full, the writer fills the pipe, and the first
+    // read after a consumer took a chunk finds the pipe full.
+    for (block_size, expected) in [("1048576", 1 << 20), ("262144", 256 << 10)] {
+        let scratch = Scratch::new();
+        let mut producer = filebus(
+            &scratch.bus(),
+            &["--lossless", "--block-size", block_size, "producer"],
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("cannot start the producer");
+        let mut stdin = producer.stdin.take().expect("stdin was piped");
+        let watched = std::os::fd::AsFd::as_fd(&stdin)
+            .try_clone_to_owned()
+            .expect("cannot duplicate the pipe");
+        let input = binary_data(4 << 20);
+        let writer = {
+            let input = input.clone();
+            std::thread::spawn(move || stdin.write_all(&input).expect("the producer reads"))
+        };
+        crate::util::wait_until("the first chunk", || scratch.bus().exists());
+        let consumer = Running::consumer(&scratch.bus(), &["--lossless"]);
+        pipe_grows_to(&watched, expected, &format!("--block-size {block_size}"));
+        writer.join().expect("the writer panicked");
+        // Our copy of the pipe's end would keep the producer from its end.
+        drop(watched);
+        let finished = consumer.wait();
+        finished.assert_success();
+        assert!(
+            finished.stdout == input,
+            "--block-size {block_size}: output differs"
+        );
+        assert!(producer.wait().expect("cannot wait").success());
+    }
 }
 
 #[test]

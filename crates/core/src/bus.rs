@@ -634,11 +634,11 @@ impl Bus {
 }
 
 /// What [`stat_from_server`] tells of an open file.
-struct OpenStat {
-    id: ChunkId,
-    mode: u32,
-    len: u64,
-    owner: u32,
+pub(crate) struct OpenStat {
+    pub(crate) id: ChunkId,
+    pub(crate) mode: u32,
+    pub(crate) len: u64,
+    pub(crate) owner: u32,
 }
 
 /// The identity, type, size and owner of the open file `fd`, asked of the
@@ -650,7 +650,7 @@ struct OpenStat {
 /// it would cut a longer chunk short, or take an end-of-stream marker for a
 /// chunk that came out empty. The fresh size also lets reads reach the end
 /// of the file (the client does not read past the size it knows).
-fn stat_from_server(fd: &OwnedFd) -> rustix::io::Result<OpenStat> {
+pub(crate) fn stat_from_server(fd: &OwnedFd) -> rustix::io::Result<OpenStat> {
     use rustix::fs::StatxFlags;
     let wanted =
         StatxFlags::TYPE | StatxFlags::MODE | StatxFlags::INO | StatxFlags::SIZE | StatxFlags::UID;
@@ -669,15 +669,14 @@ fn stat_from_server(fd: &OwnedFd) -> rustix::io::Result<OpenStat> {
             len: statx.stx_size,
             owner: statx.stx_uid,
         }),
-        // Kernels before 4.11, and sandboxes that refuse statx.
-        Err(Errno::NOSYS | Errno::PERM | Errno::INVAL) => {
-            rustix::fs::fstat(fd).map(|stat| OpenStat {
-                id: ChunkId::of(&stat),
-                mode: stat.st_mode,
-                len: stat.st_size as u64,
-                owner: stat.st_uid,
-            })
-        }
+        // Kernels before 4.11, and sandboxes that refuse statx (rustix
+        // reports both as ENOSYS).
+        Err(Errno::NOSYS) => rustix::fs::fstat(fd).map(|stat| OpenStat {
+            id: ChunkId::of(&stat),
+            mode: stat.st_mode,
+            len: stat.st_size as u64,
+            owner: stat.st_uid,
+        }),
         Err(errno) => Err(errno),
     }
 }

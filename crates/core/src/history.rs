@@ -36,7 +36,7 @@ use std::time::Duration;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use crate::bus::{Bus, Chunk, ChunkId};
+use crate::bus::{Bus, Chunk};
 use crate::cursor::{self, CursorWait};
 use crate::error::{Error, Result};
 use crate::lock::LockGuard;
@@ -177,22 +177,24 @@ impl HistoryDir {
             Err(Errno::NXIO) | Err(Errno::NODEV) => return Ok(Entry::Foreign("a special file")),
             Err(errno) => return Err(Error::file("cannot open", &self.path.join(&name), errno)),
         };
-        let stat = rustix::fs::fstat(&fd)
+        // The size from the server: an entry name comes back when a bus's
+        // sequence starts again, and a mount may still cache the old one's.
+        let stat = crate::bus::stat_from_server(&fd)
             .map_err(|errno| Error::file("cannot inspect", &self.path.join(&name), errno))?;
-        match FileType::from_raw_mode(stat.st_mode) {
+        match FileType::from_raw_mode(stat.mode) {
             FileType::RegularFile => {}
             FileType::Directory => return Ok(Entry::Foreign("a directory")),
             FileType::Fifo => return Ok(Entry::Foreign("a FIFO")),
             _ => return Ok(Entry::Foreign("a special file")),
         }
-        if stat.st_size as u64 > max_size {
+        if stat.len > max_size {
             return Ok(Entry::Foreign("larger than --max-chunk-size"));
         }
         Ok(Entry::Chunk(Chunk {
             file: File::from(fd),
-            id: ChunkId::of(&stat),
-            len: stat.st_size as u64,
-            owner: stat.st_uid,
+            id: stat.id,
+            len: stat.len,
+            owner: stat.owner,
         }))
     }
 

@@ -13,6 +13,7 @@ use crate::chunk::{self, ChunkBuilder, InputMethod};
 use crate::chunker::{Chunker, Next, RecordChunker, RecordNext, RecordPolicy};
 use crate::error::{Error, Result};
 use crate::lock::LockFile;
+use crate::pipe::PipeSize;
 use crate::stop::StopFlag;
 use crate::watch::Watcher;
 
@@ -34,9 +35,6 @@ pub fn run(options: &Options, blocking_read: bool) -> Result<()> {
     let stdin = rustix::stdio::stdin();
     if blocking_read {
         clear_nonblocking(stdin)?;
-    }
-    if input_kind(stdin) == InputKind::Pipe {
-        crate::pipe::grow(stdin, options.block_size.get(), "input");
     }
     let mut lock = bus.lock_file()?;
     prepare_history(&bus, options, &mut lock)?;
@@ -104,6 +102,7 @@ fn publish_blocks(
     log::debug!("input: {input_method:?}");
     // One buffer for every chunk (where the method reads through one).
     let mut buffer = Vec::new();
+    let mut input = Input::new(stdin, options.block_size.get());
     loop {
         let mut chunk = ChunkBuilder::with_buffer(
             bus,
@@ -113,7 +112,13 @@ fn publish_blocks(
             options.format,
             std::mem::take(&mut buffer),
         )?;
-        let filled = fill(&mut chunk, &mut chunker, stdin, never_blocks, options.stop)?;
+        let filled = fill(
+            &mut chunk,
+            &mut chunker,
+            &mut input,
+            never_blocks,
+            options.stop,
+        )?;
         if !chunk.is_empty() {
             log::debug!("publishing {} bytes", chunk.len());
             let (temp, reused) = chunk.finish_with_buffer(bus.dir_path())?;
@@ -139,6 +144,7 @@ fn publish_records(
     delimiter: u8,
 ) -> Result<()> {
     let mut chunker = RecordChunker::new(RecordPolicy::new(options.chunk_policy(), delimiter));
+    let mut input = Input::new(stdin, options.block_size.get());
     // Grows with the input: a large --block-size costs nothing until used.
     let mut pending: Vec<u8> = Vec::new();
     let mut at_end = false;
@@ -174,7 +180,10 @@ fn publish_records(
                 pending.truncate(start + *read.as_ref().unwrap_or(&0));
                 match read {
                     Ok(0) => at_end = true,
-                    Ok(_) => chunker.record_input(&pending[start..], Instant::now()),
+                    Ok(count) => {
+                        input.read(count);
+                        chunker.record_input(&pending[start..], Instant::now());
+                    }
                     Err(Errno::INTR) => options.stop.check()?,
                     Err(Errno::AGAIN) => {}
                     Err(errno) => return Err(Error::stream("cannot read standard input", errno)),
@@ -221,10 +230,11 @@ impl Publisher<'_> {
 fn fill(
     chunk: &mut ChunkBuilder,
     chunker: &mut Chunker,
-    stdin: BorrowedFd<'_>,
+    input: &mut Input<'_>,
     never_blocks: bool,
     stop: StopFlag,
 ) -> Result<Filled> {
+    let stdin = input.fd;
     let filled = loop {
         // A signal that arrived outside a blocking call is seen here.
         stop.check()?;
@@ -240,7 +250,10 @@ fn fill(
             // A short count does not mean that the input is drained: a
             // splice also stops short at a full disk or the file size limit
             // (and the next one then fails, as it must).
-            Ok(count) => chunker.record_input(count, Instant::now()),
+            Ok(count) => {
+                input.read(count);
+                chunker.record_input(count, Instant::now());
+            }
             Err(Errno::INTR) => stop.check()?,
             // Nothing ready now: publish if the chunker says not to wait,
             // otherwise wait (a timeout means its delay ran out).
@@ -256,6 +269,31 @@ fn fill(
     let cut = chunker.cut();
     debug_assert_eq!(cut, chunk.len());
     Ok(filled)
+}
+
+/// Standard input, and its pipe's size, grown to the block size once a read
+/// finds it full (see [`crate::pipe`]).
+struct Input<'fd> {
+    fd: BorrowedFd<'fd>,
+    pipe: PipeSize,
+    block_size: usize,
+}
+
+impl<'fd> Input<'fd> {
+    fn new(fd: BorrowedFd<'fd>, block_size: usize) -> Self {
+        Input {
+            fd,
+            pipe: PipeSize::of(fd),
+            block_size,
+        }
+    }
+
+    /// Notes a read of `count` bytes.
+    fn read(&mut self, count: usize) {
+        if self.pipe.was_full(count) {
+            self.pipe.grow(self.fd, self.block_size, "input");
+        }
+    }
 }
 
 /// Waits until standard input has data or an end (`None`: without limit).

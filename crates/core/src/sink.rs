@@ -22,6 +22,7 @@ use rustix::io::Errno;
 use rustix::pipe::SpliceFlags;
 
 use crate::error::{Error, Result};
+use crate::pipe::PipeSize;
 
 /// How chunks are written to standard output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,10 +50,9 @@ pub struct Sink<'fd> {
     out: BorrowedFd<'fd>,
     method: OutputMethod,
     buffer: Vec<u8>,
-    /// What the output pipe holds, grown to the largest chunk written so far
-    /// (see [`crate::pipe`]); `None` if the output is not a pipe, or one that
-    /// cannot grow.
-    pipe_size: Option<usize>,
+    /// The output pipe's size, grown to the largest chunk written so far
+    /// (see [`crate::pipe`]).
+    pipe: PipeSize,
 }
 
 impl fmt::Debug for Sink<'_> {
@@ -86,14 +86,11 @@ impl<'fd> Sink<'fd> {
             chosen => chosen,
         };
         log::debug!("output: {}", method.name());
-        let pipe_size = (FileType::from_raw_mode(stat.st_mode) == FileType::Fifo)
-            .then(|| rustix::pipe::fcntl_getpipe_size(out).ok())
-            .flatten();
         Ok(Sink {
             out,
             method,
             buffer: Vec::new(),
-            pipe_size,
+            pipe: PipeSize::of(out),
         })
     }
 
@@ -111,13 +108,11 @@ impl<'fd> Sink<'fd> {
     /// Writes the `len` bytes of `file` from offset `start` (fewer if it is
     /// shorter now) to the output. Returns the count written.
     pub fn emit_range(&mut self, file: &File, start: u64, len: u64) -> Result<u64> {
-        if let Some(size) = self.pipe_size
-            && (size as u64) < len
-            && size < crate::pipe::LARGEST
-        {
-            // Not asked again if refused.
-            self.pipe_size = crate::pipe::grow(self.out, len as usize, "output");
-        }
+        self.pipe.grow(
+            self.out,
+            usize::try_from(len).unwrap_or(usize::MAX),
+            "output",
+        );
         let mut offset = start;
         let end = start.saturating_add(len);
         while offset < end {
