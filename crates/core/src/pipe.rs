@@ -4,7 +4,7 @@
 //! from a pipe, or a consumer writing one out to a pipe, would stop sixteen
 //! times per chunk to let the process at the other end run. A pipe grown to
 //! the chunk size (at most [`LARGEST`]) lets each side move a chunk per turn:
-//! lossless 1 MiB chunks through pipes went from 41–69% to 77–78% of
+//! lossless 1 MiB chunks through pipes went from 41–69% to 77–93% of
 //! `cat | cat` in the same runs (`results/pipe-size.md`).
 //!
 //! Pipes grow only when bulk data needs it: the producer's input once a read
