@@ -526,6 +526,60 @@ fn history_entries(dir: &Path) -> usize {
 }
 
 #[test]
+fn history_consumer_on_the_mount_takes_entry_sizes_from_the_server_not_its_cache() {
+    let shared = SharedDir::with_options(LONG_ATTRIBUTE_CACHE);
+    // A stream with a history of 4, in chunks of `block_size`.
+    let stream = |block_size: &str, input: &[u8]| {
+        let producer = filebus(
+            &shared.bus_there(),
+            &["--block-size", block_size, "producer", "--history", "4"],
+        );
+        let (status, stderr) = crate::util::run_with_input(producer, input, shared.aux());
+        assert!(status.success(), "{status:?}: {stderr}");
+    };
+    // A first stream of one chunk, whose history entry the mount looks up.
+    stream(CHUNK_ARG, &chunks(0, 1));
+    let mut entries = names_in(&shared.there().join("bus.history"));
+    entries.retain(|name| name.bytes().all(|byte| byte.is_ascii_digit()));
+    let entry = entries.first().expect("no history entry").clone();
+    let cached = shared.here().join("bus.history").join(&entry);
+    let size_here = || {
+        std::fs::metadata(&cached)
+            .expect("cannot stat the entry on the mount")
+            .len()
+    };
+    assert_eq!(size_here(), CHUNK as u64);
+    // The bus starts again underneath (its lock file and history removed), so
+    // sequence numbers, and entry names, come back: the same name now holds
+    // a longer chunk, while the mount still caches the old size.
+    std::fs::remove_dir_all(shared.there().join("bus.history")).expect("cannot remove the history");
+    for name in ["bus", "bus.lock"] {
+        std::fs::remove_file(shared.there().join(name)).expect("cannot remove a bus file");
+    }
+    let longer = chunks(1, 3);
+    stream(&longer.len().to_string(), &longer);
+    let there = std::fs::metadata(shared.there().join("bus.history").join(&entry))
+        .expect("the new stream has no entry of that name");
+    assert_eq!(there.len(), longer.len() as u64);
+    assert_eq!(
+        size_here(),
+        CHUNK as u64,
+        "the mount did not cache the old entry's size: this test proves nothing"
+    );
+    // A consumer on the mount replays the history: the chunk comes out whole.
+    let consumer = history_consumer(&shared.bus_here(), &["--last", "4"]);
+    let received = consumer.wait_for_output(longer.len());
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let finished = consumer.kill();
+    assert!(
+        received == longer && finished.stdout == longer,
+        "{} bytes written for a chunk of {}",
+        finished.stdout.len(),
+        longer.len()
+    );
+}
+
+#[test]
 fn reliable_multicast_from_another_machine_to_named_consumers_on_the_mount() {
     let shared = SharedDir::new();
     history_bus(&shared.bus_there(), "4", shared.aux());
