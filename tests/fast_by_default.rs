@@ -14,7 +14,9 @@ use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{Running, Scratch, binary_data, filebus, input_file, take_chunks_by_hand};
+use crate::util::{
+    Running, Scratch, binary_data, filebus, input_file, put_chunk_by_hand, take_chunks_by_hand,
+};
 
 /// The `--sleep-interval` of these tests.
 const SLEEP_INTERVAL: &str = "30";
@@ -250,8 +252,7 @@ fn a_consumer_grows_its_output_pipe_to_the_largest_chunk_up_to_1_mib() {
         (100 << 10, 1 << 20),
     ] {
         let chunk = binary_data(len);
-        std::fs::write(scratch.path("staged"), &chunk).expect("cannot write a chunk");
-        std::fs::rename(scratch.path("staged"), scratch.bus()).expect("cannot publish");
+        put_chunk_by_hand(&scratch.bus(), &chunk);
         let mut read = vec![0; len];
         stdout.read_exact(&mut read).expect("cannot read the chunk");
         assert!(read == chunk, "a chunk of {len} bytes came out changed");
@@ -262,7 +263,6 @@ fn a_consumer_grows_its_output_pipe_to_the_largest_chunk_up_to_1_mib() {
         );
         crate::util::wait_until("the chunk to be taken", || !scratch.bus().exists());
     }
-    std::fs::write(scratch.path("staged"), b"").expect("cannot write the end marker");
-    std::fs::rename(scratch.path("staged"), scratch.bus()).expect("cannot publish");
+    put_chunk_by_hand(&scratch.bus(), b"");
     assert_eq!(consumer.wait_status().code(), Some(0));
 }

@@ -12,10 +12,8 @@
 //! process stopped inside a chosen system call by a seccomp filter
 //! ([`crate::util::SyscallTrap`]), so that the worst moments are hit every run.
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -440,55 +438,6 @@ fn consumers_end_promptly_by_sighup_sigterm_and_sigint() {
     }
 }
 
-/// A tmpfs mounted on a temporary directory for the life of the value, so
-/// that a test can fill a filesystem. Unmounted on drop, also when the test
-/// fails.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::Builder::new()
-            .prefix("filebus-tmpfs-")
-            .tempdir_in("/tmp")
-            .expect("cannot create a mount point");
-        let output = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(dir.path())
-            .output()
-            .expect("cannot run mount");
-        assert!(
-            output.status.success(),
-            "cannot mount a tmpfs (these tests run as root): {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Tmpfs { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let path = CString::new(self.dir.path().as_os_str().as_bytes()).expect("NUL in path");
-        // SAFETY: umount2 reads a NUL-terminated path. A lazy unmount works
-        // even if a killed child's files are still open; the TempDir then
-        // removes the empty mount point.
-        unsafe {
-            libc::umount2(path.as_ptr(), libc::MNT_DETACH);
-        }
-    }
-}
-
 /// Writes a file at `path` until the filesystem is full; returns its size.
 fn fill_up(path: &Path) -> u64 {
     let mut file = File::create(path).expect("cannot create the filler");
@@ -590,7 +539,7 @@ fn producer_command(bus: &Path) -> impl Fn(&[&str]) -> Command {
 
 #[test]
 fn producer_on_a_full_disk_fails_with_one_line_and_keeps_the_previous_chunk() {
-    let fs = Tmpfs::mount("64k");
+    let fs = crate::util::Tmpfs::mount("size=64k,mode=0755");
     let aux = Scratch::new();
     let dir = fs.path().join("bus-dir");
     std::fs::create_dir(&dir).expect("cannot create the bus directory");
@@ -841,8 +790,7 @@ fn consumer_whose_reader_goes_away_ends_quietly() {
     for method in ["auto", "splice", "sendfile", "write"] {
         // The reader goes away while the consumer waits for the next chunk:
         // it notices at its next write.
-        std::fs::write(bus_dir.path("staged"), b"a small chunk\n").expect("cannot write chunk");
-        std::fs::rename(bus_dir.path("staged"), &bus).expect("cannot publish chunk");
+        crate::util::put_chunk_by_hand(&bus, b"a small chunk\n");
         let mut consumer = Running::with_stdio(
             filebus(&bus, &["--output-method", method, "consumer"]),
             Stdio::null(),

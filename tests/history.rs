@@ -1092,43 +1092,8 @@ fn named_consumers_killed_at_random_moments_lose_nothing_and_repeat_at_most_one_
     );
 }
 
-/// A tmpfs with few inodes, mounted for the life of the value. On tmpfs a
-/// hard link uses up an inode of the budget like a new file does, so filling
-/// the inodes makes linking a chunk into history fail with ENOSPC.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(options: &str) -> Tmpfs {
-        let dir = tempfile::Builder::new()
-            .prefix("filebus-tmpfs-")
-            .tempdir_in("/tmp")
-            .expect("cannot create a mount point");
-        let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .expect("cannot run mount");
-        assert!(
-            output.status.success(),
-            "cannot mount a tmpfs (these tests run as root): {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Tmpfs { dir }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let path = CString::new(self.dir.path().as_os_str().as_bytes()).expect("NUL in path");
-        // SAFETY: umount2 reads a NUL-terminated path; a lazy unmount works
-        // even if a killed child's files are still open.
-        unsafe {
-            libc::umount2(path.as_ptr(), libc::MNT_DETACH);
-        }
-    }
-}
+// On tmpfs a hard link uses up an inode of the budget like a new file does,
+// so filling the inodes makes linking a chunk into history fail with ENOSPC.
 
 /// Creates empty files `filler-N` in `dir` until no inode is left; returns
 /// their paths.
@@ -1152,8 +1117,8 @@ fn a_full_disk_while_linking_into_history_fails_with_one_line_and_leaves_bus_and
         ("named temporary files", "--named-temp-files"),
         ("anonymous", ""),
     ] {
-        let fs = Tmpfs::mount("size=4m,nr_inodes=64,mode=0755");
-        let bus = fs.dir.path().join("bus");
+        let fs = crate::util::Tmpfs::mount("size=4m,nr_inodes=64,mode=0755");
+        let bus = fs.path().join("bus");
         let input = records(0..5 * RECORDS_PER_CHUNK);
         produce(
             &bus,
@@ -1167,7 +1132,7 @@ fn a_full_disk_while_linking_into_history_fails_with_one_line_and_leaves_bus_and
         // One inode left: for the chunk's file. Its link into history (the
         // second link of the named file, the first of the anonymous one
         // being free, the link at F then) finds none.
-        let mut fillers = use_up_inodes(fs.dir.path());
+        let mut fillers = use_up_inodes(fs.path());
         std::fs::remove_file(fillers.pop().expect("no filler")).expect("cannot free an inode");
         let mut args = vec!["--block-size", CHUNK_ARG];
         if !extra.is_empty() {
@@ -1189,7 +1154,7 @@ fn a_full_disk_while_linking_into_history_fails_with_one_line_and_leaves_bus_and
                 .ino(),
             "{variant}: F is still the newest entry"
         );
-        let names = crate::util::names_in(fs.dir.path());
+        let names = crate::util::names_in(fs.path());
         assert!(
             names.iter().all(|name| name.starts_with("filler-")
                 || ["bus", "bus.history", "bus.lock"].contains(&name.as_str())),

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use self::fuse::{LONG_ATTRIBUTE_CACHE, NO_ATTRIBUTE_CACHE, NO_XATTRS, SharedDir, wait_for};
 use crate::util::{
     CHUNK, CHUNK_ARG, RECORDS_PER_CHUNK, Running, check_full_chunks, filebus, last_stats_line,
-    names_in, produce, records, stat, stats_counts,
+    names_in, produce, put_chunk_by_hand, records, stat, stats_counts,
 };
 
 /// What a consumer on a FUSE mount says at `-v`.
@@ -164,12 +164,10 @@ fn lossless_without_attribute_caches_both_ways() {
     lossless_across(&shared, &shared.bus_here(), &shared.bus_there());
 }
 
-/// Puts `content` at the bus underneath as another machine's producer would
-/// (written aside, renamed into place): an unstamped chunk.
+/// Puts `content` at the bus underneath as another machine's producer would:
+/// an unstamped chunk.
 fn put_chunk_underneath(shared: &SharedDir, content: &[u8]) {
-    let aside = shared.there().join("bus.put");
-    std::fs::write(&aside, content).expect("cannot write a chunk underneath");
-    std::fs::rename(&aside, shared.bus_there()).expect("cannot rename a chunk into place");
+    put_chunk_by_hand(&shared.bus_there(), content);
 }
 
 /// Replaces the chunk underneath with `content` after the mount has looked

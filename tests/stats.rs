@@ -97,8 +97,7 @@ fn lossy_stats_count_gaps_unknown_chunks_and_report_on_signals() {
     unsafe { libc::kill(pid, libc::SIGCONT) };
     consumer.wait_for_output(16);
     // A chunk from a foreign producer has no stamp.
-    std::fs::write(scratch.path("foreign"), b"foreign\n").expect("write");
-    std::fs::rename(scratch.path("foreign"), scratch.bus()).expect("rename");
+    crate::util::put_chunk_by_hand(&scratch.bus(), b"foreign\n");
     consumer.wait_for_output(24);
     unsafe { libc::kill(pid, libc::SIGUSR1) };
     wait_until("the summary on SIGUSR1", || {

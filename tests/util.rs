@@ -936,6 +936,14 @@ pub fn stats_counts(stderr: &str) -> [u64; 4] {
         .unwrap_or_else(|_| panic!("not four numbers: {line}"))
 }
 
+/// Publishes `content` at `bus` by hand, as a foreign producer would: written
+/// beside it under another name, then renamed onto it (an unstamped chunk).
+pub fn put_chunk_by_hand(bus: &Path, content: &[u8]) {
+    let aside = bus.with_extension("by-hand");
+    std::fs::write(&aside, content).expect("cannot write a chunk by hand");
+    std::fs::rename(&aside, bus).expect("cannot rename a chunk onto the bus");
+}
+
 /// Takes chunks from the bus the way the protocol describes, independently of
 /// our consumer: lock `F.lock`, read and delete `F`, unlock; until an empty chunk.
 pub fn take_chunks_by_hand(bus: &Path) -> Vec<Vec<u8>> {
@@ -1000,4 +1008,50 @@ pub fn get_xattr(path: &Path, name: &str) -> Option<String> {
     usize::try_from(len)
         .ok()
         .map(|len| String::from_utf8_lossy(&value[..len]).into_owned())
+}
+
+/// A tmpfs mounted on a temporary directory for the life of the value, so
+/// that a test can fill a filesystem (its size, or its inodes). Unmounted on
+/// drop, also when the test fails. The tests run as root.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a new tmpfs with mount `options` (such as `size=64k,mode=0755`).
+    pub fn mount(options: &str) -> Tmpfs {
+        let dir = tempfile::Builder::new()
+            .prefix("filebus-tmpfs-")
+            .tempdir_in("/tmp")
+            .expect("cannot create a mount point");
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("cannot run mount");
+        assert!(
+            output.status.success(),
+            "cannot mount a tmpfs (these tests run as root): {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Tmpfs { dir }
+    }
+
+    /// The mount point.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let path =
+            std::ffi::CString::new(self.dir.path().as_os_str().as_bytes()).expect("NUL in path");
+        // SAFETY: umount2 reads a NUL-terminated path. A lazy unmount works
+        // even if a killed child's files are still open; the TempDir then
+        // removes the empty mount point.
+        unsafe {
+            libc::umount2(path.as_ptr(), libc::MNT_DETACH);
+        }
+    }
 }
