@@ -291,6 +291,26 @@ pub(crate) struct Context<'a> {
     pub progress: Progress,
 }
 
+impl<'a> Context<'a> {
+    /// The systems of one point of a sweep: a bus set up by `setup` for each
+    /// implementation, then `baseline` unless baselines are left out.
+    pub(crate) fn systems(
+        &self,
+        setup: impl Fn(&'a Implementation) -> system::BusSetup<'a>,
+        baseline: system::System<'a>,
+    ) -> Vec<system::System<'a>> {
+        let mut systems: Vec<system::System<'a>> = self
+            .implementations
+            .iter()
+            .map(|implementation| system::System::Bus(setup(implementation)))
+            .collect();
+        if self.baselines {
+            systems.push(baseline);
+        }
+        systems
+    }
+}
+
 /// Runs the benchmark: measures, prints the tables on standard output, and
 /// writes the requested CSV/JSON file and SVG plots.
 ///

@@ -72,22 +72,16 @@ impl Run {
 pub(crate) fn run(context: &mut Context<'_>, results: &mut Results) -> Result<(), BenchError> {
     let plan: &Plan = context.plan;
     for &consumers in &plan.loss_consumers {
-        let mut systems: Vec<System<'_>> = context
-            .implementations
-            .iter()
-            .map(|implementation| {
-                System::Bus(BusSetup {
-                    implementation,
-                    mode: Mode::Lossy,
-                    block_size: plan.loss_record_size,
-                    sleep_interval: Some(implementation.low_latency_interval),
-                    consumers,
-                })
-            })
-            .collect();
-        if context.baselines {
-            systems.push(System::TeeFifos { consumers });
-        }
+        let systems = context.systems(
+            |implementation| BusSetup {
+                implementation,
+                mode: Mode::Lossy,
+                block_size: plan.loss_record_size,
+                sleep_interval: Some(implementation.low_latency_interval),
+                consumers,
+            },
+            System::TeeFifos { consumers },
+        );
         for &rate in &plan.loss_rates {
             let schedule = Schedule {
                 record_size: plan.loss_record_size,

@@ -55,22 +55,16 @@ pub(crate) fn run(context: &mut Context<'_>, results: &mut Results) -> Result<()
     let pattern = Pattern::new();
     let plan = context.plan;
     for &block_size in &plan.block_sizes {
-        let mut systems: Vec<System<'_>> = context
-            .implementations
-            .iter()
-            .map(|implementation| {
-                System::Bus(BusSetup {
-                    implementation,
-                    mode: Mode::Lossless,
-                    block_size,
-                    sleep_interval: None,
-                    consumers: 1,
-                })
-            })
-            .collect();
-        if context.baselines {
-            systems.push(System::CatPipe);
-        }
+        let systems = context.systems(
+            |implementation| BusSetup {
+                implementation,
+                mode: Mode::Lossless,
+                block_size,
+                sleep_interval: None,
+                consumers: 1,
+            },
+            System::CatPipe,
+        );
         let mut points: Vec<Point> = systems
             .iter()
             .map(|system| Point {

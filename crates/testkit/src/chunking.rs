@@ -107,7 +107,17 @@ struct Input<'a> {
     read_cap: usize,
 }
 
-impl Input<'_> {
+impl<'a> Input<'a> {
+    /// The script's input, none of it arrived yet.
+    fn new(pieces: &'a [Piece]) -> Self {
+        Input {
+            pieces,
+            next: 0,
+            pipe: VecDeque::new(),
+            read_cap: 0,
+        }
+    }
+
     fn arrive(&mut self, now: Duration) {
         while let Some(piece) = self.pieces.get(self.next).filter(|piece| piece.at <= now) {
             self.pipe.extend(&piece.bytes);
@@ -160,12 +170,7 @@ fn drive_chunker(script: &Script) -> Vec<u8> {
     let mut chunker = Chunker::new(policy);
     let base = Instant::now();
     let mut now = Duration::ZERO;
-    let mut input = Input {
-        pieces: &script.pieces,
-        next: 0,
-        pipe: VecDeque::new(),
-        read_cap: 0,
-    };
+    let mut input = Input::new(&script.pieces);
     let mut chunk: Vec<u8> = Vec::new();
     let mut first_byte_at = None;
     let mut output = Vec::new();
@@ -267,12 +272,7 @@ fn drive_record_chunker(script: &Script) -> Vec<u8> {
     let mut chunker = RecordChunker::new(policy);
     let base = Instant::now();
     let mut now = Duration::ZERO;
-    let mut input = Input {
-        pieces: &script.pieces,
-        next: 0,
-        pipe: VecDeque::new(),
-        read_cap: 0,
-    };
+    let mut input = Input::new(&script.pieces);
     let mut pending: Vec<u8> = Vec::new();
     // When each pending byte was read.
     let mut read_at: VecDeque<Duration> = VecDeque::new();
