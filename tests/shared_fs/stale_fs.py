@@ -8,9 +8,11 @@ behaviour the local kernel never shows: a file that was deleted or replaced
 inspected any more, and says so with ESTALE, as an NFS client does when
 another client removed the file behind its file handle.
 
-To make the window between a reader's open and its first read wide enough
-to hit reliably, opening a file named `bus` waits a little (OPEN_DELAY
-seconds) before it returns, like a slow server round trip. Used by
+To make the window before a reader's first read wide enough to hit
+reliably, the first read of a file named `bus` waits a little (READ_DELAY
+seconds) before it looks at the file, like a slow server round trip. (The
+wait is in the read, after the reader's last look at the file's attributes,
+so that it is the read that goes stale.) Used by
 tests/shared_fs.rs; runs in the foreground until unmounted.
 """
 
@@ -21,7 +23,7 @@ import time
 
 from fusepy import FUSE, FuseOSError, Operations
 
-OPEN_DELAY = 0.02
+READ_DELAY = 0.02
 
 
 class StaleAfterReplace(Operations):
@@ -58,8 +60,6 @@ class StaleAfterReplace(Operations):
             fh = os.open(self._real(path), flags)
         except OSError as error:
             raise FuseOSError(error.errno)
-        if os.path.basename(path) == "bus":
-            time.sleep(OPEN_DELAY)
         return fh
 
     def create(self, path, mode, fi=None):
@@ -69,6 +69,8 @@ class StaleAfterReplace(Operations):
             raise FuseOSError(error.errno)
 
     def read(self, path, size, offset, fh):
+        if offset == 0 and os.path.basename(path) == "bus":
+            time.sleep(READ_DELAY)
         try:
             self._check_fresh(fh)
             return os.pread(fh, size, offset)

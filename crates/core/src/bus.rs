@@ -26,7 +26,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{Access, AtFlags, FileType, Mode, OFlags, RenameFlags};
+use rustix::fs::{Access, AtFlags, FileType, Mode, OFlags, RenameFlags, StatxFlags};
 use rustix::io::Errno;
 
 use crate::error::{Error, Result};
@@ -87,6 +87,9 @@ pub struct Bus {
     refused: Refusals,
     /// Checked by its lock and its watchers when a wait is interrupted.
     stop: StopFlag,
+    /// The network or FUSE filesystem the bus directory is on, if it is on
+    /// one (looked up once, when the bus is opened).
+    remote: Option<&'static str>,
 }
 
 /// What a filesystem refused, remembered per bus (two buses of one process
@@ -216,7 +219,12 @@ impl Bus {
             errno => Error::file("cannot open directory", &dir_path, errno),
         })?;
         check_name_room(&dir, &name, path)?;
+        let remote = match crate::filesystem::kind_of(&dir) {
+            Ok(Some(kind)) if kind.remote => Some(kind.name),
+            _ => None,
+        };
         let bus = Bus {
+            remote,
             new_name: with_suffix(&name, NEW_SUFFIX),
             lock_name: with_suffix(&name, LOCK_SUFFIX),
             f_was_present: Cell::new(false),
@@ -243,6 +251,12 @@ impl Bus {
     pub fn stopped_by(mut self, stop: StopFlag) -> Self {
         self.stop = stop;
         self
+    }
+
+    /// The kind of network or FUSE filesystem the bus is on, if it is on
+    /// one: other machines may change it, unseen by inotify.
+    pub fn remote_filesystem(&self) -> Option<&'static str> {
+        self.remote
     }
 
     /// What this bus's filesystem refused so far.
@@ -323,6 +337,30 @@ impl Bus {
         }
     }
 
+    /// Which file is at `F`, asked of the server (see [`stat_from_server`]);
+    /// `None` if nothing is there.
+    fn version_from_server(&self) -> rustix::io::Result<Option<Version>> {
+        let flags = AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_FORCE_SYNC;
+        let wanted = StatxFlags::INO | StatxFlags::MTIME;
+        match rustix::fs::statx(&self.dir, self.name.as_os_str(), flags, wanted) {
+            Ok(statx) => Ok(Some(Version::of_statx(&statx))),
+            Err(Errno::NOENT | Errno::STALE) => Ok(None),
+            // Kernels before 4.11: the client's view is all there is.
+            Err(Errno::NOSYS) => {
+                match rustix::fs::statat(
+                    &self.dir,
+                    self.name.as_os_str(),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                ) {
+                    Ok(stat) => Ok(Some(Version::of(&stat))),
+                    Err(Errno::NOENT | Errno::STALE) => Ok(None),
+                    Err(errno) => Err(errno),
+                }
+            }
+            Err(errno) => Err(errno),
+        }
+    }
+
     /// Opens whatever is at `F` for reading, without following a symlink and
     /// without blocking on a FIFO.
     ///
@@ -331,6 +369,13 @@ impl Bus {
     /// before it is opened or inspected: `ENOENT` or `ESTALE` then. Both
     /// mean [`Current::Absent`], "look again".
     pub fn open_current(&self) -> Result<Current> {
+        let before = match self.remote {
+            Some(_) => match self.version_from_server() {
+                Ok(id) => id,
+                Err(errno) => return Err(Error::file("cannot inspect", &self.path, errno)),
+            },
+            None => None,
+        };
         let flags =
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
         let fd = match rustix::fs::openat(&self.dir, self.name.as_os_str(), flags, Mode::empty()) {
@@ -344,12 +389,28 @@ impl Bus {
             Err(Errno::NOENT | Errno::STALE) => return Ok(Current::Absent),
             Err(errno) => return Err(Error::file("cannot inspect", &self.path, errno)),
         };
+        // On a path-based FUSE filesystem (bindfs) or NFS, what the server
+        // says of an open file is what is at the name *now*, which another
+        // machine may have replaced since we opened it: the identity and
+        // size would then be a newer chunk's, and a lossy consumer taking it
+        // for read would never write that newer chunk out. Looked at before
+        // and after the open, the same file means the open got it. The
+        // modification time is compared too: ext4 gives a freed inode number
+        // to the next file, so the chunk before and the chunk after the one
+        // we opened can share it.
+        if self.remote.is_some() && before != Some(stat.version) {
+            log::debug!(
+                "{}: replaced while we opened it: looking again",
+                self.path.display()
+            );
+            return Ok(Current::Absent);
+        }
         if let Some(kind) = unusable_kind(FileType::from_raw_mode(stat.mode)) {
             return Ok(Current::Unusable(kind));
         }
         Ok(Current::Chunk(Chunk {
             file: File::from(fd),
-            id: stat.id,
+            id: stat.version.id,
             len: stat.len,
             owner: stat.owner,
         }))
@@ -633,9 +694,33 @@ impl Bus {
     }
 }
 
+/// Which file a name led to: its identity, and when its content was last
+/// written (which tells apart two files given the same inode number in turn).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Version {
+    pub(crate) id: ChunkId,
+    modified: (i64, u32),
+}
+
+impl Version {
+    fn of(stat: &rustix::fs::Stat) -> Version {
+        Version {
+            id: ChunkId::of(stat),
+            modified: (stat.st_mtime, stat.st_mtime_nsec as u32),
+        }
+    }
+
+    fn of_statx(statx: &rustix::fs::Statx) -> Version {
+        Version {
+            id: ChunkId::of_statx(statx),
+            modified: (statx.stx_mtime.tv_sec, statx.stx_mtime.tv_nsec),
+        }
+    }
+}
+
 /// What [`stat_from_server`] tells of an open file.
 pub(crate) struct OpenStat {
-    pub(crate) id: ChunkId,
+    pub(crate) version: Version,
     pub(crate) mode: u32,
     pub(crate) len: u64,
     pub(crate) owner: u32,
@@ -651,9 +736,12 @@ pub(crate) struct OpenStat {
 /// chunk that came out empty. The fresh size also lets reads reach the end
 /// of the file (the client does not read past the size it knows).
 pub(crate) fn stat_from_server(fd: &OwnedFd) -> rustix::io::Result<OpenStat> {
-    use rustix::fs::StatxFlags;
-    let wanted =
-        StatxFlags::TYPE | StatxFlags::MODE | StatxFlags::INO | StatxFlags::SIZE | StatxFlags::UID;
+    let wanted = StatxFlags::TYPE
+        | StatxFlags::MODE
+        | StatxFlags::INO
+        | StatxFlags::SIZE
+        | StatxFlags::UID
+        | StatxFlags::MTIME;
     match rustix::fs::statx(
         fd,
         c"",
@@ -661,10 +749,7 @@ pub(crate) fn stat_from_server(fd: &OwnedFd) -> rustix::io::Result<OpenStat> {
         wanted,
     ) {
         Ok(statx) => Ok(OpenStat {
-            id: ChunkId {
-                dev: rustix::fs::makedev(statx.stx_dev_major, statx.stx_dev_minor),
-                ino: statx.stx_ino,
-            },
+            version: Version::of_statx(&statx),
             mode: u32::from(statx.stx_mode),
             len: statx.stx_size,
             owner: statx.stx_uid,
@@ -672,7 +757,7 @@ pub(crate) fn stat_from_server(fd: &OwnedFd) -> rustix::io::Result<OpenStat> {
         // Kernels before 4.11, and sandboxes that refuse statx (rustix
         // reports both as ENOSYS).
         Err(Errno::NOSYS) => rustix::fs::fstat(fd).map(|stat| OpenStat {
-            id: ChunkId::of(&stat),
+            version: Version::of(&stat),
             mode: stat.st_mode,
             len: stat.st_size as u64,
             owner: stat.st_uid,
@@ -687,6 +772,15 @@ impl ChunkId {
         ChunkId {
             dev: stat.st_dev,
             ino: stat.st_ino,
+        }
+    }
+
+    /// The identity of the file `statx` describes (the same numbers as
+    /// [`ChunkId::of`] gives).
+    fn of_statx(statx: &rustix::fs::Statx) -> ChunkId {
+        ChunkId {
+            dev: rustix::fs::makedev(statx.stx_dev_major, statx.stx_dev_minor),
+            ino: statx.stx_ino,
         }
     }
 }

@@ -296,7 +296,7 @@ const MIN_INTERVAL: Duration = Duration::from_millis(1);
 impl CursorWait {
     fn new(bus: &Bus, sleep_interval: Duration, file_monitoring: bool) -> CursorWait {
         let path = bus.dir_path().join(directory_name(bus.name()));
-        let use_events = file_monitoring && crate::watch::remote_filesystem(bus).is_none();
+        let use_events = file_monitoring && bus.remote_filesystem().is_none();
         let mask = WatchMask::ATTRIB
             | WatchMask::CLOSE_WRITE
             | WatchMask::CREATE

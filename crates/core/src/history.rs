@@ -192,7 +192,7 @@ impl HistoryDir {
         }
         Ok(Entry::Chunk(Chunk {
             file: File::from(fd),
-            id: stat.id,
+            id: stat.version.id,
             len: stat.len,
             owner: stat.owner,
         }))

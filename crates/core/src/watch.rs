@@ -19,7 +19,6 @@ use rustix::io::Errno;
 
 use crate::bus::Bus;
 use crate::error::{Error, Result};
-use crate::filesystem;
 use crate::stop::StopFlag;
 
 /// The shortest polling interval: a zero `--sleep-interval` would spin.
@@ -339,7 +338,7 @@ pub enum WakeUp {
 /// How a waiter of `bus` on this machine wakes up, judged from the bus
 /// directory's filesystem (without setting up a watch).
 pub fn wake_up(bus: &Bus, file_monitoring: bool) -> WakeUp {
-    match remote_filesystem(bus) {
+    match bus.remote_filesystem() {
         Some(kind) => WakeUp::Polling {
             remote_filesystem: Some(kind),
         },
@@ -347,14 +346,6 @@ pub fn wake_up(bus: &Bus, file_monitoring: bool) -> WakeUp {
             remote_filesystem: None,
         },
         None => WakeUp::Events,
-    }
-}
-
-/// The kind of network or FUSE filesystem the bus is on, if it is on one.
-pub(crate) fn remote_filesystem(bus: &Bus) -> Option<&'static str> {
-    match filesystem::kind_of(bus.dir()) {
-        Ok(Some(kind)) if kind.remote => Some(kind.name),
-        _ => None,
     }
 }
 
