@@ -5,7 +5,7 @@
 //! The data are numbered records cut into chunks of exactly [`CHUNK`] bytes,
 //! so a lost, duplicated, reordered or torn chunk is visible.
 
-mod fuse;
+pub mod fuse;
 
 use std::io::Write;
 use std::path::Path;

@@ -14,6 +14,7 @@ mod interop;
 mod lossless;
 mod lossy;
 mod new_user;
+mod nfs_like_fs;
 mod output;
 mod records;
 mod replaced_bus;

@@ -19,6 +19,15 @@
 //! filesystem where a file replaced underneath goes stale (`ESTALE`) for
 //! whoever had it open through the mount, as on NFS.
 //!
+//! [`SharedDir::nfs_like`] mounts `nfs_fs.py` twice over one directory: two
+//! NFSv3 clients of one server. Through either mount a new file takes the
+//! inode number of a deleted one (even one still open), times are whole
+//! seconds, there are no extended attributes, no `O_TMPFILE`, no
+//! `RENAME_EXCHANGE`, a read of a file deleted elsewhere fails with
+//! `ESTALE`, and `flock` is local to each mount unless
+//! [`NFS_FORWARD_LOCKS`] is given. [`SharedDir::here`] is the first mount,
+//! [`SharedDir::there`] the second, [`SharedDir::under`] the server's disk.
+//!
 //! `bindfs` and `python3-fusepy` are installed from Debian's packages when
 //! missing (CI runs as root). Where they cannot be installed or FUSE cannot
 //! be mounted, the test fails with a message saying so: it is never skipped
@@ -65,6 +74,8 @@ pub struct SharedDir {
     root: Option<tempfile::TempDir>,
     /// The FUSE daemon when it runs in the foreground ([`SharedDir::stale`]).
     daemon: Option<Child>,
+    /// The second mount of [`SharedDir::nfs_like`], which `there` names.
+    second: Option<SecondMount>,
     _serial: MutexGuard<'static, ()>,
 }
 
@@ -179,6 +190,7 @@ impl SharedDir {
             under,
             root: Some(root),
             daemon: None,
+            second: None,
             _serial: serial,
         }
     }
@@ -189,9 +201,22 @@ impl SharedDir {
     }
 
     /// The same directory as another machine (or the file server) sees it:
-    /// the directory underneath, whose changes the mount's inotify misses.
+    /// the directory underneath, whose changes the mount's inotify misses;
+    /// for [`SharedDir::nfs_like`], the second mount.
     pub fn there(&self) -> &Path {
+        self.second
+            .as_ref()
+            .map_or(&self.under, |second| &second.mount)
+    }
+
+    /// The directory underneath the mounts: the file server's own disk.
+    pub fn under(&self) -> &Path {
         &self.under
+    }
+
+    /// The bus file `F` in the directory underneath.
+    pub fn bus_under(&self) -> PathBuf {
+        self.under.join("bus")
     }
 
     /// The bus file `F` seen through the mount.
@@ -199,9 +224,10 @@ impl SharedDir {
         self.mount.join("bus")
     }
 
-    /// The bus file `F` seen from underneath.
+    /// The bus file `F` seen from underneath (from the second mount for
+    /// [`SharedDir::nfs_like`]).
     pub fn bus_there(&self) -> PathBuf {
-        self.under.join("bus")
+        self.there().join("bus")
     }
 
     /// A directory for test files (input files, logs) on neither side.
@@ -215,6 +241,19 @@ impl SharedDir {
 
 impl Drop for SharedDir {
     fn drop(&mut self) {
+        if let Some(mut second) = self.second.take() {
+            unmount(&second.mount);
+            stop_daemon(&mut second.daemon);
+            if filesystem_magic(&second.mount) == FUSE_SUPER_MAGIC {
+                eprintln!(
+                    "warning: {} is still mounted; leaving its directory",
+                    second.mount.display()
+                );
+                if let Some(root) = self.root.take() {
+                    let _ = root.keep();
+                }
+            }
+        }
         // Also after a failed mount: unmount does nothing where nothing
         // is mounted.
         unmount(&self.mount);
@@ -396,4 +435,144 @@ pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool, context: impl F
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// `nfs_fs.py` option: a read of a file deleted through the other mount or
+/// underneath fails with `EFAULT` (as some real clients say) instead of
+/// `ESTALE`. `["--stale-errno", "EIO"]` is the third choice.
+pub const NFS_STALE_EFAULT: &[&str] = &["--stale-errno", "EFAULT"];
+
+/// `nfs_fs.py` option: `flock` is forwarded to the file underneath, so both
+/// mounts and processes underneath share one lock (NFSv3 with lockd, NFSv4).
+pub const NFS_FORWARD_LOCKS: &[&str] = &["--forward-locks"];
+
+/// `nfs_fs.py` option: times with the nanoseconds of the file underneath
+/// instead of whole seconds.
+pub const NFS_FINE_TIMES: &[&str] = &["--fine-times"];
+
+/// `nfs_fs.py` option: a file deleted through a mount while open there is
+/// deleted at once (its readers go stale) instead of being renamed to
+/// `.fuse_hidden…` until closed (as an NFS client renames it to `.nfs…`).
+pub const NFS_HARD_REMOVE: &[&str] = &["--hard-remove"];
+
+/// The second mount of [`SharedDir::nfs_like`] and its daemon.
+struct SecondMount {
+    mount: PathBuf,
+    daemon: Child,
+}
+
+impl SharedDir {
+    /// Mounts a new empty directory twice with `nfs_fs.py` (beside this
+    /// file), a pass-through FUSE filesystem that behaves like an NFSv3
+    /// client: [`SharedDir::here`] is one client machine, [`SharedDir::there`]
+    /// another, [`SharedDir::under`] the server's own disk. Both daemons get
+    /// `options` (such as [`NFS_STALE_EFAULT`], [`NFS_FORWARD_LOCKS`],
+    /// [`NFS_FINE_TIMES`], concatenated as needed).
+    ///
+    /// Inode numbers are shared by the two mounts, small, and reused: a file
+    /// first seen (through either mount) after another was deleted takes
+    /// the deleted file's number, even while that one is open, so a file
+    /// replaced underneath by rename keeps its number at `F`. Times are
+    /// whole seconds; no extended attributes (`EOPNOTSUPP`), no `O_TMPFILE`
+    /// (`EOPNOTSUPP`), no `RENAME_EXCHANGE` (`EINVAL`); reading a file deleted
+    /// through the other mount or underneath fails with `ESTALE`; `flock` is
+    /// local to each mount; no attribute or lookup caching. The files
+    /// underneath show one link more than they have names (the daemons'
+    /// record of which number is whose, in `aux()/nfs_state`).
+    pub fn nfs_like(options: &[&str]) -> SharedDir {
+        let mut shared = SharedDir::unmounted();
+        let python = fusepy_python();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/shared_fs/nfs_fs.py");
+        let state = shared.aux().join("nfs_state");
+        let second = shared.aux().join("mnt2");
+        for dir in [&state, &second] {
+            std::fs::create_dir(dir)
+                .unwrap_or_else(|error| panic!("cannot create {}: {error}", dir.display()));
+        }
+        let start = |mount: &Path, log: &Path| {
+            let log = std::fs::File::create(log).unwrap_or_else(|error| {
+                panic!(
+                    "cannot create the FUSE daemon's log {}: {error}",
+                    log.display()
+                )
+            });
+            Command::new(&python)
+                .arg(&script)
+                .arg("--state")
+                .arg(&state)
+                .args(options)
+                .arg(&shared.under)
+                .arg(mount)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|error| panic!("cannot run {}: {error}", python.display()))
+        };
+        let first = start(&shared.mount, &shared.aux().join("nfs_fs.1.log"));
+        shared.daemon = Some(first);
+        let daemon = start(&second, &shared.aux().join("nfs_fs.2.log"));
+        shared.second = Some(SecondMount {
+            mount: second,
+            daemon,
+        });
+        let deadline = Instant::now() + PATIENCE;
+        for which in [1, 2] {
+            loop {
+                let (mount, daemon) = match which {
+                    1 => (&shared.mount, shared.daemon.as_mut()),
+                    _ => {
+                        let second = shared.second.as_mut().expect("set above");
+                        (&second.mount, Some(&mut second.daemon))
+                    }
+                };
+                if filesystem_magic(mount) == FUSE_SUPER_MAGIC {
+                    break;
+                }
+                let mount = mount.clone();
+                let exited = daemon.and_then(|daemon| daemon.try_wait().ok().flatten());
+                assert!(
+                    exited.is_none(),
+                    "{} {} (mount {which}, {options:?}) exited ({exited:?}) without mounting \
+                     {}; the NFS-like tests need a working FUSE mount; the daemons' stderr: {}",
+                    python.display(),
+                    script.display(),
+                    mount.display(),
+                    shared.nfs_logs()
+                );
+                assert!(
+                    Instant::now() < deadline,
+                    "{} did not mount {} within {PATIENCE:?}; the daemons' stderr: {}",
+                    script.display(),
+                    mount.display(),
+                    shared.nfs_logs()
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        shared
+    }
+
+    /// What the `nfs_fs.py` daemons of [`SharedDir::nfs_like`] wrote to
+    /// stderr (errors they hit), for failure messages.
+    pub fn nfs_logs(&self) -> String {
+        [1, 2]
+            .map(|which| {
+                let log = self.aux().join(format!("nfs_fs.{which}.log"));
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                format!("mount {which}: {:?}", text.trim())
+            })
+            .join("; ")
+    }
+}
+
+/// Waits up to ten seconds for an unmounted FUSE daemon to exit by itself,
+/// then kills it.
+fn stop_daemon(daemon: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while daemon.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
 }
