@@ -420,12 +420,12 @@ fn last_k_starts_k_chunks_back_as_far_as_history_holds() {
     for (k, first_chunk) in [(5, 15), (1, 19), (9, 11), (1000, 11)] {
         let consumer = Running::start(filebus(&bus, &["consumer", "--last", &k.to_string()]), None);
         let expected = records(first_chunk * RECORDS_PER_CHUNK..input.len() / 9);
-        let received = consumer.wait_for_output(expected.len());
-        // The stream ended before it started: it waits for the next one.
-        std::thread::sleep(Duration::from_millis(50));
-        let finished = consumer.kill();
+        // The stream ended before it started, and the replay reaches its
+        // end-of-stream chunk: like `tail -n K`, it writes and exits.
+        let finished = consumer.wait();
+        finished.assert_success();
         assert!(
-            received == expected && finished.stdout == expected,
+            finished.stdout == expected,
             "--last {k}: {} bytes, expected {}",
             finished.stdout.len(),
             expected.len()
@@ -436,6 +436,17 @@ fn last_k_starts_k_chunks_back_as_far_as_history_holds() {
             finished.stderr
         );
     }
+    // Without --last, a consumer that finds the stream ended waits for the
+    // next one (it writes the last chunk, as a late joiner does).
+    let mut waiting = Running::start(filebus(&bus, &["consumer"]), None);
+    let last_chunk = records(19 * RECORDS_PER_CHUNK..20 * RECORDS_PER_CHUNK);
+    assert_eq!(waiting.wait_for_output(last_chunk.len()), last_chunk);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        waiting.is_running(),
+        "a plain late joiner ended at an old end of stream"
+    );
+    waiting.kill();
     // --last 0: only what comes next.
     let consumer = ready_consumer(&bus, &["--last", "0"]);
     produce(&bus, &[], b"next\n", aux.dir.path());
@@ -1244,4 +1255,48 @@ fn without_file_events_the_producer_still_waits_for_named_consumers_by_polling()
     assert!(slow.wait_status().success(), "{}", slow.stderr());
     let output = reader.join().expect("reader panicked");
     assert!(output == input, "{} bytes of {}", output.len(), input.len());
+}
+
+#[test]
+fn an_unnamed_consumer_stopped_through_a_whole_stream_reports_the_loss_and_ends_with_it() {
+    let scratch = Scratch::new();
+    let aux = Scratch::new();
+    let bus = scratch.bus();
+    // Started before the bus exists, then stopped for the whole stream.
+    let consumer = Running::start(filebus(&bus, &["-vvv", "consumer", "--stats"]), None);
+    wait_until("the consumer to watch the bus", || {
+        consumer.stderr().contains("watching")
+    });
+    consumer.send(libc::SIGSTOP);
+    // 2,000 records of 9 bytes, whole records of at most 900 bytes: 20
+    // chunks, then the end-of-stream chunk 21; history keeps 18..=21.
+    let input = records(0..20 * RECORDS_PER_CHUNK);
+    produce(
+        &bus,
+        &["--history", "4", "--lines", "--block-size", CHUNK_ARG],
+        &input,
+        aux.dir.path(),
+    );
+    consumer.send(libc::SIGCONT);
+    // A consumer that missed the end of the stream fails here, by timeout.
+    let finished = consumer.wait();
+    finished.assert_success();
+    assert!(
+        finished.stdout == records(17 * RECORDS_PER_CHUNK..20 * RECORDS_PER_CHUNK),
+        "{} bytes: not the three chunks still held; stderr:\n{}",
+        finished.stdout.len(),
+        finished.stderr
+    );
+    assert_eq!(
+        lost_lines(&finished.stderr),
+        [
+            "filebus: lost 17 chunks: chunks 1 to 17 left the history before this consumer wrote them"
+        ]
+    );
+    assert!(
+        crate::util::last_stats_line(&finished.stderr)
+            .contains("4 chunks, 2700 bytes emitted; 17 missed"),
+        "--stats counts the chunks missed before the first one written:\n{}",
+        finished.stderr
+    );
 }

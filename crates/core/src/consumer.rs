@@ -161,6 +161,17 @@ impl Output {
         }
     }
 
+    /// Tells `--stats` that this consumer counts the stream from chunk
+    /// `next`: chunks before its first one that it never got are missed.
+    pub(crate) fn expect(&self, next: u64) {
+        if let Some(stats) = &self.stats {
+            stats
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .expect(next);
+        }
+    }
+
     /// Writes the content of a chunk to standard output and counts it.
     pub(crate) fn emit(&mut self, chunk: &Chunk, content: &Content) -> Result<()> {
         let written = self

@@ -195,6 +195,7 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
         if let Some(position) = self.cursor.as_ref().and_then(Cursor::position) {
             self.next = Some(position.saturating_add(1));
             self.end_after = position;
+            self.output.borrow().expect(position.saturating_add(1));
             log::debug!(
                 "history consumer: starting at chunk {:?} (after the cursor)",
                 self.next
@@ -225,11 +226,33 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
                 sequence
             };
             let back = last_k.unwrap_or(1).min(newest);
-            self.next = Some((newest - back).saturating_add(1).min(after_baseline));
-            self.end_after = sequence;
-            self.quiet = true;
+            let from_f = (newest - back).saturating_add(1);
+            if after_baseline < from_f {
+                // Present before these chunks were published (started
+                // before the stream, then stalled, say): it counts the
+                // stream from where it stood, so what left the history
+                // meanwhile is a loss, and the stream's end ends it.
+                self.next = Some(after_baseline);
+                self.end_after = baseline.unwrap_or(0);
+            } else {
+                self.next = Some(from_f);
+                // An end-of-stream chunk at `F` that --last K replays (K
+                // at least 1) ends the replay, as `tail -n K` ends; a plain
+                // late joiner waits for the next stream.
+                self.end_after = if at_end && last_k.is_some_and(|k| k > 0) {
+                    sequence.saturating_sub(1)
+                } else {
+                    sequence
+                };
+                self.quiet = true;
+            }
         } else {
             self.next = Some(after_baseline);
+        }
+        if !self.quiet
+            && let Some(next) = self.next
+        {
+            self.output.borrow().expect(next);
         }
         // A new named consumer holds producers back from here on.
         if let (Some(cursor), Some(next)) = (&mut self.cursor, self.next) {

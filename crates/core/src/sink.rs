@@ -139,21 +139,6 @@ impl<'fd> Sink<'fd> {
                 Ok(0) => break,
                 Ok(_) | Err(Errno::INTR) => {}
                 Err(Errno::AGAIN) => self.wait_writable()?,
-                // On a shared filesystem another machine can replace or
-                // delete the chunk while we hold it open, and reading it then
-                // fails with ESTALE (NFS) or ENOENT (some FUSE filesystems).
-                // Before any byte went out that is a chunk missed, not a
-                // failure. (Writing to standard output never says either.)
-                Err(Errno::STALE | Errno::NOENT) if offset == start => {
-                    return Err(Error::ChunkVanished);
-                }
-                Err(errno @ (Errno::STALE | Errno::NOENT)) => {
-                    return Err(Error::stream(
-                        "cannot read the rest of a chunk that another machine replaced or \
-                         deleted meanwhile (the output holds part of it)",
-                        errno,
-                    ));
-                }
                 Err(errno) if self.method != OutputMethod::Write && refuses_method(errno) => {
                     let next = self.method.fallback();
                     log::info!(
@@ -163,7 +148,7 @@ impl<'fd> Sink<'fd> {
                     );
                     self.method = next;
                 }
-                Err(errno) => return Err(Error::stream("cannot write to standard output", errno)),
+                Err(errno) => return Err(failure(file, start, offset, errno)),
             }
         }
         Ok(offset - start)
@@ -226,6 +211,40 @@ impl OutputMethod {
             OutputMethod::Splice | OutputMethod::CopyFileRange => OutputMethod::Sendfile,
             _ => OutputMethod::Write,
         }
+    }
+}
+
+/// What a failed move of chunk bytes means. `splice` and `sendfile` do not
+/// say which side failed, so the chunk is read once more at `offset`: if
+/// that fails too, it was the read.
+///
+/// On a shared filesystem another machine can replace or delete the chunk
+/// while we hold it open, and reading it then fails with `ESTALE` (NFS),
+/// `ENOENT` (some FUSE filesystems), or `EFAULT` or `EIO` (some FUSE NFS
+/// clients, for a file that no longer exists). Before any byte went out
+/// that is a chunk missed ([`Error::ChunkVanished`]), not a failure.
+fn failure(file: &File, start: u64, offset: u64, errno: Errno) -> Error {
+    let read_failed = match rustix::io::pread(file, &mut [0u8; 1], offset) {
+        Ok(_) | Err(Errno::INTR) => None,
+        Err(read_errno) => Some(read_errno),
+    };
+    let Some(read_errno) = read_failed else {
+        return Error::stream("cannot write to standard output", errno);
+    };
+    let vanished = match read_errno {
+        Errno::STALE | Errno::NOENT => true,
+        // Also a local disk's error: only a file that is gone is "vanished".
+        Errno::FAULT | Errno::IO => rustix::fs::fstat(file).map_or(true, |stat| stat.st_nlink == 0),
+        _ => false,
+    };
+    match (vanished, offset == start) {
+        (true, true) => Error::ChunkVanished,
+        (true, false) => Error::stream(
+            "cannot read the rest of a chunk that another machine replaced or deleted \
+             meanwhile (the output holds part of it)",
+            read_errno,
+        ),
+        (false, _) => Error::stream("cannot read the chunk being written out", read_errno),
     }
 }
 

@@ -73,6 +73,15 @@ impl Stats {
         }
     }
 
+    /// Counts from chunk `next` on: a gap before the first chunk written
+    /// (chunks that left a history before this consumer reached them) is
+    /// missed too. Does nothing once a chunk was counted.
+    pub fn expect(&mut self, next: u64) {
+        if self.last_sequence.is_none() && self.chunks == 0 {
+            self.last_sequence = Some(next.saturating_sub(1));
+        }
+    }
+
     /// Chunks written.
     pub fn chunks(&self) -> u64 {
         self.chunks
