@@ -160,13 +160,14 @@ pub enum Command {
         #[arg(long)]
         follow: bool,
     },
-    /// Measure throughput, latency, loss and idle cost of filebus programs
-    /// side by side, with real producer and consumer processes
+    /// Measure throughput, latency, loss in every multicast mode, the cost of
+    /// fan-out and idle cost of filebus programs side by side, with real
+    /// producer and consumer processes
     ///
     /// Results go to standard output as tables, and optionally to a CSV or
-    /// JSON file and SVG plots; progress goes to standard error. The options
-    /// before the subcommand (--filename, --block-size...) do not apply: the
-    /// benchmark chooses its own for each run.
+    /// JSON file and SVG plots; progress goes to standard error. The
+    /// benchmark chooses the bus options (--filename, --block-size...) of
+    /// each run itself.
     Bench(BenchArgs),
     /// Show a bus at a glance: its chunk (format, size, age, sequence number)
     /// and whether its lock is held; with --watch, a line per second with the
@@ -231,11 +232,11 @@ pub struct BenchArgs {
         value_enum,
         value_delimiter = ',',
         value_name = "SECTIONS",
-        default_value = "throughput,latency,loss,idle"
+        default_value = "throughput,latency,loss,fan-out,idle"
     )]
     pub sections: Vec<SectionArg>,
 
-    /// Runs of each throughput and loss point, whose median is reported
+    /// Runs of each throughput, loss and fan-out point, whose median is reported
     /// [default: 5, with --quick 3]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub repeat: Option<u32>,
@@ -245,7 +246,8 @@ pub struct BenchArgs {
     #[arg(long = "output", value_name = "FILE")]
     pub outputs: Vec<PathBuf>,
 
-    /// Write SVG plots (throughput.svg, latency.svg, loss.svg) into DIR
+    /// Write SVG plots (throughput.svg, latency.svg, loss.svg, loss-cpu.svg,
+    /// loss-rate.svg, fan-out.svg) into DIR
     #[arg(long, value_name = "DIR")]
     pub plots: Option<PathBuf>,
 
@@ -253,11 +255,131 @@ pub struct BenchArgs {
     /// inside DIR [default: $TMPDIR or /tmp]
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub not_for_bench: NotForBench,
+}
+
+/// The options of producers and consumers (global: accepted before or after
+/// their subcommand), which do not apply to `bench`. Clap copies a global
+/// option into every subcommand, for its help too, unless the subcommand has
+/// an argument of the same id: so `bench` has a hidden twin of each, parsed
+/// the same way (the value goes back to the global one), and refuses them.
+#[derive(Debug, Clone, Default)]
+pub struct NotForBench {
+    /// The options given, as written on the command line ("--block-size").
+    pub given: Vec<String>,
+}
+
+impl NotForBench {
+    /// The hidden twins of the global options, with their ids, names and
+    /// parsers.
+    fn twins() -> Vec<clap::Arg> {
+        use clap::Arg;
+        use clap::builder::{EnumValueParser, ValueParser};
+        let flag = |id: &'static str, long: &'static str| {
+            Arg::new(id).long(long).action(ArgAction::SetTrue)
+        };
+        let value = |id: &'static str, long: &'static str, parser: ValueParser| {
+            let value_name = match long {
+                "filename" => "FILE",
+                "format" => "FORMAT",
+                "input-method" | "output-method" => "METHOD",
+                _ => "N",
+            };
+            Arg::new(id)
+                .long(long)
+                .value_name(value_name)
+                .action(ArgAction::Set)
+                .value_parser(parser)
+                .allow_hyphen_values(true)
+        };
+        vec![
+            flag("back_pressure", "back-pressure").alias("lossless"),
+            value(
+                "block_size",
+                "block-size",
+                ValueParser::new(parse_block_size),
+            ),
+            flag("no_file_monitoring", "no-file-monitoring"),
+            value("filename", "filename", clap::value_parser!(PathBuf)),
+            value(
+                "sleep_interval",
+                "sleep-interval",
+                ValueParser::new(parse_sleep_interval),
+            ),
+            value(
+                "format",
+                "format",
+                EnumValueParser::<FormatArg>::new().into(),
+            ),
+            value(
+                "max_chunk_size",
+                "max-chunk-size",
+                clap::value_parser!(u64).into(),
+            ),
+            Arg::new("verbose")
+                .short('v')
+                .long("verbose")
+                .action(ArgAction::Count),
+            flag("quiet", "quiet").short('q'),
+            value(
+                "input_method",
+                "input-method",
+                EnumValueParser::<InputMethodArg>::new().into(),
+            ),
+            value(
+                "output_method",
+                "output-method",
+                EnumValueParser::<OutputMethodArg>::new().into(),
+            ),
+            flag("named_temp_files", "named-temp-files"),
+        ]
+        .into_iter()
+        .map(|arg| arg.hide(true))
+        .collect()
+    }
+}
+
+impl clap::FromArgMatches for NotForBench {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let given = NotForBench::twins()
+            .iter()
+            .filter(|arg| {
+                matches.value_source(arg.get_id().as_str())
+                    == Some(clap::parser::ValueSource::CommandLine)
+            })
+            .filter_map(|arg| arg.get_long().map(|long| format!("--{long}")))
+            .collect();
+        Ok(NotForBench { given })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = NotForBench::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl Args for NotForBench {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        command.args(NotForBench::twins())
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        NotForBench::augment_args(command)
+    }
 }
 
 impl BenchArgs {
-    /// The benchmark's options, or a message if an implementation is malformed.
+    /// The benchmark's options, or a message if an implementation is
+    /// malformed or an option of producers and consumers was given.
     pub fn options(&self) -> Result<BenchOptions, String> {
+        if let Some(option) = self.not_for_bench.given.first() {
+            return Err(format!(
+                "{option} is an option of producer and consumer; it does not apply to bench, \
+                 which sets the bus options of each run itself"
+            ));
+        }
         let mut implementations = Vec::new();
         if self.implementations.is_empty() {
             let program = std::env::current_exe()
@@ -465,8 +587,10 @@ value_enum! {
         Throughput,
         /// Latency from the producer's input to the consumer's output
         Latency,
-        /// Loss versus data rate in lossy mode
+        /// Loss versus data rate: plain lossy, with history, named consumers, tee
         Loss,
+        /// CPU and memory versus the number of consumers at one rate
+        FanOut,
         /// CPU time, wake-ups and memory of idle processes
         Idle,
     }
@@ -578,6 +702,31 @@ mod tests {
         }
         for bad in ["", "ab", "0x100", "\\q", "é"] {
             assert!(parse_delimiter(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn bench_hides_every_global_option_behind_a_twin() {
+        use clap::CommandFactory;
+        let mut command = Cli::command();
+        command.build();
+        let bench = command
+            .find_subcommand("bench")
+            .expect("a bench subcommand");
+        for global in command.get_arguments().filter(|arg| arg.is_global_set()) {
+            let twin = bench
+                .get_arguments()
+                .find(|arg| arg.get_id() == global.get_id())
+                .unwrap_or_else(|| panic!("no twin of {} in bench", global.get_id()));
+            assert!(twin.is_hide_set(), "{} shown in bench", global.get_id());
+            assert_eq!(twin.get_long(), global.get_long(), "{}", global.get_id());
+            assert_eq!(twin.get_short(), global.get_short(), "{}", global.get_id());
+            assert_eq!(
+                twin.get_action().takes_values(),
+                global.get_action().takes_values(),
+                "{}",
+                global.get_id()
+            );
         }
     }
 

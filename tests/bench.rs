@@ -1,6 +1,7 @@
 //! `filebus bench`: a quick run against our own binary prints its tables,
 //! writes well-formed JSON, CSV and SVG files, and leaves no file and no
-//! process behind, even when interrupted.
+//! process behind, even when interrupted; its help lists only its own
+//! options.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -86,7 +87,12 @@ fn check_json_report(report: &Value) {
     }
     assert_eq!(
         report["sections"],
-        serde_json::json!(["throughput", "latency", "loss", "idle"])
+        serde_json::json!(["throughput", "latency", "loss", "fan-out", "idle"])
+    );
+    assert_eq!(report["plan"]["history_depth"], 64);
+    assert_eq!(
+        report["plan"]["fanout_consumers"],
+        serde_json::json!([1, 4, 16])
     );
     assert_eq!(report["implementations"][0]["name"], "ours");
     assert_eq!(report["implementations"][0]["reference"], false);
@@ -160,16 +166,88 @@ fn check_json_report(report: &Value) {
         assert!(percentiles.windows(2).all(|pair| pair[0] < pair[1]));
     }
 
-    // Loss: a share of what was sent, at every rate and consumer count of
-    // --quick, for ours and for tee into FIFOs; nothing torn.
-    let delivered = rows(report, "loss", "delivered_percent");
-    assert_eq!(delivered.len(), 2 * 3 * 2, "{delivered:?}");
-    for row in &delivered {
-        let value = number(row, "value");
-        assert!((0.0..=100.0).contains(&value), "{row}");
+    // Loss: a share of what was sent, the rate achieved and the CPU per
+    // record, at every rate and consumer count of --quick, for ours in each
+    // mode and for tee into FIFOs; nothing torn, and named consumers get
+    // every record.
+    let mut points = Vec::new();
+    for mode in ["lossy", "history", "named"] {
+        points.push(("ours", mode));
+    }
+    points.push(("tee+fifos", "fifo"));
+    for metric in ["delivered_percent", "achieved_rate", "cpu_per_record"] {
+        let found = rows(report, "loss", metric);
+        assert_eq!(found.len(), points.len() * 3 * 2, "{metric}: {found:?}");
+        for (system, mode) in &points {
+            for rate in [1000, 10000, 100000] {
+                for consumers in [1, 4] {
+                    let row = found
+                        .iter()
+                        .find(|row| {
+                            row["system"] == *system
+                                && row["mode"] == *mode
+                                && row["rate"] == rate
+                                && row["consumers"] == consumers
+                        })
+                        .unwrap_or_else(|| {
+                            panic!("no {metric} of {system} {mode} x{consumers} at {rate}/s")
+                        });
+                    let value = number(row, "value");
+                    match metric {
+                        "delivered_percent" => {
+                            assert!((0.0..=100.0).contains(&value), "{row}")
+                        }
+                        _ => assert!(value > 0.0, "{row}"),
+                    }
+                    if *mode == "named" && metric == "delivered_percent" {
+                        assert_eq!(value, 100.0, "named consumers lost records: {row}");
+                    }
+                }
+            }
+        }
+    }
+    for row in rows(report, "loss", "delivered_percent") {
+        let history = row["mode"] == "history" || row["mode"] == "named";
+        let note = row["note"].as_str().unwrap_or_default();
+        assert_eq!(note.contains("--history 64"), history, "{row}");
     }
     for row in rows(report, "loss", "torn_total") {
         assert_eq!(row["value"], 0.0, "{row}");
+    }
+
+    // Fan-out: ours lossy and named and tee into FIFOs at each consumer
+    // count, with the CPU of the producer, of the consumers and of both, and
+    // peak memory.
+    let fanout_points = [("ours", "lossy"), ("ours", "named"), ("tee+fifos", "fifo")];
+    for (metric, role) in [
+        ("delivered_percent", None),
+        ("achieved_rate", None),
+        ("cpu_per_record", None),
+        ("cpu_percent", Some("producer")),
+        ("cpu_percent", Some("consumer")),
+        ("cpu_percent_total", None),
+        ("peak_rss", Some("producer")),
+        ("peak_rss_sum", Some("consumer")),
+    ] {
+        let found: Vec<&Value> = rows(report, "fan-out", metric)
+            .into_iter()
+            .filter(|row| row["role"].as_str() == role)
+            .collect();
+        assert_eq!(found.len(), fanout_points.len() * 3, "{metric}: {found:?}");
+        for (system, mode) in fanout_points {
+            for consumers in [1, 4, 16] {
+                let row = found
+                    .iter()
+                    .find(|row| {
+                        row["system"] == system
+                            && row["mode"] == mode
+                            && row["consumers"] == consumers
+                            && row["rate"] == 10000
+                    })
+                    .unwrap_or_else(|| panic!("no {metric} of {system} {mode} x{consumers}"));
+                assert!(number(row, "value") > 0.0, "{row}");
+            }
+        }
     }
 
     // Idle: both roles of ours in both modes.
@@ -194,6 +272,7 @@ fn quick_run_prints_tables_and_writes_json_and_svg_plots() {
     let parent = scratch.path("parent");
     std::fs::create_dir(&parent).expect("cannot create the scratch parent");
     let json_path = scratch.path("results.json");
+    let csv_path = scratch.path("results.csv");
     let plots = scratch.path("plots");
     let output = bench(
         &parent,
@@ -203,6 +282,8 @@ fn quick_run_prints_tables_and_writes_json_and_svg_plots() {
             "1",
             "--output",
             json_path.to_str().expect("UTF-8 path"),
+            "--output",
+            csv_path.to_str().expect("UTF-8 path"),
             "--plots",
             plots.to_str().expect("UTF-8 path"),
         ],
@@ -214,15 +295,35 @@ fn quick_run_prints_tables_and_writes_json_and_svg_plots() {
         "1. Lossless throughput",
         "2. Latency",
         "3. Loss versus rate",
-        "4. Idle cost",
+        "4. Fan-out",
+        "5. Idle cost",
     ] {
         assert!(stdout.contains(heading), "no {heading:?} in:\n{stdout}");
     }
     // The project's own targets are judged in results/, not shown to users.
     assert!(!stdout.contains("Targets"), "targets printed:\n{stdout}");
-    for system in ["ours", "cat|cat", "tee+fifos"] {
+    for system in [
+        "ours lossy",
+        "ours history",
+        "ours named",
+        "cat|cat",
+        "tee+fifos",
+    ] {
         assert!(stdout.contains(system), "no {system:?} in:\n{stdout}");
     }
+    // Where loss begins, for every mode, and which modes block instead.
+    for line in [
+        "ours lossy x1: ",
+        "ours history x4: ",
+        "ours named x1: ",
+        "tee+fifos x4: ",
+    ] {
+        assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");
+    }
+    assert!(
+        stdout.contains("named consumers hold the producer back instead of dropping records"),
+        "{stdout}"
+    );
     assert!(
         !stdout.contains("Failed runs"),
         "a run of our binary failed:\n{stdout}"
@@ -233,6 +334,7 @@ fn quick_run_prints_tables_and_writes_json_and_svg_plots() {
     let report: Value = serde_json::from_str(&json)
         .unwrap_or_else(|error| panic!("invalid JSON ({error}):\n{json}"));
     check_json_report(&report);
+    check_csv_matches_json(&csv_path, &report);
 
     // Each plot: its title, axis labels, ticks and one legend entry per
     // series (each text is a line of its own), and a line of each series'
@@ -267,10 +369,47 @@ fn quick_run_prints_tables_and_writes_json_and_svg_plots() {
                 "records per second asked",
                 "% of records delivered",
                 "100%",
-                "ours x1",
-                "ours x4",
+                "ours lossy x1",
+                "ours lossy x4",
+                "ours history x1",
+                "ours history x4",
+                "ours named x1",
+                "ours named x4",
                 "tee+fifos x1",
                 "tee+fifos x4",
+            ],
+        ),
+        (
+            "loss-cpu.svg",
+            &[
+                "records per second asked",
+                "CPU microseconds per record delivered",
+                "ours lossy x1",
+                "ours named x4",
+                "tee+fifos x4",
+            ],
+        ),
+        (
+            "loss-rate.svg",
+            &[
+                "records per second asked",
+                "records per second achieved",
+                "ours history x1",
+                "tee+fifos x1",
+            ],
+        ),
+        (
+            "fan-out.svg",
+            &[
+                "consumers",
+                "CPU, % of one CPU",
+                "16",
+                "ours lossy",
+                "ours lossy producer",
+                "ours named",
+                "ours named producer",
+                "tee+fifos",
+                "tee+fifos producer",
             ],
         ),
     ] {
@@ -295,6 +434,165 @@ fn quick_run_prints_tables_and_writes_json_and_svg_plots() {
         }
     }
     assert_nothing_left(&parent);
+}
+
+/// The CSV file of the same run carries the same loss and fan-out points as
+/// the JSON file, the mode named in its own column.
+fn check_csv_matches_json(csv_path: &Path, report: &Value) {
+    let text = std::fs::read_to_string(csv_path).expect("no CSV output");
+    let records = csv::parse(&text);
+    let header = &records[0];
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|field| field == name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+    };
+    let keys = [
+        "section",
+        "system",
+        "mode",
+        "rate",
+        "consumers",
+        "role",
+        "metric",
+    ];
+    let columns = keys.map(column);
+    let mut from_csv: Vec<Vec<String>> = records[1..]
+        .iter()
+        .filter(|record| record[columns[0]] == "loss" || record[columns[0]] == "fan-out")
+        .map(|record| columns.iter().map(|&index| record[index].clone()).collect())
+        .collect();
+    let mut from_json: Vec<Vec<String>> = report["results"]
+        .as_array()
+        .expect("\"results\" is an array")
+        .iter()
+        .filter(|row| row["section"] == "loss" || row["section"] == "fan-out")
+        .map(|row| {
+            keys.iter()
+                .map(|key| match &row[*key] {
+                    Value::String(text) => text.clone(),
+                    Value::Null => String::new(),
+                    other => other.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    from_csv.sort();
+    from_json.sort();
+    assert!(!from_json.is_empty());
+    assert_eq!(from_csv, from_json);
+    let modes: std::collections::BTreeSet<(&str, &str)> = from_csv
+        .iter()
+        .map(|row| (row[0].as_str(), row[2].as_str()))
+        .collect();
+    let expected: std::collections::BTreeSet<(&str, &str)> = [
+        ("fan-out", "fifo"),
+        ("fan-out", "lossy"),
+        ("fan-out", "named"),
+        ("loss", "fifo"),
+        ("loss", "history"),
+        ("loss", "lossy"),
+        ("loss", "named"),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(modes, expected);
+}
+
+/// The long options a help text defines: the first long option of each
+/// line that starts with a dash ("-v, --verbose..." gives "--verbose").
+fn options_listed(help: &str) -> Vec<String> {
+    help.lines()
+        .map(str::trim_start)
+        .filter(|line| line.starts_with('-'))
+        .filter_map(|line| {
+            line.split([' ', ','])
+                .find(|word| word.starts_with("--"))
+                .map(|word| word.trim_end_matches("...").to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn help_lists_only_the_options_of_the_bench() {
+    let help = |args: &[&str]| {
+        let output = Command::new(filebus_bin())
+            .args(args)
+            .output()
+            .expect("cannot run filebus");
+        assert!(output.status.success(), "{args:?}");
+        options_listed(&String::from_utf8(output.stdout).expect("UTF-8 help"))
+    };
+    let bench = help(&["bench", "--help"]);
+    assert_eq!(
+        bench,
+        [
+            "--help",
+            "--implementation",
+            "--reference",
+            "--reference-sleep-interval",
+            "--no-baselines",
+            "--quick",
+            "--sections",
+            "--repeat",
+            "--output",
+            "--plots",
+            "--dir",
+        ]
+    );
+    // The producer's and consumer's command line is unchanged.
+    let bus_options = [
+        "--back-pressure",
+        "--block-size",
+        "--no-file-monitoring",
+        "--filename",
+        "--sleep-interval",
+        "--format",
+        "--max-chunk-size",
+        "--verbose",
+        "--quiet",
+        "--input-method",
+        "--output-method",
+        "--named-temp-files",
+    ];
+    for side in ["producer", "consumer"] {
+        let listed = help(&[side, "--help"]);
+        for option in bus_options {
+            assert!(
+                listed.iter().any(|listed| listed == option),
+                "no {option} in {side} --help: {listed:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn options_of_producers_and_consumers_are_refused_by_the_bench() {
+    let scratch = Scratch::new();
+    for args in [
+        &["bench", "--block-size", "4096"][..],
+        &["--filename", "bus", "bench"],
+        &["bench", "--lossless"],
+        &["-v", "bench"],
+    ] {
+        // A missing program is refused too, after the options: if those
+        // were let through, the message says so, and no benchmark runs.
+        let output = Command::new(filebus_bin())
+            .args(args)
+            .args(["--implementation", "/nonexistent/filebus"])
+            .current_dir(scratch.dir.path())
+            .output()
+            .expect("cannot run filebus");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("does not apply to bench"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(scratch.names().is_empty(), "{:?}", scratch.names());
 }
 
 #[test]

@@ -71,7 +71,7 @@ pub(crate) fn run(context: &mut Context<'_>, results: &mut Results) -> Result<()
             let system = System::Bus(BusSetup {
                 implementation,
                 mode,
-                block_size: plan.idle_block_size,
+                block_size: Some(plan.idle_block_size),
                 sleep_interval: None,
                 consumers: 1,
             });

@@ -49,7 +49,7 @@ pub(crate) fn run(context: &mut Context<'_>, results: &mut Results) -> Result<()
             let system = System::Bus(BusSetup {
                 implementation,
                 mode,
-                block_size: BLOCK_SIZE,
+                block_size: Some(BLOCK_SIZE),
                 sleep_interval: Some(interval),
                 consumers: 1,
             });

@@ -1,14 +1,15 @@
 //! `filebus bench`: measures filebus-compatible programs side by side, and
 //! against plain pipes, by driving real processes.
 //!
-//! Four sections ([`Section`]), each run on fresh processes and a fresh bus
+//! Five sections ([`Section`]), each run on fresh processes and a fresh bus
 //! directory per run:
 //!
 //! | section | what | module |
 //! |---|---|---|
 //! | throughput | lossless MB/s and chunks/s for a sweep of block sizes, every byte checked | `throughput` |
 //! | latency | producer stdin → consumer stdout at a low rate, as an HDR histogram | `latency` |
-//! | loss | delivered, missing, duplicated, torn and reordered records versus rate, 1 and 4 consumers | `loss` |
+//! | loss | delivered, missing, duplicated, torn and reordered records, rate achieved and CPU per record versus rate, 1 and 4 consumers, in every multicast mode | `loss` |
+//! | fan-out | delivered share, rate achieved, CPU and memory versus the number of consumers (up to 64) at one rate | `fanout` |
 //! | idle | CPU time, wake-ups and peak RSS of an idle producer and consumer | `idle` |
 //!
 //! How a run goes: `plan` says how much to measure; `system` starts the
@@ -36,6 +37,7 @@
 //! directory.
 
 mod chart;
+mod fanout;
 mod idle;
 mod interrupt;
 mod latency;
@@ -75,18 +77,21 @@ pub enum Section {
     Throughput,
     /// Latency from the producer's input to the consumer's output.
     Latency,
-    /// Loss versus data rate in lossy mode.
+    /// Loss versus data rate in every multicast mode.
     Loss,
+    /// Cost versus the number of consumers at one rate.
+    FanOut,
     /// CPU time, wake-ups and memory of idle processes.
     Idle,
 }
 
 impl Section {
     /// Every section, in the order they run.
-    pub const ALL: [Section; 4] = [
+    pub const ALL: [Section; 5] = [
         Section::Throughput,
         Section::Latency,
         Section::Loss,
+        Section::FanOut,
         Section::Idle,
     ];
 
@@ -96,6 +101,7 @@ impl Section {
             Section::Throughput => "throughput",
             Section::Latency => "latency",
             Section::Loss => "loss",
+            Section::FanOut => "fan-out",
             Section::Idle => "idle",
         }
     }
@@ -157,7 +163,7 @@ pub struct BenchOptions {
     pub quick: bool,
     /// The sections to run, in this order.
     pub sections: Vec<Section>,
-    /// Repetitions of each throughput and loss point (default 5, quick 3).
+    /// Repetitions of each throughput, loss and fan-out point (default 5, quick 3).
     pub repeat: Option<u32>,
     /// Write the results to these files, each as CSV or JSON according to
     /// its extension.
@@ -251,6 +257,8 @@ pub(crate) struct Results {
     pub throughput: Vec<throughput::Point>,
     pub latency: Vec<latency::Outcome>,
     pub loss: Vec<loss::Point>,
+    /// The fan-out section's points: one rate, a consumer count each.
+    pub fanout: Vec<loss::Point>,
     pub idle: Vec<idle::Measurement>,
     pub failures: Vec<Failure>,
 }
@@ -303,6 +311,31 @@ impl<'a> Context<'a> {
             .implementations
             .iter()
             .map(|implementation| system::System::Bus(setup(implementation)))
+            .collect();
+        if self.baselines {
+            systems.push(baseline);
+        }
+        systems
+    }
+
+    /// The systems of one point of a sweep in several modes: a bus set up
+    /// by `setup` for each implementation and each of its `modes`, then
+    /// `baseline` unless baselines are left out.
+    pub(crate) fn systems_in_modes(
+        &self,
+        modes: impl Fn(&'a Implementation) -> Vec<system::Mode>,
+        setup: impl Fn(&'a Implementation, system::Mode) -> system::BusSetup<'a>,
+        baseline: system::System<'a>,
+    ) -> Vec<system::System<'a>> {
+        let mut systems: Vec<system::System<'a>> = self
+            .implementations
+            .iter()
+            .flat_map(|implementation| {
+                modes(implementation)
+                    .into_iter()
+                    .map(|mode| system::System::Bus(setup(implementation, mode)))
+                    .collect::<Vec<_>>()
+            })
             .collect();
         if self.baselines {
             systems.push(baseline);
@@ -362,12 +395,13 @@ fn measure(options: &BenchOptions) -> Result<Results, BenchError> {
         throughput: Vec::new(),
         latency: Vec::new(),
         loss: Vec::new(),
+        fanout: Vec::new(),
         idle: Vec::new(),
         failures: Vec::new(),
     };
     let total_runs = sections
         .iter()
-        .map(|section| planned_runs(*section, &plan, options.implementations.len(), baselines))
+        .map(|section| planned_runs(*section, &plan, &options.implementations, baselines))
         .sum();
     let mut context = Context {
         scratch: &scratch,
@@ -381,6 +415,7 @@ fn measure(options: &BenchOptions) -> Result<Results, BenchError> {
             Section::Throughput => throughput::run(&mut context, &mut results)?,
             Section::Latency => latency::run(&mut context, &mut results)?,
             Section::Loss => loss::run(&mut context, &mut results)?,
+            Section::FanOut => fanout::run(&mut context, &mut results)?,
             Section::Idle => idle::run(&mut context, &mut results)?,
         }
     }

@@ -16,6 +16,10 @@
 //!    put out the last record (lossy) or ended its output (lossless), or
 //!    after a timeout.
 //!
+//! The CPU time of the producer and of the consumers is taken over the
+//! measure and drain phases (from `/proc` when measuring starts, and from
+//! `wait4` when each child is reaped), with their peak memory.
+//!
 //! All along, every consumer's output is read as soon as it is readable and
 //! split into records, noting the time of each read: for each consumer, the
 //! distinct records delivered, duplicates, torn records and records that
@@ -28,7 +32,7 @@ use hdrhistogram::Histogram;
 
 use super::pipes::{self, Interest, ReadOutcome, Wrote};
 use super::records::{self, Event, Parser, WARM_UP};
-use super::system::{Running, System};
+use super::system::{Role, Running, System};
 use super::{BenchError, Context, interrupt};
 
 /// How long consumers may take to show up.
@@ -96,6 +100,37 @@ pub(crate) struct Outcome {
     pub tallies: Vec<Tally>,
     /// Latencies of first deliveries, in nanoseconds (when measured).
     pub latency: Option<Histogram<u64>>,
+    /// What the run cost the system's processes.
+    pub cost: Cost,
+}
+
+/// What a run cost: CPU time from the start of the measure phase to the
+/// end of the run, and peak memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct Cost {
+    /// The producer's CPU time, ns (`None` if `/proc` could not be read).
+    pub producer_cpu_ns: Option<u64>,
+    /// All the consumers' CPU time, ns.
+    pub consumers_cpu_ns: Option<u64>,
+    /// From the start of the measure phase to the end of the drain.
+    pub window_seconds: f64,
+    /// The producer's peak RSS, KiB.
+    pub producer_rss_kib: u64,
+    /// The consumers' peak RSS added up, KiB.
+    pub consumers_rss_kib: u64,
+}
+
+impl Cost {
+    /// Producer and consumers together, ns.
+    pub(crate) fn total_cpu_ns(&self) -> Option<u64> {
+        Some(self.producer_cpu_ns? + self.consumers_cpu_ns?)
+    }
+
+    /// CPU time as a share of one CPU over the window, in percent.
+    pub(crate) fn percent_of_a_cpu(&self, cpu_ns: Option<u64>) -> Option<f64> {
+        let cpu_ns = cpu_ns?;
+        (self.window_seconds > 0.0).then(|| cpu_ns as f64 / 1e9 / self.window_seconds * 100.0)
+    }
 }
 
 impl Outcome {
@@ -119,14 +154,27 @@ pub(crate) fn run(
     let mut running = system.start(context.scratch)?;
     let mut engine = Engine::new(system.name(), schedule, running.outputs.len())?;
     engine.warm_up(&mut running)?;
+    let cpu_before = [Role::Producer, Role::Consumer].map(|role| running.cpu_ns_now(role));
+    let started = Instant::now();
     engine.measure(&mut running)?;
     running.close_input();
     let exit_by_themselves = system.consumers_exit_on_their_own();
     engine.drain(&mut running, exit_by_themselves)?;
+    let window_seconds = started.elapsed().as_secs_f64();
     running.finish(exit_by_themselves, Duration::from_secs(10))?;
     // What the consumers wrote before they ended.
     engine.read_ready(&running, &vec![true; running.outputs.len()])?;
-    Ok(engine.outcome(exit_by_themselves))
+    let cpu_since_start = |role: Role, before: Option<u64>| {
+        Some(running.cpu_ns_at_exit(role)?.saturating_sub(before?))
+    };
+    let cost = Cost {
+        producer_cpu_ns: cpu_since_start(Role::Producer, cpu_before[0]),
+        consumers_cpu_ns: cpu_since_start(Role::Consumer, cpu_before[1]),
+        window_seconds,
+        producer_rss_kib: running.peak_rss_sum_kib(Role::Producer),
+        consumers_rss_kib: running.peak_rss_sum_kib(Role::Consumer),
+    };
+    Ok(engine.outcome(exit_by_themselves, cost))
 }
 
 /// One consumer's output.
@@ -305,7 +353,7 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn outcome(mut self, count_tail_as_torn: bool) -> Outcome {
+    fn outcome(mut self, count_tail_as_torn: bool, cost: Cost) -> Outcome {
         for reader in &mut self.readers {
             let mut torn = 0;
             if count_tail_as_torn {
@@ -326,6 +374,7 @@ impl<'a> Engine<'a> {
             write_seconds,
             tallies: self.readers.iter().map(|reader| reader.tally).collect(),
             latency: self.latency,
+            cost,
         }
     }
 

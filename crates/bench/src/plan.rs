@@ -1,14 +1,15 @@
-//! How much each section measures: the full plan (about ten minutes with
-//! the Python reference) and the quick one (about a minute).
+//! How much each section measures: the full plan (about a quarter of an
+//! hour on two CPUs, more with the Python reference) and the quick one
+//! (about a minute).
 
 use std::time::Duration;
 
-use super::Section;
+use super::{Implementation, Section, fanout, loss};
 
 /// The sizes and durations of one benchmark run.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
-    /// Repetitions of each throughput and loss point.
+    /// Repetitions of each throughput, loss and fan-out point.
     pub repeat: usize,
     /// Block sizes of the throughput sweep.
     pub block_sizes: Vec<usize>,
@@ -30,6 +31,16 @@ pub(crate) struct Plan {
     pub loss_duration: Duration,
     /// Bytes per loss record (and the block size).
     pub loss_record_size: usize,
+    /// `--history N` of the history and named modes (loss and fan-out).
+    pub history_depth: u64,
+    /// Consumer counts of the fan-out sweep.
+    pub fanout_consumers: Vec<usize>,
+    /// Records per second in the fan-out section.
+    pub fanout_rate: u64,
+    /// Bytes per fan-out record.
+    pub fanout_record_size: usize,
+    /// Time spent writing per fan-out run.
+    pub fanout_duration: Duration,
     /// The idle window.
     pub idle_window: Duration,
     /// Block size in the idle section.
@@ -39,6 +50,10 @@ pub(crate) struct Plan {
 }
 
 const KIB: usize = 1024;
+/// The history depth of the history and named modes: 64 chunks, as in the
+/// README's example; with one 4 KiB record per chunk, 256 KiB held, and
+/// 64 ms of slack at 1,000 chunks/s for a consumer descheduled.
+const HISTORY_DEPTH: u64 = 64;
 const MIB: usize = 1024 * 1024;
 
 impl Plan {
@@ -59,6 +74,11 @@ impl Plan {
                 loss_consumers: vec![1, 4],
                 loss_duration: Duration::from_millis(300),
                 loss_record_size: 4 * KIB,
+                history_depth: HISTORY_DEPTH,
+                fanout_consumers: vec![1, 4, 16],
+                fanout_rate: 10_000,
+                fanout_record_size: 64,
+                fanout_duration: Duration::from_millis(500),
                 idle_window: Duration::from_secs(2),
                 idle_block_size: MIB,
                 idle_warm_up_chunks: 4,
@@ -76,6 +96,11 @@ impl Plan {
                 loss_consumers: vec![1, 4],
                 loss_duration: Duration::from_secs(1),
                 loss_record_size: 4 * KIB,
+                history_depth: HISTORY_DEPTH,
+                fanout_consumers: vec![1, 4, 16, 64],
+                fanout_rate: 10_000,
+                fanout_record_size: 64,
+                fanout_duration: Duration::from_secs(2),
                 idle_window: Duration::from_secs(10),
                 idle_block_size: MIB,
                 idle_warm_up_chunks: 8,
@@ -88,18 +113,27 @@ impl Plan {
 pub(crate) fn planned_runs(
     section: Section,
     plan: &Plan,
-    implementations: usize,
+    measured: &[Implementation],
     baselines: bool,
 ) -> usize {
     let baseline = usize::from(baselines);
+    let implementations = measured.len();
+    let modes: usize = measured
+        .iter()
+        .map(|implementation| loss::modes(implementation, plan).len())
+        .sum();
     match section {
         Section::Throughput => plan.block_sizes.len() * plan.repeat * (implementations + baseline),
         Section::Latency => 2 * implementations + baseline,
         Section::Loss => {
-            plan.loss_rates.len()
-                * plan.loss_consumers.len()
-                * plan.repeat
-                * (implementations + baseline)
+            plan.loss_rates.len() * plan.loss_consumers.len() * plan.repeat * (modes + baseline)
+        }
+        Section::FanOut => {
+            let modes: usize = measured
+                .iter()
+                .map(|implementation| fanout::modes(implementation, plan).len())
+                .sum();
+            plan.fanout_consumers.len() * plan.repeat * (modes + baseline)
         }
         Section::Idle => 2 * implementations + 1,
     }

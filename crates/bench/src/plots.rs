@@ -5,13 +5,22 @@
 //!   (log scale) versus percentile on the scale of the "nines" (90%, 99%,
 //!   99.9%... equally spaced), as HdrHistogram plots it;
 //! - `loss.svg`: % of records delivered versus the rate asked (log scale),
-//!   solid for one consumer, dashed for several.
+//!   a color per system and mode, solid for one consumer, dashed for several;
+//! - `loss-cpu.svg`: CPU time per record delivered versus the rate asked,
+//!   the same lines;
+//! - `loss-rate.svg`: the rate achieved versus the rate asked, the same
+//!   lines: where a mode holds the producer back;
+//! - `fan-out.svg`: CPU time of all processes (solid) and of the producer
+//!   alone (dashed) versus the number of consumers, a color per system and
+//!   mode.
 
 use std::path::Path;
 
 use super::chart::{Chart, Scale, Series, color};
+use super::loss::{Point, Run};
 use super::report::{self, bytes_label, distribution, sig};
 use super::stats::Summary;
+use super::system::{Mode, Role, label};
 use super::{BenchError, Results};
 
 /// Writes the plots of the sections that ran into `dir`, creating it if
@@ -22,7 +31,13 @@ pub(crate) fn write_plots(results: &Results, dir: &Path) -> Result<(), BenchErro
     let charts = [
         ("throughput.svg", throughput_chart(results)),
         ("latency.svg", latency_chart(results)),
-        ("loss.svg", loss_chart(results)),
+        ("loss.svg", loss_chart(results, LossMetric::Delivered)),
+        (
+            "loss-cpu.svg",
+            loss_chart(results, LossMetric::CpuPerRecord),
+        ),
+        ("loss-rate.svg", loss_chart(results, LossMetric::Achieved)),
+        ("fan-out.svg", fanout_chart(results)),
     ];
     for (name, chart) in charts {
         let Some(chart) = chart else { continue };
@@ -207,37 +222,64 @@ fn trim_zeros(text: &str) -> &str {
     }
 }
 
-fn loss_chart(results: &Results) -> Option<Chart> {
+/// What a chart of the loss section shows against the rate asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LossMetric {
+    /// % of records delivered, over all consumers.
+    Delivered,
+    /// CPU time of every process per record delivered, microseconds.
+    CpuPerRecord,
+    /// Records per second taken by the producer.
+    Achieved,
+}
+
+impl LossMetric {
+    fn value(self, run: &Run) -> Option<f64> {
+        match self {
+            LossMetric::Delivered => Some(run.delivered_fraction() * 100.0),
+            LossMetric::CpuPerRecord => run.cpu_ns_per_record().map(|ns| ns / 1e3),
+            LossMetric::Achieved => Some(run.achieved_rate),
+        }
+    }
+}
+
+/// The (system, mode) pairs of `points` in order of first appearance.
+fn labels_in_order(points: &[Point]) -> Vec<(&str, Option<Mode>)> {
+    let mut labels = Vec::new();
+    for point in points {
+        let pair = (point.system.as_str(), point.mode);
+        if !labels.contains(&pair) {
+            labels.push(pair);
+        }
+    }
+    labels
+}
+
+fn loss_chart(results: &Results, metric: LossMetric) -> Option<Chart> {
     if results.loss.is_empty() {
         return None;
     }
     let plan = &results.meta.plan;
-    let systems = systems_in_order(results.loss.iter().map(|p| p.system.as_str()));
+    let labels = labels_in_order(&results.loss);
     let mut series = Vec::new();
-    let mut lowest: f64 = 100.0;
-    for (index, system) in systems.iter().enumerate() {
+    for (index, (system, mode)) in labels.iter().enumerate() {
         for &consumers in &plan.loss_consumers {
             let mut points = Vec::new();
             let mut ranges = Vec::new();
             for point in results
                 .loss
                 .iter()
-                .filter(|p| p.system == *system && p.consumers == consumers)
+                .filter(|p| p.system == *system && p.mode == *mode && p.consumers == consumers)
             {
-                let delivered = Summary::of(
-                    point
-                        .runs
-                        .iter()
-                        .map(|run| run.delivered_fraction() * 100.0),
-                );
-                if let Some(summary) = delivered {
+                if let Some(summary) =
+                    Summary::of(point.runs.iter().filter_map(|run| metric.value(run)))
+                {
                     points.push((point.rate as f64, summary.median));
                     ranges.push(Some((summary.min, summary.max)));
-                    lowest = lowest.min(summary.min);
                 }
             }
             series.push(Series {
-                name: format!("{system} x{consumers}"),
+                name: format!("{} x{consumers}", label(system, *mode)),
                 color: color(index),
                 dashed: consumers > 1,
                 points,
@@ -246,27 +288,145 @@ fn loss_chart(results: &Results) -> Option<Chart> {
             });
         }
     }
-    let y_min = if lowest >= 90.0 {
-        90.0
-    } else {
-        (lowest / 10.0).floor() * 10.0
-    };
-    let y_scale = Scale::Linear {
-        min: y_min,
-        max: 100.0,
-    };
     let x_scale = Scale::log_covering(plan.loss_rates.iter().map(|r| *r as f64), 10.0);
+    let x_ticks = x_scale.ticks(|value| report::group_digits(value as u64));
+    let range_values = || {
+        series
+            .iter()
+            .flat_map(|s| {
+                s.ranges
+                    .iter()
+                    .flatten()
+                    .flat_map(|(low, high)| [*low, *high])
+            })
+            .collect::<Vec<f64>>()
+    };
+    let runs = format!(
+        "{}-byte records, median of {} runs (bar: min to max); solid: 1 consumer, dashed: more",
+        plan.loss_record_size, plan.repeat
+    );
+    let (title, subtitle, y_label, y_scale, y_ticks) = match metric {
+        LossMetric::Delivered => {
+            let lowest = range_values().into_iter().fold(100.0, f64::min);
+            let y_min = if lowest >= 90.0 {
+                90.0
+            } else {
+                (lowest / 10.0).floor() * 10.0
+            };
+            let y_scale = Scale::Linear {
+                min: y_min,
+                max: 100.0,
+            };
+            (
+                "Records delivered versus rate, every multicast mode",
+                runs,
+                "% of records delivered",
+                y_scale,
+                y_scale.ticks(|value| format!("{}%", tick_label(value))),
+            )
+        }
+        LossMetric::CpuPerRecord => {
+            let y_scale = Scale::log_covering(range_values().into_iter(), 10.0);
+            (
+                "CPU time per record delivered versus rate",
+                format!("producer and consumers; {runs}"),
+                "CPU microseconds per record delivered",
+                y_scale,
+                y_scale.ticks(tick_label),
+            )
+        }
+        LossMetric::Achieved => {
+            let y_scale = Scale::log_covering(
+                range_values()
+                    .into_iter()
+                    .chain(plan.loss_rates.iter().map(|r| *r as f64)),
+                10.0,
+            );
+            (
+                "Rate achieved versus rate asked",
+                format!("records/s taken by the producer; {runs}"),
+                "records per second achieved",
+                y_scale,
+                y_scale.ticks(|value| report::group_digits(value as u64)),
+            )
+        }
+    };
     Some(Chart {
-        title: "Records delivered versus rate, lossy mode".into(),
-        subtitle: format!(
-            "{}-byte records, median of {} runs (bar: min to max); solid: 1 consumer, dashed: more",
-            plan.loss_record_size, plan.repeat
-        ),
+        title: title.into(),
+        subtitle,
         x_label: "records per second asked".into(),
-        y_label: "% of records delivered".into(),
+        y_label: y_label.into(),
         x_scale,
         y_scale,
-        x_ticks: x_scale.ticks(|value| report::group_digits(value as u64)),
+        x_ticks,
+        y_ticks,
+        series,
+    })
+}
+
+fn fanout_chart(results: &Results) -> Option<Chart> {
+    if results.fanout.is_empty() {
+        return None;
+    }
+    let plan = &results.meta.plan;
+    let labels = labels_in_order(&results.fanout);
+    let mut series = Vec::new();
+    for (index, (system, mode)) in labels.iter().enumerate() {
+        for (role, suffix) in [(None, ""), (Some(Role::Producer), " producer")] {
+            let mut points = Vec::new();
+            let mut ranges = Vec::new();
+            for point in results
+                .fanout
+                .iter()
+                .filter(|p| p.system == *system && p.mode == *mode)
+            {
+                if let Some(summary) =
+                    Summary::of(point.runs.iter().filter_map(|run| run.cpu_percent(role)))
+                {
+                    points.push((point.consumers as f64, summary.median));
+                    ranges.push(Some((summary.min, summary.max)));
+                }
+            }
+            series.push(Series {
+                name: format!("{}{suffix}", label(system, *mode)),
+                color: color(index),
+                dashed: role.is_some(),
+                points,
+                ranges,
+                markers: true,
+            });
+        }
+    }
+    let x_scale = Scale::Log {
+        min: *plan.fanout_consumers.iter().min()? as f64 / 1.5,
+        max: *plan.fanout_consumers.iter().max()? as f64 * 1.5,
+    };
+    let y_scale = Scale::log_covering(
+        series.iter().flat_map(|s| {
+            s.ranges
+                .iter()
+                .flatten()
+                .flat_map(|(low, high)| [*low, *high])
+        }),
+        10.0,
+    );
+    Some(Chart {
+        title: "CPU time versus consumers, one rate".into(),
+        subtitle: format!(
+            "{} records/s of {} bytes, median of {} runs (bar: min to max); solid: all processes, dashed: producer",
+            report::group_digits(plan.fanout_rate),
+            plan.fanout_record_size,
+            plan.repeat
+        ),
+        x_label: "consumers".into(),
+        y_label: "CPU, % of one CPU".into(),
+        x_scale,
+        y_scale,
+        x_ticks: plan
+            .fanout_consumers
+            .iter()
+            .map(|&consumers| (consumers as f64, consumers.to_string()))
+            .collect(),
         y_ticks: y_scale.ticks(|value| format!("{}%", tick_label(value))),
         series,
     })

@@ -40,6 +40,10 @@ pub(crate) struct Exit {
     status: libc::c_int,
     /// Peak resident set size (`ru_maxrss`), in KiB.
     pub max_rss_kib: u64,
+    /// CPU time over the child's whole life, all threads (`ru_utime` +
+    /// `ru_stime`, whose sum the kernel keeps to the microsecond), in
+    /// nanoseconds.
+    pub cpu_ns: u64,
 }
 
 impl Exit {
@@ -199,6 +203,7 @@ impl Child {
                     let gone = Exit {
                         status: libc::SIGKILL,
                         max_rss_kib: 0,
+                        cpu_ns: 0,
                     };
                     self.exit = Some(gone);
                     return gone;
@@ -262,6 +267,7 @@ impl Child {
                 let exit = Exit {
                     status,
                     max_rss_kib: u64::try_from(usage.ru_maxrss).unwrap_or(0),
+                    cpu_ns: nanos(usage.ru_utime) + nanos(usage.ru_stime),
                 };
                 self.exit = Some(exit);
                 Ok(Some(exit))
@@ -279,6 +285,13 @@ impl Child {
             }
         }
     }
+}
+
+/// A `timeval` in nanoseconds (0 if negative).
+fn nanos(time: libc::timeval) -> u64 {
+    let seconds = u64::try_from(time.tv_sec).unwrap_or(0);
+    let micros = u64::try_from(time.tv_usec).unwrap_or(0);
+    seconds * 1_000_000_000 + micros * 1_000
 }
 
 impl Drop for Child {

@@ -2,7 +2,8 @@
 //! or more readers:
 //!
 //! - a filebus bus: `PROGRAM --filename F ... consumer` (one or more) and
-//!   `PROGRAM --filename F ... producer`, for any filebus-compatible program;
+//!   `PROGRAM --filename F ... producer`, for any filebus-compatible program,
+//!   in one of its delivery modes ([`Mode`]);
 //! - `cat | cat`: the plain pipe, the bound for throughput and latency;
 //! - `tee FIFO...` with one `cat FIFO` per consumer: multicast through named
 //!   pipes (lossless, so a slow reader slows everyone down).
@@ -15,27 +16,51 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::pipes;
 use super::process::{Child, Exit};
 use super::scratch::{self, Scratch};
 use super::{BenchError, Implementation};
+use super::{pipes, procfs};
 
-/// Lossy multicast (the default) or lossless unicast (`--back-pressure`).
+/// How a bus delivers chunks: lossy multicast (the default), with or
+/// without a history and named consumers, or lossless unicast
+/// (`--back-pressure`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// The default: consumers may miss chunks.
     Lossy,
     /// `--back-pressure`: every chunk is taken by exactly one consumer.
     Lossless,
+    /// `producer --history N` with unnamed consumers: lossy, but a consumer
+    /// that falls behind catches up from the last N chunks.
+    History(u64),
+    /// `producer --history N` with `consumer --name`: lossless multicast,
+    /// the producer held back by the slowest consumer.
+    Named(u64),
 }
 
 impl Mode {
-    /// "lossy" or "lossless".
+    /// "lossy", "lossless", "history" or "named".
     pub fn name(self) -> &'static str {
         match self {
             Mode::Lossy => "lossy",
             Mode::Lossless => "lossless",
+            Mode::History(_) => "history",
+            Mode::Named(_) => "named",
         }
+    }
+
+    /// The history depth the producer keeps, if any.
+    pub fn history_depth(self) -> Option<u64> {
+        match self {
+            Mode::History(depth) | Mode::Named(depth) => Some(depth),
+            Mode::Lossy | Mode::Lossless => None,
+        }
+    }
+
+    /// Whether the producer waits for consumers instead of letting them
+    /// miss chunks.
+    pub fn holds_producer_back(self) -> bool {
+        matches!(self, Mode::Lossless | Mode::Named(_))
     }
 }
 
@@ -44,7 +69,8 @@ impl Mode {
 pub(crate) struct BusSetup<'a> {
     pub implementation: &'a Implementation,
     pub mode: Mode,
-    pub block_size: usize,
+    /// `--block-size`; `None` leaves the program's default.
+    pub block_size: Option<usize>,
     /// `--sleep-interval`; `None` leaves the program's default.
     pub sleep_interval: Option<Duration>,
     pub consumers: usize,
@@ -59,6 +85,14 @@ pub(crate) enum System<'a> {
     CatPipe,
     /// `tee FIFO_1 ... FIFO_n` and `cat FIFO_i` for each consumer.
     TeeFifos { consumers: usize },
+}
+
+/// "ours lossy", "ours named", "tee+fifos": a system's name with its mode.
+pub(crate) fn label(system: &str, mode: Option<Mode>) -> String {
+    match mode {
+        Some(mode) => format!("{system} {}", mode.name()),
+        None => system.to_owned(),
+    }
 }
 
 /// What a child does in its system.
@@ -85,8 +119,23 @@ impl System<'_> {
         }
     }
 
+    /// The delivery mode of a bus; `None` for the pipe baselines.
+    pub(crate) fn mode(&self) -> Option<Mode> {
+        match self {
+            System::Bus(setup) => Some(setup.mode),
+            System::CatPipe | System::TeeFifos { .. } => None,
+        }
+    }
+
+    /// The name and mode, as in tables and legends: "ours lossy",
+    /// "ours named", "tee+fifos".
+    pub(crate) fn label(&self) -> String {
+        label(self.name(), self.mode())
+    }
+
     /// Whether the consumers end by themselves once the input ends (not so
-    /// for lossy filebus consumers, which never exit on their own).
+    /// for plain lossy filebus consumers, which never exit on their own; on
+    /// a bus with history they end at the end-of-stream chunk).
     pub(crate) fn consumers_exit_on_their_own(&self) -> bool {
         !matches!(self, System::Bus(setup) if setup.mode == Mode::Lossy)
     }
@@ -199,6 +248,37 @@ impl Running {
         }
     }
 
+    /// The CPU time (ns) the children in `role` have used so far, summed
+    /// over them and their threads, as `/proc` tells; `None` if a child
+    /// cannot be read (it ended). See [`Running::cpu_ns_at_exit`].
+    pub(crate) fn cpu_ns_now(&self, role: Role) -> Option<u64> {
+        self.children
+            .iter()
+            .filter(|(child_role, _)| *child_role == role)
+            .map(|(_, child)| procfs::sample(child.pid()).ok().map(|sample| sample.cpu_ns))
+            .sum()
+    }
+
+    /// The CPU time (ns) of the children in `role` over their whole lives,
+    /// once every one of them is reaped.
+    pub(crate) fn cpu_ns_at_exit(&self, role: Role) -> Option<u64> {
+        self.children
+            .iter()
+            .filter(|(child_role, _)| *child_role == role)
+            .map(|(_, child)| child.exit().map(|exit| exit.cpu_ns))
+            .sum()
+    }
+
+    /// The peak RSS (KiB) of the reaped children in `role`, added up: what
+    /// they held at most, if their peaks coincided.
+    pub(crate) fn peak_rss_sum_kib(&self, role: Role) -> u64 {
+        self.children
+            .iter()
+            .filter(|(child_role, _)| *child_role == role)
+            .filter_map(|(_, child)| child.exit().map(|exit| exit.max_rss_kib))
+            .sum()
+    }
+
     /// The largest peak RSS (KiB) among the reaped children in `role`.
     pub(crate) fn peak_rss_kib(&self, role: Role) -> Option<u64> {
         self.children
@@ -233,7 +313,7 @@ impl Running {
                 scratch,
                 Role::Consumer,
                 format!("{name} consumer {number}"),
-                bus_command(setup, &bus, "consumer"),
+                bus_command(setup, &bus, Side::Consumer(number)),
                 Stdio::null(),
                 Stdio::from(write),
             )?;
@@ -244,7 +324,7 @@ impl Running {
             scratch,
             Role::Producer,
             format!("{name} producer"),
-            bus_command(setup, &bus, "producer"),
+            bus_command(setup, &bus, Side::Producer),
             Stdio::from(read),
             Stdio::null(),
         )
@@ -319,22 +399,45 @@ impl Drop for Running {
     }
 }
 
-/// `PROGRAM --filename BUS [--back-pressure] --block-size N [--sleep-interval S] SIDE`.
-fn bus_command(setup: &BusSetup<'_>, bus: &Path, side: &str) -> Command {
+/// Which side of a bus a command runs.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Producer,
+    /// The consumer with this number, from 1.
+    Consumer(usize),
+}
+
+/// `PROGRAM --filename BUS [--back-pressure] [--block-size N] [--sleep-interval S] SIDE`,
+/// with `--history N` for the producer of a bus with history and `--name
+/// consumer-I` for named consumers.
+fn bus_command(setup: &BusSetup<'_>, bus: &Path, side: Side) -> Command {
     let mut command = Command::new(&setup.implementation.program);
     command.arg("--filename").arg(bus);
     if setup.mode == Mode::Lossless {
         command.arg("--back-pressure");
     }
-    command
-        .arg("--block-size")
-        .arg(setup.block_size.to_string());
+    if let Some(block_size) = setup.block_size {
+        command.arg("--block-size").arg(block_size.to_string());
+    }
     if let Some(interval) = setup.sleep_interval {
         command
             .arg("--sleep-interval")
             .arg(format_seconds(interval));
     }
-    command.arg(side);
+    match side {
+        Side::Producer => {
+            command.arg("producer");
+            if let Some(depth) = setup.mode.history_depth() {
+                command.arg("--history").arg(depth.to_string());
+            }
+        }
+        Side::Consumer(number) => {
+            command.arg("consumer");
+            if let Mode::Named(_) = setup.mode {
+                command.arg("--name").arg(format!("consumer-{number}"));
+            }
+        }
+    }
     command
 }
 

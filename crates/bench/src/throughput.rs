@@ -59,7 +59,7 @@ pub(crate) fn run(context: &mut Context<'_>, results: &mut Results) -> Result<()
             |implementation| BusSetup {
                 implementation,
                 mode: Mode::Lossless,
-                block_size,
+                block_size: Some(block_size),
                 sleep_interval: None,
                 consumers: 1,
             },

@@ -9,7 +9,8 @@ pub(crate) fn sig(value: f64) -> String {
         return "-".into();
     }
     let magnitude = value.abs();
-    if magnitude >= 1000.0 {
+    // 999.6 rounds to "1,000", not "1000".
+    if magnitude >= 999.5 {
         let rounded = value.round();
         let sign = if rounded < 0.0 { "-" } else { "" };
         return format!("{sign}{}", group_digits(rounded.abs() as u64));
@@ -104,6 +105,7 @@ mod tests {
     fn numbers_keep_three_significant_digits() {
         assert_eq!(sig(123_456.7), "123,457");
         assert_eq!(sig(999.4), "999");
+        assert_eq!(sig(999.97), "1,000");
         assert_eq!(sig(12.345), "12.3");
         assert_eq!(sig(1.2345), "1.23");
         assert_eq!(sig(0.012345), "0.0123");

@@ -10,7 +10,7 @@ use crate::latency::Outcome as Latency;
 use crate::loss::Point as LossPoint;
 use crate::paced::Tally;
 use crate::stats::Summary;
-use crate::system::format_seconds;
+use crate::system::{Mode, Role, format_seconds};
 
 /// One number of the results. In JSON, empty texts and missing numbers are
 /// left out, except `value`, which is `null` when there is none.
@@ -105,8 +105,26 @@ pub(crate) fn rows(results: &Results) -> Vec<Row> {
     for outcome in &results.latency {
         latency_rows(outcome, &mut rows);
     }
+    let plan = &results.meta.plan;
     for point in &results.loss {
-        loss_rows(point, &mut rows);
+        let base = Row {
+            section: "loss",
+            block_size: Some(plan.loss_record_size as u64),
+            ..Row::default()
+        };
+        point_rows(point, base, &mut rows);
+    }
+    for point in &results.fanout {
+        let base = Row {
+            section: "fan-out",
+            note: if is_pipe(&point.system) {
+                String::new()
+            } else {
+                "default --block-size and --sleep-interval".into()
+            },
+            ..Row::default()
+        };
+        point_rows(point, base, &mut rows);
     }
     for m in &results.idle {
         let base = Row {
@@ -224,19 +242,20 @@ fn latency_rows(outcome: &Latency, rows: &mut Vec<Row>) {
     }
 }
 
-fn loss_rows(point: &LossPoint, rows: &mut Vec<Row>) {
+/// The rows of a point of the loss or fan-out section: `base` gives the
+/// section, block size and note.
+fn point_rows(point: &LossPoint, base: Row, rows: &mut Vec<Row>) {
     let base = Row {
-        section: "loss",
         system: point.system.clone(),
-        mode: if is_pipe(&point.system) {
-            "fifo"
-        } else {
-            "lossy"
-        },
-        block_size: Some(4096),
+        mode: point.mode.map_or("fifo", Mode::name),
         rate: Some(point.rate),
         consumers: Some(point.consumers as u64),
-        ..Row::default()
+        note: match point.mode.and_then(Mode::history_depth) {
+            Some(depth) if base.note.is_empty() => format!("--history {depth}"),
+            Some(depth) => format!("{}; --history {depth}", base.note),
+            None => base.note.clone(),
+        },
+        ..base
     };
     let runs = &point.runs;
     rows.push(summary_row(
@@ -257,6 +276,61 @@ fn loss_rows(point: &LossPoint, rows: &mut Vec<Row>) {
         "records/s",
         Summary::of(runs.iter().map(|run| run.achieved_rate)),
     ));
+    rows.push(summary_row(
+        &base,
+        "cpu_per_record",
+        "us",
+        Summary::of(
+            runs.iter()
+                .filter_map(|run| run.cpu_ns_per_record().map(|ns| ns / 1e3)),
+        ),
+    ));
+    // CPU time over the run as a share of one CPU: of the producer, of all
+    // the consumers, and of every process.
+    for (role, name, metric) in [
+        (Some(Role::Producer), "producer", "cpu_percent"),
+        (Some(Role::Consumer), "consumer", "cpu_percent"),
+        (None, "", "cpu_percent_total"),
+    ] {
+        rows.push(Row {
+            role: name,
+            note: if role == Some(Role::Consumer) {
+                join_note(&base.note, "all consumers")
+            } else {
+                base.note.clone()
+            },
+            ..summary_row(
+                &base,
+                metric,
+                "%",
+                Summary::of(runs.iter().filter_map(|run| run.cpu_percent(role))),
+            )
+        });
+    }
+    for (role, metric, kib) in [
+        (
+            "producer",
+            "peak_rss",
+            runs.iter().map(|run| run.cost.producer_rss_kib).max(),
+        ),
+        (
+            "consumer",
+            "peak_rss_sum",
+            runs.iter().map(|run| run.cost.consumers_rss_kib).max(),
+        ),
+    ] {
+        if let Some(kib) = kib {
+            rows.push(Row {
+                role,
+                metric,
+                unit: "KiB",
+                value: Some(kib as f64),
+                runs: Some(runs.len()),
+                note: join_note(&base.note, "the largest of the runs"),
+                ..base.clone()
+            });
+        }
+    }
     let written: u64 = runs.iter().map(|run| run.written).sum();
     let total = runs
         .iter()
@@ -280,12 +354,21 @@ fn loss_rows(point: &LossPoint, rows: &mut Vec<Row>) {
             value: Some(value as f64),
             runs: Some(runs.len()),
             note: if metric == "records_written_total" {
-                String::new()
+                base.note.clone()
             } else {
-                "summed over consumers and runs".into()
+                join_note(&base.note, "summed over consumers and runs")
             },
             ..base.clone()
         });
+    }
+}
+
+/// Two notes as one: "a; b".
+fn join_note(first: &str, second: &str) -> String {
+    if first.is_empty() {
+        second.to_owned()
+    } else {
+        format!("{first}; {second}")
     }
 }
 

@@ -9,9 +9,9 @@ use super::format::{
 use super::{QUANTILES, is_pipe};
 use crate::Results;
 use crate::idle::Measurement;
-use crate::loss::Point as LossPoint;
+use crate::loss::Point;
 use crate::stats::Summary;
-use crate::system::format_seconds;
+use crate::system::{Mode, Role, TEE_FIFOS, format_seconds, label};
 
 /// A text table: optional group titles over the columns, a header, rows.
 /// The first column is left-aligned, the others right-aligned.
@@ -106,6 +106,9 @@ pub(crate) fn table(results: &Results) -> String {
     if !results.loss.is_empty() {
         loss_table(results, &mut out);
     }
+    if !results.fanout.is_empty() {
+        fanout_table(results, &mut out);
+    }
     if !results.idle.is_empty() {
         idle_table(results, &mut out);
     }
@@ -164,7 +167,7 @@ fn header(results: &Results, out: &mut String) {
     if meta.baselines {
         let _ = writeln!(
             out,
-            "  baselines: cat|cat (throughput, latency), tee into named FIFOs read by cat (loss)"
+            "  baselines: cat|cat (throughput, latency), tee into named FIFOs read by cat (loss, fan-out)"
         );
     }
 }
@@ -291,56 +294,74 @@ fn loss_table(results: &Results, out: &mut String) {
     let plan = &results.meta.plan;
     let _ = writeln!(
         out,
-        "\n3. Loss versus rate, lossy mode: records of {} bytes (one per chunk) for {} s per \
-         run; median of {} runs\n   of the % of records delivered, over all consumers (x1, \
-         x4). \"(8.1k/s)\": the rate achieved, when under 95% of the rate asked.",
+        "\n3. Loss versus rate, every multicast mode: records of {} bytes (one per chunk) for {} s \
+         per run; median of {} runs.\n   \
+         lossy: plain lossy multicast; history: producer --history {depth}, unnamed consumers \
+         catching up from it;\n   \
+         named: --history {depth} and consumer --name (lossless, the producer held back); \
+         tee+fifos: tee into named FIFOs read by cat.\n   \
+         delivered: % of records delivered, over all consumers; achieved: records/s taken by the \
+         producer (written\n   into its input); CPU/rec: CPU time of every process (producer \
+         and consumers) per record delivered, microseconds.",
         plan.loss_record_size,
         sig(plan.loss_duration.as_secs_f64()),
-        plan.repeat
+        plan.repeat,
+        depth = plan.history_depth,
     );
-    let systems = ordered_systems(results.loss.iter().map(|point| point.system.as_str()));
-    let mut columns: Vec<(&str, usize)> = Vec::new();
-    for system in &systems {
-        for &consumers in &plan.loss_consumers {
-            columns.push((system, consumers));
-        }
+    let labels = ordered_labels(&results.loss);
+    let mut header = vec!["records/s", "system"];
+    let mut groups = vec![(String::new(), 2)];
+    for &consumers in &plan.loss_consumers {
+        header.extend(["delivered", "achieved/s", "CPU/rec"]);
+        groups.push((consumers_title(consumers), 3));
     }
-    let titles: Vec<String> = columns
-        .iter()
-        .map(|(system, consumers)| format!("{system} x{consumers}"))
-        .collect();
-    let mut header = vec!["records/s"];
-    header.extend(titles.iter().map(String::as_str));
     let mut table = Table::new(&header);
+    table.groups = groups;
     for &rate in &plan.loss_rates {
-        let mut cells = vec![group_digits(rate)];
-        for (system, consumers) in &columns {
-            let point = find_loss(results, system, *consumers, rate);
-            cells.push(point.map_or_else(|| "failed".to_owned(), loss_cell));
+        for (index, (system, mode)) in labels.iter().enumerate() {
+            let mut cells = vec![
+                if index == 0 {
+                    group_digits(rate)
+                } else {
+                    String::new()
+                },
+                label(system, *mode),
+            ];
+            for &consumers in &plan.loss_consumers {
+                match find_point(&results.loss, system, *mode, consumers, rate) {
+                    Some(point) => cells.extend(point_cells(point)),
+                    None => cells.extend(["failed".into(), "-".into(), "-".into()]),
+                }
+            }
+            table.row(cells);
         }
-        table.row(cells);
     }
     table.render(out);
     let mut anomalies = Vec::new();
     let mut onsets = Vec::new();
-    for (system, consumers) in &columns {
-        let points: Vec<&LossPoint> = results
-            .loss
-            .iter()
-            .filter(|point| point.system == *system && point.consumers == *consumers)
-            .collect();
-        let (mut duplicates, mut torn, mut out_of_order) = (0, 0, 0);
-        for run in points.iter().flat_map(|point| point.runs.iter()) {
-            let total = run.total();
-            duplicates += total.duplicates;
-            torn += total.torn;
-            out_of_order += total.out_of_order;
-        }
-        anomalies.push(format!(
-            "{system} x{consumers} {duplicates}/{torn}/{out_of_order}"
-        ));
-        if let Some(onset) = loss_onset(&points) {
-            onsets.push(format!("    {system} x{consumers}: {onset}"));
+    for (system, mode) in &labels {
+        for &consumers in &plan.loss_consumers {
+            let points: Vec<&Point> = results
+                .loss
+                .iter()
+                .filter(|point| {
+                    point.system == *system && point.mode == *mode && point.consumers == consumers
+                })
+                .collect();
+            let (mut duplicates, mut torn, mut out_of_order) = (0, 0, 0);
+            for run in points.iter().flat_map(|point| point.runs.iter()) {
+                let total = run.total();
+                duplicates += total.duplicates;
+                torn += total.torn;
+                out_of_order += total.out_of_order;
+            }
+            let name = label(system, *mode);
+            anomalies.push(format!(
+                "{name} x{consumers} {duplicates}/{torn}/{out_of_order}"
+            ));
+            if let Some(onset) = loss_onset(&points) {
+                onsets.push(format!("    {name} x{consumers}: {onset}"));
+            }
         }
     }
     let _ = writeln!(
@@ -351,7 +372,8 @@ fn loss_table(results: &Results, out: &mut String) {
     if !onsets.is_empty() {
         let _ = writeln!(
             out,
-            "  where loss begins (every record to every consumer in every run):"
+            "  where loss begins (every record to every consumer in every run), and where the \
+             producer is held back\n  (the median rate achieved under 95% of the rate asked):"
         );
         for onset in onsets {
             let _ = writeln!(out, "{onset}");
@@ -359,29 +381,161 @@ fn loss_table(results: &Results, out: &mut String) {
     }
 }
 
-fn find_loss<'a>(
-    results: &'a Results,
+fn fanout_table(results: &Results, out: &mut String) {
+    let plan = &results.meta.plan;
+    let _ = writeln!(
+        out,
+        "\n4. Fan-out: {} records/s of {} bytes for {} s per run, 1 to {} consumers; median of {} \
+         runs. Filebus programs\n   with their default --block-size and --sleep-interval \
+         (records that keep coming are gathered into chunks);\n   named: --history {} and \
+         consumer --name. CPU: % of one CPU over the run, producer and all consumers;\n   \
+         peak RSS: the producer's, and the consumers' added up, MiB.",
+        group_digits(plan.fanout_rate),
+        plan.fanout_record_size,
+        sig(plan.fanout_duration.as_secs_f64()),
+        plan.fanout_consumers.iter().max().copied().unwrap_or(0),
+        plan.repeat,
+        plan.history_depth,
+    );
+    let labels = ordered_labels(&results.fanout);
+    let mut table = Table::new(&[
+        "consumers",
+        "system",
+        "delivered",
+        "achieved/s",
+        "producer CPU",
+        "consumers CPU",
+        "CPU/rec us",
+        "peak RSS",
+    ]);
+    for &consumers in &plan.fanout_consumers {
+        for (index, (system, mode)) in labels.iter().enumerate() {
+            let mut cells = vec![
+                if index == 0 {
+                    consumers.to_string()
+                } else {
+                    String::new()
+                },
+                label(system, *mode),
+            ];
+            match find_point(&results.fanout, system, *mode, consumers, plan.fanout_rate) {
+                Some(point) => {
+                    let [delivered, achieved, per_record] = point_cells(point);
+                    let cpu = |role: Option<Role>| {
+                        Summary::of(point.runs.iter().filter_map(|run| run.cpu_percent(role)))
+                            .map_or_else(|| "-".to_owned(), |s| format!("{}%", sig(s.median)))
+                    };
+                    let rss = |pick: fn(&crate::loss::Run) -> u64| {
+                        point.runs.iter().map(pick).max().map_or(0, |kib| kib)
+                    };
+                    cells.extend([
+                        delivered,
+                        achieved,
+                        cpu(Some(Role::Producer)),
+                        cpu(Some(Role::Consumer)),
+                        per_record,
+                        format!(
+                            "{} / {}",
+                            mib(rss(|run| run.cost.producer_rss_kib)),
+                            mib(rss(|run| run.cost.consumers_rss_kib))
+                        ),
+                    ]);
+                }
+                None => cells.push("failed".into()),
+            }
+            table.row(cells);
+        }
+    }
+    table.render(out);
+    if let Some(&most) = plan.fanout_consumers.iter().max()
+        && let Some(line) = fanout_ratios(results, &labels, most)
+    {
+        let _ = writeln!(out, "  {line}");
+    }
+}
+
+/// "at 64 consumers, CPU of all processes against tee+fifos: ours lossy
+/// 0.48x, ours named 0.52x", from the medians.
+fn fanout_ratios(
+    results: &Results,
+    labels: &[(&str, Option<Mode>)],
+    consumers: usize,
+) -> Option<String> {
+    let rate = results.meta.plan.fanout_rate;
+    let total = |system: &str, mode: Option<Mode>| {
+        let point = find_point(&results.fanout, system, mode, consumers, rate)?;
+        Summary::of(point.runs.iter().filter_map(|run| run.cpu_percent(None))).map(|s| s.median)
+    };
+    let tee = total(TEE_FIFOS, None).filter(|cpu| *cpu > 0.0)?;
+    let ratios: Vec<String> = labels
+        .iter()
+        .filter(|(system, _)| *system != TEE_FIFOS)
+        .filter_map(|(system, mode)| {
+            let cpu = total(system, *mode)?;
+            Some(format!("{} {}x", label(system, *mode), sig(cpu / tee)))
+        })
+        .collect();
+    (!ratios.is_empty()).then(|| {
+        format!(
+            "at {consumers} consumers, CPU of all processes against {TEE_FIFOS} (median over \
+             median): {}",
+            ratios.join(", ")
+        )
+    })
+}
+
+/// "1 consumer", "4 consumers".
+fn consumers_title(consumers: usize) -> String {
+    if consumers == 1 {
+        "1 consumer".into()
+    } else {
+        format!("{consumers} consumers")
+    }
+}
+
+/// The (system, mode) pairs of `points` in order of first appearance,
+/// baselines last.
+fn ordered_labels(points: &[Point]) -> Vec<(&str, Option<Mode>)> {
+    let mut labels: Vec<(&str, Option<Mode>)> = Vec::new();
+    for point in points {
+        let pair = (point.system.as_str(), point.mode);
+        if !labels.contains(&pair) {
+            labels.push(pair);
+        }
+    }
+    labels.sort_by_key(|(system, _)| is_pipe(system));
+    labels
+}
+
+fn find_point<'a>(
+    points: &'a [Point],
     system: &str,
+    mode: Option<Mode>,
     consumers: usize,
     rate: u64,
-) -> Option<&'a LossPoint> {
-    results
-        .loss
+) -> Option<&'a Point> {
+    points
         .iter()
-        .find(|point| point.system == system && point.consumers == consumers && point.rate == rate)
+        .find(|point| {
+            point.system == system
+                && point.mode == mode
+                && point.consumers == consumers
+                && point.rate == rate
+        })
         .filter(|point| !point.runs.is_empty())
 }
 
-fn loss_cell(point: &LossPoint) -> String {
+/// Delivered %, rate achieved and CPU microseconds per record delivered, as
+/// medians.
+fn point_cells(point: &Point) -> [String; 3] {
     let delivered = Summary::of(point.runs.iter().map(|run| run.delivered_fraction()));
     let achieved = Summary::of(point.runs.iter().map(|run| run.achieved_rate));
-    let mut cell = delivered.map_or_else(|| "-".to_owned(), |summary| percent_text(summary.median));
-    if let Some(achieved) = achieved
-        && achieved.median < 0.95 * point.rate as f64
-    {
-        let _ = write!(cell, " ({}/s)", short_rate(achieved.median));
-    }
-    cell
+    let per_record = Summary::of(point.runs.iter().filter_map(|run| run.cpu_ns_per_record()));
+    [
+        delivered.map_or_else(|| "-".to_owned(), |s| percent_text(s.median)),
+        achieved.map_or_else(|| "-".to_owned(), |s| sig(s.median)),
+        per_record.map_or_else(|| "-".to_owned(), |s| sig(s.median / 1e3)),
+    ]
 }
 
 /// "8.1k", "950".
@@ -402,7 +556,7 @@ fn idle_table(results: &Results, out: &mut String) {
     let exact = results.idle.iter().all(|m| m.cpu_exact);
     let _ = writeln!(
         out,
-        "\n4. Idle cost: producer (input open, nothing written) and consumer, {} blocks, default \
+        "\n5. Idle cost: producer (input open, nothing written) and consumer, {} blocks, default \
          --sleep-interval,\n   after {} chunks went through; one window of {} s for all. CPU \
          time from {}; wake-ups = voluntary\n   context switches, all threads; peak RSS = VmHWM \
          (or ru_maxrss if larger), whole life.",
@@ -457,10 +611,11 @@ fn ordered_systems<'a>(names: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
 }
 
 /// "loss begins between 300 and 1,000 records/s", from the points of one
-/// system and consumer count. A point is lossless when every consumer got
-/// every record in every run.
-fn loss_onset(points: &[&LossPoint]) -> Option<String> {
-    let mut points: Vec<&&LossPoint> = points
+/// system, mode and consumer count, with where the producer was held back
+/// (the median rate achieved under 95% of the rate asked). A point is
+/// lossless when every consumer got every record in every run.
+fn loss_onset(points: &[&Point]) -> Option<String> {
+    let mut points: Vec<&&Point> = points
         .iter()
         .filter(|point| !point.runs.is_empty())
         .collect();
@@ -468,21 +623,16 @@ fn loss_onset(points: &[&LossPoint]) -> Option<String> {
         return None;
     }
     points.sort_by_key(|point| point.rate);
-    let lossless = |point: &LossPoint| {
+    let lossless = |point: &Point| {
         point
             .runs
             .iter()
             .all(|run| run.worst_consumer_fraction() >= 1.0)
     };
     let first_loss = points.iter().position(|point| !lossless(point));
-    let system = if points[0].system == crate::system::TEE_FIFOS {
-        " (tee blocks instead of dropping)"
-    } else {
-        ""
-    };
-    Some(match first_loss {
+    let mut text = match first_loss {
         None => format!(
-            "no loss up to {} records/s, the highest rate tried{system}",
+            "no loss up to {} records/s, the highest rate tried",
             group_digits(points[points.len() - 1].rate)
         ),
         Some(0) => format!(
@@ -494,5 +644,40 @@ fn loss_onset(points: &[&LossPoint]) -> Option<String> {
             group_digits(points[index - 1].rate),
             group_digits(points[index].rate)
         ),
-    })
+    };
+    let blocker = match points[0].mode {
+        None => Some("tee blocks"),
+        Some(mode) if mode.holds_producer_back() => Some("named consumers hold the producer back"),
+        Some(_) => None,
+    };
+    let held_back = points.iter().find_map(|point| {
+        let achieved = Summary::of(point.runs.iter().map(|run| run.achieved_rate))?.median;
+        (achieved < 0.95 * point.rate as f64).then_some((point.rate, achieved))
+    });
+    match (blocker, held_back) {
+        (Some(blocker), Some((rate, achieved))) => {
+            let _ = write!(
+                text,
+                "; {blocker} instead of dropping records: {}/s achieved at {} asked",
+                short_rate(achieved),
+                group_digits(rate)
+            );
+        }
+        (Some(blocker), None) => {
+            let _ = write!(
+                text,
+                "; {blocker} instead of dropping records, and kept up with every rate tried"
+            );
+        }
+        (None, Some((rate, achieved))) => {
+            let _ = write!(
+                text,
+                "; the producer fell behind at {} asked ({}/s achieved)",
+                group_digits(rate),
+                short_rate(achieved)
+            );
+        }
+        (None, None) => {}
+    }
+    Some(text)
 }
