@@ -305,6 +305,10 @@ fn loss_chart(results: &Results, metric: LossMetric) -> Option<Chart> {
         "{}-byte records, median of {} runs (bar: min to max); solid: 1 consumer, dashed: more",
         plan.loss_record_size, plan.repeat
     );
+    let short_runs = format!(
+        "median of {} runs (bar: min to max); solid: 1 consumer, dashed: more",
+        plan.repeat
+    );
     let (title, subtitle, y_label, y_scale, y_ticks) = match metric {
         LossMetric::Delivered => {
             let lowest = range_values().into_iter().fold(100.0, f64::min);
@@ -329,7 +333,7 @@ fn loss_chart(results: &Results, metric: LossMetric) -> Option<Chart> {
             let y_scale = Scale::log_covering(range_values().into_iter(), 10.0);
             (
                 "CPU time per record delivered versus rate",
-                format!("producer and consumers; {runs}"),
+                format!("all processes; {short_runs}"),
                 "CPU microseconds per record delivered",
                 y_scale,
                 y_scale.ticks(tick_label),
@@ -344,7 +348,7 @@ fn loss_chart(results: &Results, metric: LossMetric) -> Option<Chart> {
             );
             (
                 "Rate achieved versus rate asked",
-                format!("records/s taken by the producer; {runs}"),
+                format!("taken by the producer; {short_runs}"),
                 "records per second achieved",
                 y_scale,
                 y_scale.ticks(|value| report::group_digits(value as u64)),
@@ -413,7 +417,7 @@ fn fanout_chart(results: &Results) -> Option<Chart> {
     Some(Chart {
         title: "CPU time versus consumers, one rate".into(),
         subtitle: format!(
-            "{} records/s of {} bytes, median of {} runs (bar: min to max); solid: all processes, dashed: producer",
+            "{}/s of {} B; median of {} runs (bar: min to max); dashed: producer only",
             report::group_digits(plan.fanout_rate),
             plan.fanout_record_size,
             plan.repeat
