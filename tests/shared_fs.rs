@@ -8,10 +8,13 @@
 pub mod fuse;
 
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use self::fuse::{LONG_ATTRIBUTE_CACHE, NO_ATTRIBUTE_CACHE, NO_XATTRS, SharedDir, wait_for};
+use self::fuse::{
+    LONG_ATTRIBUTE_CACHE, NFS_FROZEN_TIMES, NO_ATTRIBUTE_CACHE, NO_XATTRS, SharedDir, wait_for,
+};
 use crate::util::{
     CHUNK, CHUNK_ARG, RECORDS_PER_CHUNK, Running, check_full_chunks, filebus, last_stats_line,
     names_in, produce, put_chunk_by_hand, records, stat, stats_counts,
@@ -693,4 +696,39 @@ fn reliable_multicast_from_the_mount_to_a_named_consumer_on_another_machine() {
     drop(late);
     let held = history_entries(shared.there());
     assert!(held <= 4, "{held} chunks held in a history of 4");
+}
+
+/// An NFSv3-like mount pair whose times are all the epoch: two chunks of
+/// one size given the same inode number in turn look alike but for their
+/// content.
+#[test]
+fn lossy_consumer_on_nfs_tells_a_new_chunk_from_the_one_it_wrote_under_the_same_inode_number() {
+    let shared = SharedDir::nfs_like(NFS_FROZEN_TIMES);
+    let consumer = Running::consumer(&shared.bus_here(), &["-v"]);
+    wait_for(
+        "the consumer to say it polls",
+        || consumer.stderr().contains(POLLING_ON_FUSE),
+        || format!("stderr: {}", consumer.stderr()),
+    );
+    produce_chunks(&shared.bus_there(), &[], &chunks(0, 1), shared.aux());
+    consumer.wait_for_suffix(&chunks(0, 1));
+    let number = |bus: &Path| std::fs::symlink_metadata(bus).map(|meta| meta.ino());
+    let written = number(&shared.bus_here()).expect("the chunk the consumer wrote");
+    // Stopped, it cannot look between chunks 1 and 2. Chunk 0 is deleted
+    // when chunk 1 replaces it, and the server gives its number to the
+    // file created next, chunk 2.
+    consumer.send(libc::SIGSTOP);
+    produce_chunks(&shared.bus_there(), &[], &chunks(1, 2), shared.aux());
+    assert_eq!(
+        number(&shared.bus_here()).expect("chunk 2"),
+        written,
+        "the test filesystem did not give chunk 2 the number of chunk 0; its logs:\n{}",
+        shared.nfs_logs()
+    );
+    consumer.send(libc::SIGCONT);
+    consumer.wait_for_suffix(&chunks(2, 1));
+    let finished = consumer.kill();
+    let starts = check_full_chunks(&finished.stdout, "lossy consumer on NFS");
+    assert_eq!(starts.first(), Some(&0));
+    assert_increasing(&starts, "lossy consumer on NFS");
 }

@@ -20,6 +20,7 @@ mod records;
 mod replaced_bus;
 mod security;
 mod shared_fs;
+mod start_order;
 mod stat_and_install;
 mod stats;
 mod tar_chunks;

@@ -450,6 +450,10 @@ pub const NFS_FORWARD_LOCKS: &[&str] = &["--forward-locks"];
 /// instead of whole seconds.
 pub const NFS_FINE_TIMES: &[&str] = &["--fine-times"];
 
+/// `nfs_fs.py` option: every time reported as the epoch, so that only size
+/// and content tell apart two files given the same inode number in turn.
+pub const NFS_FROZEN_TIMES: &[&str] = &["--frozen-times"];
+
 /// `nfs_fs.py` option: a file deleted through a mount while open there is
 /// deleted at once (its readers go stale) instead of being renamed to
 /// `.fuse_hidden…` until closed (as an NFS client renames it to `.nfs…`).

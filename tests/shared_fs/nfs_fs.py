@@ -24,8 +24,10 @@ What it shows, as NFSv3 clients of a server without open state do:
    mount was seen at its creation, when the old `F` still lived, so it takes
    an older freed number, and the file created after it takes the old `F`'s.
    Times are reported in whole seconds (`--coarse-times`, the default;
-   `--fine-times` passes the nanoseconds through), so that the inode number
-   and the modification time together cannot tell two chunks apart.
+   `--fine-times` passes the nanoseconds through; `--frozen-times` reports
+   every time as the epoch, for tests that must not depend on a second
+   boundary), so that the inode number and the modification time together
+   cannot tell two chunks apart.
 
    How the mounts agree: STATE/links/N is a hard link to the file numbered N
    (STATE must be on UNDERNEATH's filesystem), and STATE/dirs/N a symlink
@@ -265,6 +267,8 @@ class NfsLike(Operations):
             os.chown(path, uid, gid, follow_symlinks=False)
 
     def _time(self, ns):
+        if self.coarse_times == "frozen":
+            return 0
         return ns // 1_000_000_000 * 1_000_000_000 if self.coarse_times else ns
 
     def getattr(self, path, fh=None):
@@ -486,6 +490,10 @@ def main():
                         default=True, help="times in whole seconds (the default)")
     parser.add_argument("--fine-times", dest="coarse_times", action="store_false",
                         help="times with the nanoseconds underneath")
+    parser.add_argument("--frozen-times", dest="coarse_times", action="store_const",
+                        const="frozen",
+                        help="every time reported as the epoch: only size and content "
+                             "tell two files given the same number apart")
     parser.add_argument("--forward-locks", action="store_true",
                         help="forward flock to the file underneath")
     parser.add_argument("--hard-remove", action="store_true",

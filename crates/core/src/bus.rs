@@ -361,6 +361,21 @@ impl Bus {
         }
     }
 
+    /// Whether `chunk`, opened from `F`, is still the file there, as the
+    /// server says; always true on a local filesystem.
+    ///
+    /// A path-based FUSE filesystem (bindfs) answers an extended attribute
+    /// asked of an open file for whatever is at its name *now*: a stamp read
+    /// from a chunk opened at `F` may be that of the chunk another machine
+    /// published since. Asked after the stamp was read, "still there" means
+    /// the stamp was the chunk's own.
+    pub fn still_current(&self, chunk: &Chunk) -> bool {
+        if self.remote.is_none() {
+            return true;
+        }
+        matches!(self.version_from_server(), Ok(Some(version)) if version.id == chunk.id)
+    }
+
     /// Opens whatever is at `F` for reading, without following a symlink and
     /// without blocking on a FIFO.
     ///

@@ -206,16 +206,24 @@ fn look_forever(
     baseline: Option<u64>,
 ) -> Result<()> {
     let mut last: Option<Chunk> = None;
+    // The content of the last chunk, where the inode number cannot tell
+    // chunks apart (see ContentDigest).
+    let mut last_digest: Option<ContentDigest> = None;
     let mut warned_unusable = false;
     loop {
         let last_id = last.as_ref().map(|chunk| chunk.id);
-        // A stat is cheaper than an open; open only when `F` changed.
-        if bus.current_id()?.is_none_or(|id| Some(id) != last_id) {
+        // A stat is cheaper than an open; open only when `F` changed (or
+        // always, where only the content tells).
+        if last_digest.is_some() || bus.current_id()?.is_none_or(|id| Some(id) != last_id) {
             if crate::history::exists(bus) {
                 return replay::run(bus, watcher, output, options, last, baseline);
             }
             match bus.open_current()? {
-                Current::Chunk(chunk) if Some(chunk.id) != last_id => {
+                Current::Chunk(chunk)
+                    if Some(chunk.id) != last_id
+                        || last_digest.is_some_and(|digest| !digest.matches(&chunk)) =>
+                {
+                    last_digest = ContentDigest::needed(bus, &chunk);
                     // A chunk that is not of our format is skipped, once.
                     match output
                         .content(bus, &chunk)
@@ -311,6 +319,62 @@ fn take_until_end_of_stream(bus: &Bus, watcher: &mut Watcher, output: &mut Outpu
         if content.len == 0 {
             return Ok(());
         }
+    }
+}
+
+/// What a lossy consumer keeps of the last chunk it wrote where the inode
+/// number cannot tell two chunks apart: a shared filesystem whose server
+/// keeps no open state (NFSv3) gives a new chunk the number of one deleted
+/// while we still had it open, and without extended attributes there is no
+/// stamp to compare. Modification times have a server's granularity (a
+/// second on some), and chunks of a burst often have one size: what is left
+/// is the content. Reading it costs one more read of each chunk, and of the
+/// chunk at `F` at each look while nothing new comes; it is done only there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ContentDigest {
+    len: u64,
+    hash: u64,
+}
+
+impl ContentDigest {
+    /// The digest of `chunk` if its bus is on a shared filesystem without
+    /// extended attributes, and its content could be read.
+    fn needed(bus: &Bus, chunk: &Chunk) -> Option<ContentDigest> {
+        if bus.remote_filesystem().is_none() || !stamp::unsupported(&chunk.file) {
+            return None;
+        }
+        ContentDigest::of(chunk)
+    }
+
+    fn of(chunk: &Chunk) -> Option<ContentDigest> {
+        use std::hash::Hasher;
+        let mut hasher = std::hash::DefaultHasher::new();
+        let mut buffer = vec![0u8; 64 * 1024];
+        let mut offset = 0u64;
+        while offset < chunk.len {
+            let want = usize::try_from(chunk.len - offset)
+                .unwrap_or(usize::MAX)
+                .min(buffer.len());
+            match rustix::io::pread(&chunk.file, &mut buffer[..want], offset) {
+                Ok(0) => break,
+                Ok(read) => {
+                    hasher.write(&buffer[..read]);
+                    offset += read as u64;
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(_) => return None,
+            }
+        }
+        Some(ContentDigest {
+            len: offset,
+            hash: hasher.finish(),
+        })
+    }
+
+    /// Whether `chunk` has this content (a chunk that cannot be read does
+    /// not: opening it again tells more).
+    fn matches(&self, chunk: &Chunk) -> bool {
+        chunk.len == self.len && ContentDigest::of(chunk) == Some(*self)
     }
 }
 

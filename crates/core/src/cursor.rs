@@ -22,7 +22,7 @@
 //! held, so such a probe is never mistaken for a consumer already running.
 
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -154,13 +154,21 @@ impl Cursor {
         if self.position == Some(sequence) {
             return Ok(());
         }
-        rustix::fs::fsetxattr(
+        let recorded = match rustix::fs::fsetxattr(
             &self.file,
             CURSOR_ATTRIBUTE,
             sequence.to_string().as_bytes(),
             rustix::fs::XattrFlags::empty(),
-        )
-        .map_err(|errno| Error::file("cannot record the cursor in", &self.path, errno))?;
+        ) {
+            // No user extended attributes (NFSv3, many FUSE filesystems):
+            // the cursor is the file's size minus one, set in one call that
+            // readers never see half done.
+            Err(Errno::OPNOTSUPP) => {
+                size_for(sequence).and_then(|size| rustix::fs::ftruncate(&self.file, size))
+            }
+            other => other,
+        };
+        recorded.map_err(|errno| Error::file("cannot record the cursor in", &self.path, errno))?;
         self.position = Some(sequence);
         Ok(())
     }
@@ -188,10 +196,31 @@ fn lock_exclusively(
     })
 }
 
-fn read_position(fd: impl AsFd) -> Option<u64> {
+/// The largest cursor kept in a file's size (see [`Cursor::advance`]): far
+/// beyond any sequence a bus reaches, within every filesystem's file size.
+const MAX_SIZE_CURSOR: u64 = 1 << 40;
+
+/// The file size that records cursor `sequence` where there are no extended
+/// attributes.
+fn size_for(sequence: u64) -> rustix::io::Result<u64> {
+    if sequence >= MAX_SIZE_CURSOR {
+        return Err(Errno::FBIG);
+    }
+    Ok(sequence + 1)
+}
+
+/// The cursor recorded in a cursor file: its extended attribute, or, on a
+/// filesystem without them, its size minus one (0: none recorded yet).
+fn read_position(fd: &OwnedFd) -> Option<u64> {
     let mut value = [0u8; 24];
-    let len = rustix::fs::fgetxattr(fd, CURSOR_ATTRIBUTE, &mut value).ok()?;
-    std::str::from_utf8(&value[..len]).ok()?.trim().parse().ok()
+    match rustix::fs::fgetxattr(fd, CURSOR_ATTRIBUTE, &mut value) {
+        Ok(len) => std::str::from_utf8(&value[..len]).ok()?.trim().parse().ok(),
+        Err(Errno::OPNOTSUPP) => {
+            let size = crate::bus::stat_from_server(fd).ok()?.len;
+            (1..=MAX_SIZE_CURSOR).contains(&size).then(|| size - 1)
+        }
+        Err(_) => None,
+    }
 }
 
 /// Opens `F.consumers` with `mode` (`O_PATH`, or `O_RDONLY` to list it);

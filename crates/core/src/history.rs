@@ -198,14 +198,28 @@ impl HistoryDir {
         }))
     }
 
-    /// Whether entry `sequence` is a regular file (a chunk) right now.
+    /// Whether entry `sequence` is a regular file (a chunk) right now, as
+    /// the server says: on a FUSE or network mount a cached lookup goes on
+    /// showing an entry that another machine dropped, which would make a
+    /// loss look like a hole.
     pub fn holds(&self, sequence: u64) -> bool {
-        rustix::fs::statat(
+        let name = entry_name(sequence);
+        match rustix::fs::statx(
             &self.dir,
-            entry_name(sequence).as_str(),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile)
+            name.as_str(),
+            AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_FORCE_SYNC,
+            rustix::fs::StatxFlags::TYPE,
+        ) {
+            Ok(statx) => {
+                FileType::from_raw_mode(u32::from(statx.stx_mode)) == FileType::RegularFile
+            }
+            Err(Errno::NOSYS) => {
+                rustix::fs::statat(&self.dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW).is_ok_and(
+                    |stat| FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile,
+                )
+            }
+            Err(_) => false,
+        }
     }
 
     /// Calls `each` with the sequence and file type of every entry name in
@@ -238,6 +252,19 @@ impl HistoryDir {
             }
         })?;
         Ok(first)
+    }
+
+    /// The largest sequence whose entry is present (a regular file, or a
+    /// name whose type the listing does not give), if any. On a filesystem
+    /// without extended attributes this is the bus's counter.
+    pub fn newest(&self) -> Result<Option<u64>> {
+        let mut newest: Option<u64> = None;
+        self.for_each_entry(|sequence, kind| {
+            if matches!(kind, FileType::RegularFile | FileType::Unknown) {
+                newest = Some(newest.map_or(sequence, |newest| newest.max(sequence)));
+            }
+        })?;
+        Ok(newest)
     }
 
     /// What the directory holds: its chunk entries (regular files), their
@@ -479,13 +506,12 @@ impl Keeper {
         else {
             return Ok(unlinked);
         };
-        let Some(sequence) = sequence else {
-            return Err(Error::BadBusPath {
-                path: held.dir.path().to_owned(),
-                problem: "cannot be kept: chunks cannot be given sequence numbers here \
-                          (the filesystem refuses user extended attributes on the chunk or the lock file)"
-                    .into(),
-            });
+        // Where chunks cannot be stamped (no user extended attributes, as
+        // on NFSv3), the newest entry's name is the bus's counter: every
+        // producer links under the lock, and the newest entry never leaves.
+        let sequence = match sequence {
+            Some(sequence) => sequence,
+            None => crate::stamp::next_sequence(held.dir.newest()?),
         };
         if let Some(leaving) = sequence
             .checked_sub(held.depth)
@@ -525,6 +551,7 @@ impl Keeper {
         }
         Ok(Linked {
             armed: true,
+            sequence: Some(sequence),
             ..unlinked
         })
     }

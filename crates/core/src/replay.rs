@@ -50,6 +50,10 @@ pub fn bus_counter(bus: &Bus) -> Option<u64> {
     if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
         return None;
     }
+    if stamp::unsupported(&fd) {
+        // No extended attributes: the newest history entry is the counter.
+        return HistoryDir::open(bus).ok()??.newest().ok()?;
+    }
     stamp::last_sequence(&fd)
 }
 
@@ -106,6 +110,10 @@ struct Replay<B, O> {
     /// The next jump over chunks no longer held is where this consumer
     /// starts (`--last` reaching further back than history): not a loss.
     quiet: bool,
+    /// The filesystem has no extended attributes, so chunks carry no stamp:
+    /// history entries are written by their names, and the chunk at `F`
+    /// only says that something new was published.
+    unstamped: bool,
 }
 
 /// A history consumer driven one look at a time, writing to a file: the
@@ -176,6 +184,7 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
             warned_unusable: false,
             pending_loss: None,
             quiet: false,
+            unstamped: false,
         };
         replay.open_history();
         replay.position(options.last, last, baseline)?;
@@ -279,12 +288,23 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
     }
 
     /// The sequence number of `chunk`, from its stamp.
-    fn sequence_of(&self, chunk: &Chunk, content: Option<Content>) -> Option<u64> {
-        match (content, self.output_format()) {
+    ///
+    /// Where the filesystem has no extended attributes, the newest history
+    /// entry: our producers link a chunk into history before it reaches `F`.
+    fn sequence_of(&mut self, chunk: &Chunk, content: Option<Content>) -> Option<u64> {
+        let stamped = match (content, self.output_format()) {
             (Some(content), _) => content.stamp.map(|stamp| stamp.sequence),
             (None, Format::Raw) => stamp::read(&chunk.file).map(|stamp| stamp.sequence),
             (None, Format::Tar) => None,
+        };
+        if stamped.is_none()
+            && self.output_format() == Format::Raw
+            && stamp::unsupported(&chunk.file)
+        {
+            self.unstamped = true;
+            return self.history.as_ref()?.newest().ok()?;
         }
+        stamped
     }
 
     fn output_format(&self) -> Format {
@@ -294,12 +314,15 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
     /// Looks at `F`; writes out what is new.
     fn look(&mut self) -> Result<Flow> {
         let last_id = self.last.as_ref().map(|chunk| chunk.id);
-        // A stat is cheaper than an open; open only when `F` changed.
-        if self
-            .bus
-            .borrow()
-            .current_id()?
-            .is_some_and(|id| Some(id) == last_id)
+        // A stat is cheaper than an open; open only when `F` changed. Not
+        // without stamps: there (NFSv3) a new chunk can be given the inode
+        // number of one already written, so every look lists the history.
+        if !self.unstamped
+            && self
+                .bus
+                .borrow()
+                .current_id()?
+                .is_some_and(|id| Some(id) == last_id)
         {
             return Ok(Flow::Go);
         }
@@ -315,7 +338,9 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
                 }
                 return Ok(Flow::Go);
             }
-            Current::Chunk(chunk) if Some(chunk.id) == last_id => return Ok(Flow::Go),
+            Current::Chunk(chunk) if !self.unstamped && Some(chunk.id) == last_id => {
+                return Ok(Flow::Go);
+            }
             Current::Chunk(chunk) => chunk,
         };
         self.warned_unusable = false;
@@ -328,19 +353,49 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
             }
             Err(_) => None,
         };
+        if sequence.is_none()
+            && self.output_format() == Format::Raw
+            && stamp::unsupported(&chunk.file)
+            && let Some(newest) = self
+                .history
+                .as_ref()
+                .map(HistoryDir::newest)
+                .transpose()?
+                .flatten()
+        {
+            // No stamps on this filesystem: write out the entries up to
+            // the newest, by their names; `F` only woke us up.
+            self.unstamped = true;
+            self.last = Some(chunk);
+            return self.catch_up(None, newest.saturating_add(1));
+        }
+        if sequence.is_some() && !self.bus.borrow().still_current(&chunk) {
+            // The stamp may be the newer chunk's (see Bus::still_current):
+            // `F` changed, so the next look sees the newer one.
+            log::debug!(
+                "{}: replaced while we read its stamp: looking again",
+                self.bus.borrow().path().display()
+            );
+            return Ok(Flow::Go);
+        }
         match sequence {
-            Some(sequence) if self.history.is_some() => self.catch_up(chunk, content, sequence),
+            Some(sequence) if self.history.is_some() => {
+                self.catch_up(Some((chunk, content)), sequence)
+            }
             _ => self.write(chunk, content, sequence),
         }
     }
 
-    /// Writes out every chunk from `next` to `sequence` (the one at `F`,
-    /// open as `chunk`): the earlier ones from history.
-    fn catch_up(&mut self, chunk: Chunk, content: Result<Content>, sequence: u64) -> Result<Flow> {
+    /// Writes out every chunk from `next` to `sequence`: the earlier ones
+    /// from history, then chunk `sequence` itself, the one at `F` (open as
+    /// `at_f`), or, with `at_f` `None`, up to `sequence - 1` only.
+    fn catch_up(&mut self, at_f: Option<(Chunk, Result<Content>)>, sequence: u64) -> Result<Flow> {
         let mut next = self.next.unwrap_or(sequence);
         if next == sequence.saturating_add(1) {
             // Written out already (a named consumer restarted after it).
-            self.last = Some(chunk);
+            if let Some((chunk, _)) = at_f {
+                self.last = Some(chunk);
+            }
             return Ok(Flow::Go);
         }
         if next > sequence.saturating_add(1) {
@@ -391,7 +446,7 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
                 .ok()
                 .and_then(|content| content.stamp)
                 .map(|stamp| stamp.sequence);
-            if held_sequence != Some(next) {
+            if held_sequence != Some(next) && !(self.unstamped && held_sequence.is_none()) {
                 log::warn!(
                     "history entry {} does not hold chunk {next} of this bus: skipped",
                     history::entry_name(next)
@@ -406,7 +461,17 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
             next += 1;
         }
         self.quiet = false;
-        self.write(chunk, content, Some(sequence))
+        match at_f {
+            Some((chunk, content)) => self.write(chunk, content, Some(sequence)),
+            None => {
+                // Entries up to `sequence - 1` written: stop before the
+                // number after the newest (but note anything skipped).
+                if let Some((start, end)) = self.pending_loss.take() {
+                    report_lost(start, end);
+                }
+                Ok(Flow::Go)
+            }
+        }
     }
 
     /// Notes that chunks `from` to `to - 1` were lost; reported once the

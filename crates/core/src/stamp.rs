@@ -62,6 +62,18 @@ pub fn write(file: impl AsFd, stamp: Stamp) -> rustix::io::Result<()> {
 
 /// The last sequence number given on the bus whose lock file is `lock`
 /// (`None` if there is none, or it is out of range).
+/// Whether the filesystem of `file` refuses user extended attributes
+/// (`EOPNOTSUPP`), so that no chunk on it can carry a stamp. A file that
+/// merely has no stamp (the reference's chunks) is on a filesystem that
+/// supports them.
+pub fn unsupported(file: impl AsFd) -> bool {
+    let mut value = [0u8; 24];
+    matches!(
+        rustix::fs::fgetxattr(file.as_fd(), SEQUENCE_ATTRIBUTE, &mut value),
+        Err(rustix::io::Errno::OPNOTSUPP)
+    )
+}
+
 pub fn last_sequence(lock: impl AsFd) -> Option<u64> {
     valid_sequence(read_number(lock.as_fd(), SEQUENCE_ATTRIBUTE)?)
 }
