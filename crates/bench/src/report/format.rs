@@ -15,16 +15,23 @@ pub(crate) fn sig(value: f64) -> String {
         let sign = if rounded < 0.0 { "-" } else { "" };
         return format!("{sign}{}", group_digits(rounded.abs() as u64));
     }
-    let decimals = if magnitude >= 100.0 || magnitude == 0.0 {
-        0
-    } else if magnitude >= 10.0 {
-        1
-    } else if magnitude >= 1.0 {
-        2
-    } else {
-        // Three significant digits below 1.
-        (2 - magnitude.log10().floor() as i32).clamp(2, 9) as usize
+    let decimals = |magnitude: f64| {
+        if magnitude >= 100.0 || magnitude == 0.0 {
+            0
+        } else if magnitude >= 10.0 {
+            1
+        } else if magnitude >= 1.0 {
+            2
+        } else {
+            // Three significant digits below 1.
+            (2 - magnitude.log10().floor() as i32).clamp(2, 9) as usize
+        }
     };
+    let first = decimals(magnitude);
+    // 99.97 rounds to 100.0, which has three digits before the point: one
+    // decimal fewer ("100").
+    let rounded: f64 = format!("{magnitude:.first$}").parse().unwrap_or(magnitude);
+    let decimals = first.min(decimals(rounded));
     format!("{value:.decimals$}")
 }
 
@@ -106,6 +113,8 @@ mod tests {
         assert_eq!(sig(123_456.7), "123,457");
         assert_eq!(sig(999.4), "999");
         assert_eq!(sig(999.97), "1,000");
+        assert_eq!(sig(99.99), "100");
+        assert_eq!(sig(9.999), "10.0");
         assert_eq!(sig(12.345), "12.3");
         assert_eq!(sig(1.2345), "1.23");
         assert_eq!(sig(0.012345), "0.0123");
