@@ -253,7 +253,10 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
                 } else {
                     sequence
                 };
-                self.quiet = true;
+                // Reaching back further than the history holds is where
+                // this consumer starts, not a loss; the chunk at `F`
+                // leaving the history before it is written is one.
+                self.quiet = at_end || last_k.is_some_and(|k| k > 1);
             }
         } else {
             self.next = Some(after_baseline);
