@@ -59,6 +59,10 @@ enum Place {
     /// O_TMPFILE) with locks coordinated by the server (lockd): the
     /// consumer on one, the producer on the other.
     NfsLike,
+    /// The same, where a read of a chunk or history entry deleted by the
+    /// other mount fails with EFAULT, and the first read of each waits
+    /// 20 ms (a slow server): chunks and entries go away under readers.
+    NfsLikeSlowEfault,
 }
 
 impl Site {
@@ -90,8 +94,12 @@ impl Site {
                     _holder: Holder::Shared(shared),
                 }
             }
-            Place::NfsLike => {
-                let shared = SharedDir::nfs_like(NFS_FORWARD_LOCKS);
+            Place::NfsLike | Place::NfsLikeSlowEfault => {
+                let mut options = NFS_FORWARD_LOCKS.to_vec();
+                if let Place::NfsLikeSlowEfault = place {
+                    options.extend(["--stale-errno", "EFAULT", "--read-delay", "0.02"]);
+                }
+                let shared = SharedDir::nfs_like(&options);
                 Site {
                     consumer_bus: shared.bus_here(),
                     producer_bus: shared.bus_there(),
@@ -439,4 +447,8 @@ start_order_cases! {
     nfs_unnamed_late_within_window: Place::NfsLike, false, Start::LateWithinWindow;
     nfs_unnamed_late_beyond_window: Place::NfsLike, false, Start::LateBeyondWindow;
     nfs_unnamed_stopped_through_stream: Place::NfsLike, false, Start::StoppedThroughStream;
+    nfs_efault_unnamed_consumer_first: Place::NfsLikeSlowEfault, false, Start::ConsumerFirst;
+    nfs_efault_unnamed_together: Place::NfsLikeSlowEfault, false, Start::Together;
+    nfs_efault_unnamed_stopped_through_stream: Place::NfsLikeSlowEfault, false, Start::StoppedThroughStream;
+    nfs_efault_named_consumer_first: Place::NfsLikeSlowEfault, true, Start::ConsumerFirst;
 }

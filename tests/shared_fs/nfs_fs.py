@@ -242,11 +242,12 @@ class NfsLike(Operations):
     # POSIX locks stay local to the mount.
     lock = None
 
-    def __init__(self, root, numbers, stale_errno, coarse_times, forward_locks):
+    def __init__(self, root, numbers, stale_errno, coarse_times, forward_locks, read_delay=0.0):
         self.root = root
         self.numbers = numbers
         self.stale_errno = stale_errno
         self.coarse_times = coarse_times
+        self.read_delay = read_delay
         # Without an flock operation the kernel keeps flock locks itself.
         self.flock = self._forward_flock if forward_locks else None
 
@@ -337,6 +338,13 @@ class NfsLike(Operations):
             raise FuseOSError(error.errno)
 
     def read(self, path, size, offset, fh):
+        name = os.path.basename(path)
+        if self.read_delay and offset == 0 and (
+                name == "bus" or (len(name) == 20 and name.isdigit())):
+            # A slow server round trip before the first read of a chunk at
+            # F or in its history, so that another client can replace or
+            # drop it meanwhile.
+            time.sleep(self.read_delay)
         try:
             self._check_fresh(fh)
             return os.pread(fh, size, offset)
@@ -494,6 +502,9 @@ def main():
                         const="frozen",
                         help="every time reported as the epoch: only size and content "
                              "tell two files given the same number apart")
+    parser.add_argument("--read-delay", type=float, default=0.0,
+                        help="seconds the first read of a file named bus, or of a history "
+                             "entry, waits")
     parser.add_argument("--forward-locks", action="store_true",
                         help="forward flock to the file underneath")
     parser.add_argument("--hard-remove", action="store_true",
@@ -508,7 +519,7 @@ def main():
     if args.forward_locks:
         add_flock_to_fusepy()
     operations = NfsLike(underneath, numbers, STALE_ERRNOS[args.stale_errno],
-                         args.coarse_times, args.forward_locks)
+                         args.coarse_times, args.forward_locks, args.read_delay)
     NfsFUSE(
         operations,
         args.mountpoint,

@@ -78,6 +78,7 @@ pub fn directory_name(bus_name: &std::ffi::OsStr) -> std::ffi::OsString {
 pub struct Cursor {
     file: File,
     path: PathBuf,
+    name: String,
     position: Option<u64>,
 }
 
@@ -140,8 +141,19 @@ impl Cursor {
         Ok(Cursor {
             file: File::from(fd),
             path,
+            name: name.to_owned(),
             position,
         })
+    }
+
+    /// The consumer's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The cursor file's path, for messages.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
     }
 
     /// The sequence of the last chunk written out under this name, if any.

@@ -171,7 +171,7 @@ impl HistoryDir {
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
         let fd = match rustix::fs::openat(&self.dir, name.as_str(), flags, Mode::empty()) {
             Ok(fd) => fd,
-            Err(Errno::NOENT) => return Ok(Entry::Missing),
+            Err(Errno::NOENT | Errno::STALE) => return Ok(Entry::Missing),
             Err(Errno::LOOP) => return Ok(Entry::Foreign("a symbolic link")),
             // A socket, or a device without a driver.
             Err(Errno::NXIO) | Err(Errno::NODEV) => return Ok(Entry::Foreign("a special file")),
@@ -179,8 +179,13 @@ impl HistoryDir {
         };
         // The size from the server: an entry name comes back when a bus's
         // sequence starts again, and a mount may still cache the old one's.
-        let stat = crate::bus::stat_from_server(&fd)
-            .map_err(|errno| Error::file("cannot inspect", &self.path.join(&name), errno))?;
+        let stat = match crate::bus::stat_from_server(&fd) {
+            Ok(stat) => stat,
+            // Dropped from the window between our open and our look (on a
+            // shared filesystem the open does not keep it).
+            Err(Errno::NOENT | Errno::STALE) => return Ok(Entry::Missing),
+            Err(errno) => return Err(Error::file("cannot inspect", &self.path.join(&name), errno)),
+        };
         match FileType::from_raw_mode(stat.mode) {
             FileType::RegularFile => {}
             FileType::Directory => return Ok(Entry::Foreign("a directory")),

@@ -63,6 +63,9 @@ enum Flow {
     Go,
     /// An end-of-stream chunk was written out: exit 0.
     End,
+    /// The chunk could not be read, because another machine deleted it
+    /// (see [`crate::Error::ChunkVanished`]): nothing was written out.
+    Vanished,
 }
 
 /// Runs the history consumer until an end of stream (or for ever).
@@ -458,8 +461,11 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
                 next += 1;
                 continue;
             }
-            if self.write(held, held_content, Some(next))? == Flow::End {
-                return Ok(Flow::End);
+            match self.write(held, held_content, Some(next))? {
+                Flow::End => return Ok(Flow::End),
+                // Dropped from the window while we read it.
+                Flow::Vanished => self.lost(next, next + 1),
+                Flow::Go => {}
             }
             next += 1;
         }
@@ -474,6 +480,35 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
                 }
                 Ok(Flow::Go)
             }
+        }
+    }
+
+    /// Records in the cursor (of a named consumer) that chunk `sequence`
+    /// was written out. A cursor file that another machine deleted (its
+    /// descriptor gone stale) is claimed afresh, so that producers go on
+    /// seeing this consumer.
+    fn advance_cursor(&mut self, sequence: u64) -> Result<()> {
+        let Some(cursor) = &mut self.cursor else {
+            return Ok(());
+        };
+        match cursor.advance(sequence) {
+            Err(crate::Error::File { source, .. })
+                if matches!(
+                    source.raw_os_error(),
+                    Some(libc::ESTALE) | Some(libc::ENOENT)
+                ) =>
+            {
+                let name = cursor.name().to_owned();
+                log::warn!(
+                    "{}: the cursor file went away: claiming it again",
+                    cursor.path().display()
+                );
+                let mut fresh = Cursor::claim(self.bus.borrow(), &name)?;
+                fresh.advance(sequence)?;
+                self.cursor = Some(fresh);
+                Ok(())
+            }
+            other => other,
         }
     }
 
@@ -500,15 +535,23 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
         content: Result<Content>,
         sequence: Option<u64>,
     ) -> Result<Flow> {
-        if let Some((start, end)) = self.pending_loss.take() {
-            report_lost(start, end);
-        }
         let mut flow = Flow::Go;
         match content {
+            Err(crate::Error::ChunkVanished) => return Ok(Flow::Vanished),
             // A chunk that is not of our format is skipped, once.
             Err(error) => log::warn!("{error}: skipped"),
             Ok(content) => {
-                self.output.borrow_mut().emit(&chunk, &content)?;
+                match self.output.borrow_mut().emit(&chunk, &content) {
+                    Err(crate::Error::ChunkVanished) => {
+                        log::info!(
+                            "{}: {}: looking again",
+                            self.bus.borrow().path().display(),
+                            crate::Error::ChunkVanished
+                        );
+                        return Ok(Flow::Vanished);
+                    }
+                    other => other?,
+                }
                 let end_of_stream =
                     content.len == 0 && sequence.is_some() && self.history.is_some();
                 if end_of_stream
@@ -519,10 +562,13 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
                 }
             }
         }
+        // A gap before this chunk is over: say so (after the chunk, so that
+        // a chunk that vanished does not split one gap into two reports).
+        if let Some((start, end)) = self.pending_loss.take() {
+            report_lost(start, end);
+        }
         if let Some(sequence) = sequence {
-            if let Some(cursor) = &mut self.cursor {
-                cursor.advance(sequence)?;
-            }
+            self.advance_cursor(sequence)?;
             self.next = Some(sequence.saturating_add(1));
         }
         self.last = Some(chunk);

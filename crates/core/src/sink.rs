@@ -232,9 +232,11 @@ fn failure(file: &File, start: u64, offset: u64, errno: Errno) -> Error {
         return Error::stream("cannot write to standard output", errno);
     };
     let vanished = match read_errno {
-        Errno::STALE | Errno::NOENT => true,
+        // Our buffers are valid: EFAULT from a read into them is the
+        // filesystem's word (some FUSE NFS clients) that the file is gone.
+        Errno::STALE | Errno::NOENT | Errno::FAULT => true,
         // Also a local disk's error: only a file that is gone is "vanished".
-        Errno::FAULT | Errno::IO => rustix::fs::fstat(file).map_or(true, |stat| stat.st_nlink == 0),
+        Errno::IO => rustix::fs::fstat(file).map_or(true, |stat| stat.st_nlink == 0),
         _ => false,
     };
     match (vanished, offset == start) {
