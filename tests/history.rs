@@ -1305,3 +1305,87 @@ fn an_unnamed_consumer_stopped_through_a_whole_stream_reports_the_loss_and_ends_
         finished.stderr
     );
 }
+
+/// The records of producer `index` (numbers from `index * PRODUCER_STRIDE`).
+fn producer_records(index: usize, chunks: usize) -> Vec<u8> {
+    let base = index * crate::util::PRODUCER_STRIDE;
+    records(base..base + chunks * RECORDS_PER_CHUNK)
+}
+
+/// Checks that `output` holds whole chunks, and, for every producer in
+/// `producers`, all of its `chunks` chunks in order, and nothing else.
+fn assert_every_stream(output: &[u8], producers: &[usize], chunks: usize, what: &str) {
+    let firsts = check_full_chunks(output, what);
+    for &producer in producers {
+        let base = producer * crate::util::PRODUCER_STRIDE;
+        let mine: Vec<usize> = firsts
+            .iter()
+            .copied()
+            .filter(|first| first / crate::util::PRODUCER_STRIDE == producer)
+            .collect();
+        let expected: Vec<usize> = (0..chunks)
+            .map(|chunk| base + chunk * RECORDS_PER_CHUNK)
+            .collect();
+        assert_eq!(mine, expected, "{what}: producer {producer}'s stream");
+    }
+    assert_eq!(
+        firsts.len(),
+        producers.len() * chunks,
+        "{what}: chunks of other producers"
+    );
+}
+
+#[test]
+fn producers_one_after_another_and_at_once_reach_every_named_consumer_whole() {
+    let scratch = Scratch::new();
+    let aux = Scratch::new();
+    let bus = scratch.bus();
+    history_bus(&bus, "8", aux.dir.path());
+    // Two following named consumers, and a plain one, which ends with the
+    // first stream that starts after it.
+    let following: Vec<Running> = ["f1", "f2"]
+        .iter()
+        .map(|name| ready_consumer(&bus, &["--name", name, "--follow"]))
+        .collect();
+    let plain = ready_consumer(&bus, &["--name", "plain"]);
+    const CHUNKS: usize = 30;
+    let args = ["--block-size", CHUNK_ARG];
+    // One after another...
+    for producer in [1, 2] {
+        produce(
+            &bus,
+            &args,
+            &producer_records(producer, CHUNKS),
+            aux.dir.path(),
+        );
+    }
+    // ...then two at once.
+    let at_once: Vec<_> = [3, 4]
+        .into_iter()
+        .map(|producer| {
+            let bus = bus.clone();
+            let aux = aux.dir.path().to_owned();
+            std::thread::spawn(move || {
+                produce(&bus, &args, &producer_records(producer, CHUNKS), &aux);
+            })
+        })
+        .collect();
+    for producer in at_once {
+        producer.join().expect("a producer thread panicked");
+    }
+    let ended = plain.wait();
+    ended.assert_success();
+    assert_every_stream(&ended.stdout, &[1], CHUNKS, "the plain named consumer");
+    for (consumer, name) in following.into_iter().zip(["f1", "f2"]) {
+        consumer.wait_for_output(4 * CHUNKS * CHUNK);
+        let mut consumer = consumer;
+        assert!(consumer.is_running(), "{name} ended although it follows");
+        let finished = consumer.kill();
+        assert_every_stream(&finished.stdout, &[1, 2, 3, 4], CHUNKS, name);
+        assert!(
+            lost_lines(&finished.stderr).is_empty(),
+            "{name}: {}",
+            finished.stderr
+        );
+    }
+}
