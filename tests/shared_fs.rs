@@ -91,30 +91,44 @@ fn lossy_consumer_on_the_mount_polls_and_sees_another_machines_chunks() {
 
 #[test]
 fn lossy_consumer_on_the_mount_ends_at_the_last_chunk_of_every_burst() {
-    let shared = SharedDir::new();
+    // ext4 gives a freed inode number to the next chunk, so the chunks
+    // before and after the one the consumer opened may share a number: a
+    // consumer that took the server's word for which file it had opened
+    // (bindfs answers for the name, not the open file) recorded a later
+    // chunk as written and waited on it for good, in about half of such
+    // bursts.
+    ends_at_the_last_chunk_of_every_burst(&SharedDir::new(), 10, 200);
+}
+
+#[test]
+fn lossy_consumer_on_nfs_ends_at_the_last_chunk_of_every_burst() {
+    // The server gives a new chunk the number of one deleted while the
+    // consumer still had it open, times are whole seconds and every chunk
+    // has one size: only the content tells the last chunk from one written.
+    let shared = SharedDir::nfs_like(&[]);
+    ends_at_the_last_chunk_of_every_burst(&shared, 10, 50);
+}
+
+/// Bursts of `chunks` chunks from the other machine (`there`), replaced
+/// faster than a consumer on `here` looks: after each, the consumer must
+/// write the burst's last chunk, and everything it writes is whole and in
+/// order.
+fn ends_at_the_last_chunk_of_every_burst(shared: &SharedDir, bursts: usize, chunks_each: usize) {
     let consumer = Running::consumer(&shared.bus_here(), &["-v", "--sleep-interval", "0.001"]);
     wait_for(
         "the consumer to say it polls",
         || consumer.stderr().contains(POLLING_ON_FUSE),
         || format!("stderr: {}", consumer.stderr()),
     );
-    // Bursts of chunks replaced faster than the consumer looks. ext4 gives
-    // a freed inode number to the next chunk, so the chunks before and after
-    // the one the consumer opened may share a number: a consumer that took
-    // the server's word for which file it had opened (bindfs answers for the
-    // name, not the open file) recorded a later chunk as written and waited
-    // on it for good, in about half of such bursts.
-    const BURSTS: usize = 10;
-    const CHUNKS: usize = 200;
-    for burst in 0..BURSTS {
-        let first = burst * CHUNKS;
+    for burst in 0..bursts {
+        let first = burst * chunks_each;
         produce_chunks(
             &shared.bus_there(),
             &[],
-            &chunks(first, CHUNKS),
+            &chunks(first, chunks_each),
             shared.aux(),
         );
-        consumer.wait_for_suffix(&chunks(first + CHUNKS - 1, 1));
+        consumer.wait_for_suffix(&chunks(first + chunks_each - 1, 1));
     }
     let finished = consumer.kill();
     let starts = check_full_chunks(&finished.stdout, "lossy consumer on the mount");

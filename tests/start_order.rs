@@ -54,6 +54,9 @@ enum Place {
     /// The consumer on a bindfs mount with bindfs's default caches, the
     /// producer on the directory underneath (another machine).
     Bindfs,
+    /// bindfs as it comes: locks on the mount are not seen underneath, so
+    /// the producer sees a named consumer alive only by its heartbeat.
+    BindfsWithoutLocks,
     /// Two mounts of `nfs_fs.py`, an NFSv3 client's behaviour (inode
     /// numbers reused while open elsewhere, no extended attributes, no
     /// O_TMPFILE) with locks coordinated by the server (lockd): the
@@ -88,6 +91,14 @@ impl Site {
             }
             Place::Bindfs => {
                 let shared = SharedDir::new();
+                Site {
+                    consumer_bus: shared.bus_here(),
+                    producer_bus: shared.bus_there(),
+                    _holder: Holder::Shared(shared),
+                }
+            }
+            Place::BindfsWithoutLocks => {
+                let shared = SharedDir::without_lock_forwarding();
                 Site {
                     consumer_bus: shared.bus_here(),
                     producer_bus: shared.bus_there(),
@@ -451,4 +462,8 @@ start_order_cases! {
     nfs_efault_unnamed_together: Place::NfsLikeSlowEfault, false, Start::Together;
     nfs_efault_unnamed_stopped_through_stream: Place::NfsLikeSlowEfault, false, Start::StoppedThroughStream;
     nfs_efault_named_consumer_first: Place::NfsLikeSlowEfault, true, Start::ConsumerFirst;
+    bindfs_unlocked_named_consumer_first: Place::BindfsWithoutLocks, true, Start::ConsumerFirst;
+    bindfs_unlocked_named_together: Place::BindfsWithoutLocks, true, Start::Together;
+    bindfs_unlocked_named_late_within_window: Place::BindfsWithoutLocks, true, Start::LateWithinWindow;
+    bindfs_unlocked_named_late_beyond_window: Place::BindfsWithoutLocks, true, Start::LateBeyondWindow;
 }

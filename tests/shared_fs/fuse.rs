@@ -89,11 +89,22 @@ impl SharedDir {
     /// Mounts a new empty directory, passing `options` to bindfs too (such as
     /// [`NO_ATTRIBUTE_CACHE`] or [`NO_XATTRS`]).
     pub fn with_options(options: &[&str]) -> SharedDir {
+        SharedDir::bindfs(BASE_OPTIONS, options)
+    }
+
+    /// Mounts a new empty directory with bindfs as it comes (no lock
+    /// forwarding: `flock` on the mount and underneath are two locks, as
+    /// between two clients of NFSv3 mounted `nolock`), and its default caches.
+    pub fn without_lock_forwarding() -> SharedDir {
+        SharedDir::bindfs(&[], &[])
+    }
+
+    fn bindfs(base: &[&str], options: &[&str]) -> SharedDir {
         let shared = SharedDir::unmounted();
         let (under, mount) = (&shared.under, &shared.mount);
         let bindfs = bindfs();
         let output = Command::new(&bindfs)
-            .args(BASE_OPTIONS)
+            .args(base)
             .args(options)
             .arg(under)
             .arg(mount)

@@ -209,12 +209,15 @@ fn look_forever(
     // The content of the last chunk, where the inode number cannot tell
     // chunks apart (see ContentDigest).
     let mut last_digest: Option<ContentDigest> = None;
+    // Whether only the content tells chunks apart here (decided at the
+    // first chunk; see ContentDigest).
+    let mut compare_content = false;
     let mut warned_unusable = false;
     loop {
         let last_id = last.as_ref().map(|chunk| chunk.id);
         // A stat is cheaper than an open; open only when `F` changed (or
         // always, where only the content tells).
-        if last_digest.is_some() || bus.current_id()?.is_none_or(|id| Some(id) != last_id) {
+        if compare_content || bus.current_id()?.is_none_or(|id| Some(id) != last_id) {
             if crate::history::exists(bus) {
                 return replay::run(bus, watcher, output, options, last, baseline);
             }
@@ -223,7 +226,20 @@ fn look_forever(
                     if Some(chunk.id) != last_id
                         || last_digest.is_some_and(|digest| !digest.matches(&chunk)) =>
                 {
-                    last_digest = ContentDigest::needed(bus, &chunk);
+                    compare_content = compare_content || ContentDigest::needed(bus, &chunk);
+                    let digest = if compare_content {
+                        match ContentDigest::of(&chunk) {
+                            Some(digest) => Some(digest),
+                            // Gone before we could read it: look again.
+                            None => {
+                                looking_again(bus);
+                                watcher.wait_for_change()?;
+                                continue;
+                            }
+                        }
+                    } else {
+                        None
+                    };
                     // A chunk that is not of our format is skipped, once.
                     match output
                         .content(bus, &chunk)
@@ -244,6 +260,7 @@ fn look_forever(
                         Err(error) => return Err(error),
                     }
                     last = Some(chunk);
+                    last_digest = digest;
                     warned_unusable = false;
                 }
                 Current::Unusable(kind) if !warned_unusable => {
@@ -337,13 +354,10 @@ struct ContentDigest {
 }
 
 impl ContentDigest {
-    /// The digest of `chunk` if its bus is on a shared filesystem without
-    /// extended attributes, and its content could be read.
-    fn needed(bus: &Bus, chunk: &Chunk) -> Option<ContentDigest> {
-        if bus.remote_filesystem().is_none() || !stamp::unsupported(&chunk.file) {
-            return None;
-        }
-        ContentDigest::of(chunk)
+    /// Whether only the content tells chunks apart: the bus is on a shared
+    /// filesystem without extended attributes.
+    fn needed(bus: &Bus, chunk: &Chunk) -> bool {
+        bus.remote_filesystem().is_some() && stamp::unsupported(&chunk.file)
     }
 
     fn of(chunk: &Chunk) -> Option<ContentDigest> {

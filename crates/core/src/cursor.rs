@@ -24,6 +24,7 @@
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use inotify::WatchMask;
@@ -43,6 +44,18 @@ pub const CURSOR_ATTRIBUTE: &str = "user.filebus.cursor";
 pub const MAX_NAME_LEN: usize = 64;
 /// The most cursor files looked at in one survey.
 const MAX_SURVEYED: usize = 4096;
+/// How often a named consumer touches its cursor file (its modification
+/// time), to say it is alive where the filesystem does not share locks
+/// between machines (see [`HEARTBEAT_LEASE`]).
+const HEARTBEAT: Duration = Duration::from_millis(500);
+/// How long after its cursor file was last touched a named consumer still
+/// holds producers back although its lock cannot be seen. Where locks are
+/// shared (one machine, NFSv4, NFSv3 with lockd, CephFS) the lock says it
+/// all; where they are not (bindfs without lock forwarding, NFSv3 mounted
+/// `nolock`), a producer on another machine sees a live consumer only by
+/// this heartbeat. A consumer killed without its lock being seen then holds
+/// producers back this long; one stopped (SIGSTOP) longer is outrun.
+pub const HEARTBEAT_LEASE: Duration = Duration::from_secs(5);
 /// How long a starting consumer retries a held lock (a probe holds it for
 /// microseconds; a running consumer for ever).
 const CLAIM_RETRIES: u32 = 100;
@@ -80,6 +93,33 @@ pub struct Cursor {
     path: PathBuf,
     name: String,
     position: Option<u64>,
+    /// Tells the heartbeat thread to stop when the cursor is dropped.
+    heartbeat: Option<Arc<Mutex<bool>>>,
+}
+
+impl Drop for Cursor {
+    /// Stops the heartbeat and sets the file's modification time to the
+    /// epoch: a consumer that ends (rather than dies) holds nobody back for
+    /// the rest of its lease. Under the heartbeat's mutex, so that no beat
+    /// comes after.
+    fn drop(&mut self) {
+        let Some(stopped) = &self.heartbeat else {
+            return;
+        };
+        let mut stopped = stopped.lock().unwrap_or_else(PoisonError::into_inner);
+        *stopped = true;
+        let epoch = rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let _ = rustix::fs::futimens(
+            &self.file,
+            &rustix::fs::Timestamps {
+                last_access: epoch,
+                last_modification: epoch,
+            },
+        );
+    }
 }
 
 impl Cursor {
@@ -138,11 +178,13 @@ impl Cursor {
             }
         }
         let position = read_position(&fd);
+        let heartbeat = start_heartbeat(&dir, name);
         Ok(Cursor {
             file: File::from(fd),
             path,
             name: name.to_owned(),
             position,
+            heartbeat,
         })
     }
 
@@ -208,6 +250,64 @@ fn lock_exclusively(
     })
 }
 
+/// Touches the cursor file `name` in `dir` every [`HEARTBEAT`] until the
+/// returned flag is set, from a thread of its own, so that a consumer
+/// blocked on its output still says it is alive. The thread reaches the file
+/// by name (an `O_PATH` descriptor of the directory), so it never holds the
+/// cursor's lock. `None` if the thread cannot be started: the lock alone
+/// then says the consumer is alive.
+fn start_heartbeat(dir: &OwnedFd, name: &str) -> Option<Arc<Mutex<bool>>> {
+    let dir = dir.try_clone().ok()?;
+    let name = std::ffi::CString::new(name).ok()?;
+    let stop = Arc::new(Mutex::new(false));
+    let stopped = Arc::clone(&stop);
+    std::thread::Builder::new()
+        .name("filebus-heartbeat".into())
+        .spawn(move || {
+            let now = rustix::fs::Timestamps {
+                last_access: rustix::fs::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: rustix::fs::UTIME_NOW,
+                },
+                last_modification: rustix::fs::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: rustix::fs::UTIME_NOW,
+                },
+            };
+            loop {
+                std::thread::sleep(HEARTBEAT);
+                let stopped = stopped.lock().unwrap_or_else(PoisonError::into_inner);
+                if *stopped {
+                    break;
+                }
+                // A failure (the file went away) is the lock's business.
+                let _ = rustix::fs::utimensat(&dir, &name, &now, AtFlags::SYMLINK_NOFOLLOW);
+            }
+        })
+        .ok()?;
+    Some(stop)
+}
+
+/// Whether the cursor file `fd` was touched within [`HEARTBEAT_LEASE`], by
+/// the server's modification time against this machine's clock (machines
+/// sharing a bus keep their clocks in step, as `--stats` latency needs).
+fn heartbeat_recent(fd: &OwnedFd) -> bool {
+    let Ok(statx) = rustix::fs::statx(
+        fd,
+        c"",
+        AtFlags::EMPTY_PATH | AtFlags::STATX_FORCE_SYNC,
+        rustix::fs::StatxFlags::MTIME,
+    ) else {
+        return false;
+    };
+    let modified = Duration::new(
+        u64::try_from(statx.stx_mtime.tv_sec).unwrap_or(0),
+        statx.stx_mtime.tv_nsec.min(999_999_999),
+    );
+    let now = Duration::from_nanos(crate::stamp::now_ns());
+    now.saturating_sub(modified) < HEARTBEAT_LEASE
+}
+
 /// The largest cursor kept in a file's size (see [`Cursor::advance`]): far
 /// beyond any sequence a bus reaches, within every filesystem's file size.
 const MAX_SIZE_CURSOR: u64 = 1 << 40;
@@ -262,6 +362,10 @@ pub struct NamedConsumer {
     pub name: String,
     /// Whether a process holds its cursor's lock right now.
     pub alive: bool,
+    /// Whether its cursor file was touched within [`HEARTBEAT_LEASE`]: a
+    /// consumer whose lock this machine cannot see (locks not shared
+    /// between machines) is alive by this.
+    pub heartbeat: bool,
     /// The last sequence it wrote out, if recorded.
     pub cursor: Option<u64>,
 }
@@ -316,6 +420,7 @@ fn probe(dir: &OwnedFd, name: String) -> Option<NamedConsumer> {
     Some(NamedConsumer {
         name,
         alive,
+        heartbeat: heartbeat_recent(&fd),
         cursor: read_position(&fd),
     })
 }
@@ -388,7 +493,8 @@ pub(crate) fn wait_until_written(
             .unwrap_or_default()
             .into_iter()
             .find(|consumer| {
-                consumer.alive && consumer.cursor.is_some_and(|cursor| cursor < needed)
+                (consumer.alive || consumer.heartbeat)
+                    && consumer.cursor.is_some_and(|cursor| cursor < needed)
             });
         let Some(lagging) = lagging else {
             return Ok(());
