@@ -128,7 +128,18 @@ fn ends_at_the_last_chunk_of_every_burst(shared: &SharedDir, bursts: usize, chun
             &chunks(first, chunks_each),
             shared.aux(),
         );
-        consumer.wait_for_suffix(&chunks(first + chunks_each - 1, 1));
+        let last = chunks(first + chunks_each - 1, 1);
+        wait_for(
+            &format!("the last chunk of burst {burst}"),
+            || consumer.output().ends_with(&last),
+            || {
+                format!(
+                    "{} bytes written; stderr: {}",
+                    consumer.output().len(),
+                    consumer.stderr()
+                )
+            },
+        );
     }
     let finished = consumer.kill();
     let starts = check_full_chunks(&finished.stdout, "lossy consumer on the mount");

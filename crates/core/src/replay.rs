@@ -110,9 +110,11 @@ struct Replay<B, O> {
     warned_unusable: bool,
     /// A gap being skipped, not reported yet.
     pending_loss: Option<(u64, u64)>,
-    /// The next jump over chunks no longer held is where this consumer
-    /// starts (`--last` reaching further back than history): not a loss.
-    quiet: bool,
+    /// Chunks numbered below this one that are not held are not a loss:
+    /// `--last K` reaching further back than the history held when the
+    /// consumer started, or the stream that had ended at `F` by then. From
+    /// here on, every chunk not written is reported.
+    counts_from: u64,
     /// The filesystem has no extended attributes, so chunks carry no stamp:
     /// history entries are written by their names, and the chunk at `F`
     /// only says that something new was published.
@@ -186,7 +188,7 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
             last: None,
             warned_unusable: false,
             pending_loss: None,
-            quiet: false,
+            counts_from: 0,
             unstamped: false,
         };
         replay.open_history();
@@ -256,18 +258,27 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
                 } else {
                     sequence
                 };
-                // Reaching back further than the history holds is where
-                // this consumer starts, not a loss; the chunk at `F`
-                // leaving the history before it is written is one.
-                self.quiet = at_end || last_k.is_some_and(|k| k > 1);
+                // Reaching back further than the history holds now is
+                // where this consumer starts, not a loss, nor is missing a
+                // stream that had ended at `F`; any other chunk leaving the
+                // history before it is written is a loss.
+                self.counts_from = if at_end {
+                    sequence.saturating_add(1)
+                } else {
+                    let oldest_held = self
+                        .history
+                        .as_ref()
+                        .and_then(|history| history.first_from(from_f).ok().flatten())
+                        .unwrap_or(from_f);
+                    from_f.max(oldest_held.min(sequence))
+                };
             }
         } else {
             self.next = Some(after_baseline);
         }
-        if !self.quiet
-            && let Some(next) = self.next
-        {
-            self.output.borrow().expect(next);
+        if let Some(next) = self.next {
+            self.counts_from = self.counts_from.max(next);
+            self.output.borrow().expect(self.counts_from);
         }
         // A new named consumer holds producers back from here on.
         if let (Some(cursor), Some(next)) = (&mut self.cursor, self.next) {
@@ -428,10 +439,10 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
                     let hole = next
                         .checked_sub(1)
                         .is_some_and(|before| history.holds(before));
-                    if !self.quiet && !hole {
-                        self.lost(next, resume);
+                    let from = next.max(self.counts_from);
+                    if !hole && from < resume {
+                        self.lost(from, resume);
                     }
-                    self.quiet = false;
                     next = resume;
                     continue;
                 }
@@ -445,7 +456,6 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
                     continue;
                 }
             };
-            self.quiet = false;
             let held_content = self.output.borrow().content(self.bus.borrow(), &held);
             let held_sequence = held_content
                 .as_ref()
@@ -469,7 +479,6 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
             }
             next += 1;
         }
-        self.quiet = false;
         match at_f {
             Some((chunk, content)) => self.write(chunk, content, Some(sequence)),
             None => {

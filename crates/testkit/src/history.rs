@@ -86,14 +86,6 @@ fn written_numbers(output: &[u8]) -> Vec<u32> {
         .collect()
 }
 
-/// Whether a consumer that starts quietly (an end-of-stream chunk at `F`,
-/// or `--last K` with K > 1) may skip without counting every chunk its
-/// first look finds gone from the history, including chunks published after
-/// it started (the consumer does so today: `Replay::quiet` covers the whole
-/// first jump). docs/PROTOCOL.md says those are lost and counted; set to
-/// `false` with the fix in `crates/core/src/replay.rs`.
-const QUIET_START_TOLERATED: bool = true;
-
 /// What a consumer must have done so far.
 #[derive(Debug)]
 struct Model {
@@ -106,12 +98,6 @@ struct Model {
     counts_from: u64,
     /// Chunks it must have counted as missed.
     missed: u64,
-    /// Whether its first jump over chunks no longer held goes uncounted
-    /// ([`QUIET_START_TOLERATED`]).
-    quiet: bool,
-    /// Chunks from `counts_from` on that it skipped without counting them,
-    /// tolerated ([`QUIET_START_TOLERATED`]).
-    silent: u64,
     /// The chunks it must have written (end-of-stream chunks included).
     written: Vec<u64>,
     /// Whether an end-of-stream chunk ended it.
@@ -127,7 +113,6 @@ impl Model {
         }
         for sequence in self.next..=counter {
             if sequence + depth > counter {
-                self.quiet = false;
                 self.written.push(sequence);
                 self.next = sequence + 1;
                 if markers.contains(&sequence) && !self.follow && sequence > self.end_after {
@@ -135,14 +120,9 @@ impl Model {
                     return;
                 }
             } else if sequence >= self.counts_from {
-                if self.quiet {
-                    self.silent += 1;
-                } else {
-                    self.missed += 1;
-                }
+                self.missed += 1;
             }
         }
-        self.quiet = false;
         self.next = counter + 1;
     }
 }
@@ -269,24 +249,22 @@ impl World {
     /// cursor of `name`) must start, and what it counts.
     fn model(&mut self, name: Option<&str>, last: Option<u64>, follow: bool) -> Model {
         let counter = self.counter;
-        let starting = |next: u64, end_after: u64, counts_from: u64, quiet: bool| Model {
+        let starting = |next: u64, end_after: u64, counts_from: u64| Model {
             next,
             end_after,
             follow,
             counts_from,
             missed: 0,
-            quiet: quiet && QUIET_START_TOLERATED,
-            silent: 0,
             written: Vec::new(),
             ended: false,
         };
         if let Some(&position) = name.and_then(|name| self.cursors.get(name)) {
             // After the cursor, every chunk counted.
-            return starting(position + 1, position, position + 1, false);
+            return starting(position + 1, position, position + 1);
         }
         let model = if counter == 0 {
             // Before the first publish: from chunk 1.
-            starting(1, 0, 1, false)
+            starting(1, 0, 1)
         } else {
             let at_end = self.markers.contains(&counter);
             let newest = if at_end { counter - 1 } else { counter };
@@ -306,9 +284,7 @@ impl World {
             } else {
                 from_f.max(oldest_held)
             };
-            // Where the consumer starts quietly today.
-            let quiet = at_end || last.is_some_and(|k| k > 1);
-            starting(from_f, end_after, counts_from, quiet)
+            starting(from_f, end_after, counts_from)
         };
         if let Some(name) = name {
             self.cursors.insert(name.to_owned(), model.next - 1);
@@ -415,8 +391,7 @@ impl World {
                 .filter(|sequence| model.written.binary_search(sequence).is_err())
                 .count() as u64;
             assert_eq!(
-                missed + model.silent,
-                unwritten,
+                missed, unwritten,
                 "consumer {who} ended at {end} having missed {missed} chunks, not the \
                  {unwritten} it did not write ({model:?})"
             );
