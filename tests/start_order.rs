@@ -139,6 +139,11 @@ impl Site {
 enum Start {
     /// The consumer runs before the bus exists; the producer comes after.
     ConsumerFirst,
+    /// As `ConsumerFirst`, but the producer comes six seconds later, longer
+    /// than a named consumer's heartbeat lease: only a beating heartbeat
+    /// (not the cursor file's creation) says it is alive where locks are
+    /// not shared.
+    ConsumerLongBefore,
     /// Both started at once, nobody waiting for anybody.
     Together,
     /// The consumer starts after [`WITHIN`] chunks.
@@ -228,9 +233,12 @@ fn run_case(place: Place, named: bool, start: Start) {
     );
     let consumer_command = || filebus(&site.consumer_bus, &consumer_args(named));
     let (consumer, mut producer, expected) = match start {
-        Start::ConsumerFirst => {
+        Start::ConsumerFirst | Start::ConsumerLongBefore => {
             let consumer = Running::start(consumer_command(), None);
             wait_ready(&consumer, named);
+            if start == Start::ConsumerLongBefore {
+                std::thread::sleep(std::time::Duration::from_secs(6));
+            }
             let mut producer = Producer::start(&site.producer_bus);
             producer.feed(0..CHUNKS);
             (
@@ -466,4 +474,5 @@ start_order_cases! {
     bindfs_unlocked_named_together: Place::BindfsWithoutLocks, true, Start::Together;
     bindfs_unlocked_named_late_within_window: Place::BindfsWithoutLocks, true, Start::LateWithinWindow;
     bindfs_unlocked_named_late_beyond_window: Place::BindfsWithoutLocks, true, Start::LateBeyondWindow;
+    bindfs_unlocked_named_consumer_long_before: Place::BindfsWithoutLocks, true, Start::ConsumerLongBefore;
 }

@@ -178,7 +178,7 @@ impl Cursor {
             }
         }
         let position = read_position(&fd);
-        let heartbeat = start_heartbeat(&dir, name);
+        let heartbeat = start_heartbeat(&dir, name, &stat);
         Ok(Cursor {
             file: File::from(fd),
             path,
@@ -250,15 +250,26 @@ fn lock_exclusively(
     })
 }
 
-/// Touches the cursor file `name` in `dir` every [`HEARTBEAT`] until the
-/// returned flag is set, from a thread of its own, so that a consumer
-/// blocked on its output still says it is alive. The thread reaches the file
-/// by name (an `O_PATH` descriptor of the directory), so it never holds the
-/// cursor's lock. `None` if the thread cannot be started: the lock alone
-/// then says the consumer is alive.
-fn start_heartbeat(dir: &OwnedFd, name: &str) -> Option<Arc<Mutex<bool>>> {
-    let dir = dir.try_clone().ok()?;
-    let name = std::ffi::CString::new(name).ok()?;
+/// Touches the cursor file every [`HEARTBEAT`] until the returned flag is
+/// set, from a thread of its own, so that a consumer blocked on its output
+/// still says it is alive. The thread has a descriptor of its own of the
+/// very file claimed (`name` in `dir`, opened again and checked to be the
+/// inode `claimed`): a separate open file, so it never holds the cursor's
+/// lock, and it touches that file, never whatever is put at the name later.
+/// `None` if the thread cannot be started: the lock alone then says the
+/// consumer is alive.
+fn start_heartbeat(
+    dir: &OwnedFd,
+    name: &str,
+    claimed: &rustix::fs::Stat,
+) -> Option<Arc<Mutex<bool>>> {
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+    let file = rustix::fs::openat(dir, name, flags, Mode::empty()).ok()?;
+    let stat = rustix::fs::fstat(&file).ok()?;
+    if (stat.st_dev, stat.st_ino) != (claimed.st_dev, claimed.st_ino) {
+        return None;
+    }
     let stop = Arc::new(Mutex::new(false));
     let stopped = Arc::clone(&stop);
     std::thread::Builder::new()
@@ -281,7 +292,7 @@ fn start_heartbeat(dir: &OwnedFd, name: &str) -> Option<Arc<Mutex<bool>>> {
                     break;
                 }
                 // A failure (the file went away) is the lock's business.
-                let _ = rustix::fs::utimensat(&dir, &name, &now, AtFlags::SYMLINK_NOFOLLOW);
+                let _ = rustix::fs::futimens(&file, &now);
             }
         })
         .ok()?;
