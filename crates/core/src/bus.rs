@@ -340,23 +340,9 @@ impl Bus {
     /// Which file is at `F`, asked of the server (see [`stat_from_server`]);
     /// `None` if nothing is there.
     fn version_from_server(&self) -> rustix::io::Result<Option<Version>> {
-        let flags = AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_FORCE_SYNC;
-        let wanted = StatxFlags::INO | StatxFlags::MTIME;
-        match rustix::fs::statx(&self.dir, self.name.as_os_str(), flags, wanted) {
-            Ok(statx) => Ok(Some(Version::of_statx(&statx))),
+        match stat_at_from_server(&self.dir, self.name.as_os_str()) {
+            Ok(stat) => Ok(Some(stat.version)),
             Err(Errno::NOENT | Errno::STALE) => Ok(None),
-            // Kernels before 4.11: the client's view is all there is.
-            Err(Errno::NOSYS) => {
-                match rustix::fs::statat(
-                    &self.dir,
-                    self.name.as_os_str(),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                ) {
-                    Ok(stat) => Ok(Some(Version::of(&stat))),
-                    Err(Errno::NOENT | Errno::STALE) => Ok(None),
-                    Err(errno) => Err(errno),
-                }
-            }
             Err(errno) => Err(errno),
         }
     }
@@ -725,6 +711,15 @@ impl Version {
         }
     }
 
+    /// When the file's content was last written, as a time since the epoch
+    /// (zero for a time before it).
+    pub(crate) fn modified(&self) -> std::time::Duration {
+        std::time::Duration::new(
+            u64::try_from(self.modified.0).unwrap_or(0),
+            self.modified.1.min(999_999_999),
+        )
+    }
+
     fn of_statx(statx: &rustix::fs::Statx) -> Version {
         Version {
             id: ChunkId::of_statx(statx),
@@ -779,6 +774,35 @@ pub(crate) fn stat_from_server(fd: &OwnedFd) -> rustix::io::Result<OpenStat> {
         }),
         Err(errno) => Err(errno),
     }
+}
+
+/// Which file is at `name` in `dir` (a symlink is not followed) and of what
+/// type, asked of the server as [`stat_from_server`] does: on a FUSE or
+/// network mount a cached lookup can go on showing a file that another
+/// machine replaced or removed.
+pub(crate) fn stat_at_from_server(dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<NameStat> {
+    let flags = AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_FORCE_SYNC;
+    let wanted = StatxFlags::TYPE | StatxFlags::INO | StatxFlags::MTIME;
+    match rustix::fs::statx(dir, name, flags, wanted) {
+        Ok(statx) => Ok(NameStat {
+            version: Version::of_statx(&statx),
+            mode: u32::from(statx.stx_mode),
+        }),
+        // Kernels before 4.11: the client's view is all there is.
+        Err(Errno::NOSYS) => {
+            rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map(|stat| NameStat {
+                version: Version::of(&stat),
+                mode: stat.st_mode,
+            })
+        }
+        Err(errno) => Err(errno),
+    }
+}
+
+/// What [`stat_at_from_server`] tells of a name.
+pub(crate) struct NameStat {
+    pub(crate) version: Version,
+    pub(crate) mode: u32,
 }
 
 impl ChunkId {

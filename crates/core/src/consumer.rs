@@ -363,7 +363,8 @@ impl ContentDigest {
     fn of(chunk: &Chunk) -> Option<ContentDigest> {
         use std::hash::Hasher;
         let mut hasher = std::hash::DefaultHasher::new();
-        let mut buffer = vec![0u8; 64 * 1024];
+        // On the stack: this runs at every look while nothing new comes.
+        let mut buffer = [0u8; 16 * 1024];
         let mut offset = 0u64;
         while offset < chunk.len {
             let want = usize::try_from(chunk.len - offset)
@@ -393,7 +394,7 @@ impl ContentDigest {
 }
 
 /// Says that the chunk a consumer opened vanished before it could be read.
-fn looking_again(bus: &Bus) {
+pub(crate) fn looking_again(bus: &Bus) {
     log::info!(
         "{}: {}: looking again",
         bus.path().display(),

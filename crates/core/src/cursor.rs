@@ -303,20 +303,11 @@ fn start_heartbeat(
 /// the server's modification time against this machine's clock (machines
 /// sharing a bus keep their clocks in step, as `--stats` latency needs).
 fn heartbeat_recent(fd: &OwnedFd) -> bool {
-    let Ok(statx) = rustix::fs::statx(
-        fd,
-        c"",
-        AtFlags::EMPTY_PATH | AtFlags::STATX_FORCE_SYNC,
-        rustix::fs::StatxFlags::MTIME,
-    ) else {
+    let Ok(stat) = crate::bus::stat_from_server(fd) else {
         return false;
     };
-    let modified = Duration::new(
-        u64::try_from(statx.stx_mtime.tv_sec).unwrap_or(0),
-        statx.stx_mtime.tv_nsec.min(999_999_999),
-    );
     let now = Duration::from_nanos(crate::stamp::now_ns());
-    now.saturating_sub(modified) < HEARTBEAT_LEASE
+    now.saturating_sub(stat.version.modified()) < HEARTBEAT_LEASE
 }
 
 /// The largest cursor kept in a file's size (see [`Cursor::advance`]): far

@@ -208,23 +208,8 @@ impl HistoryDir {
     /// showing an entry that another machine dropped, which would make a
     /// loss look like a hole.
     pub fn holds(&self, sequence: u64) -> bool {
-        let name = entry_name(sequence);
-        match rustix::fs::statx(
-            &self.dir,
-            name.as_str(),
-            AtFlags::SYMLINK_NOFOLLOW | AtFlags::STATX_FORCE_SYNC,
-            rustix::fs::StatxFlags::TYPE,
-        ) {
-            Ok(statx) => {
-                FileType::from_raw_mode(u32::from(statx.stx_mode)) == FileType::RegularFile
-            }
-            Err(Errno::NOSYS) => {
-                rustix::fs::statat(&self.dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW).is_ok_and(
-                    |stat| FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile,
-                )
-            }
-            Err(_) => false,
-        }
+        crate::bus::stat_at_from_server(&self.dir, OsStr::new(&entry_name(sequence)))
+            .is_ok_and(|stat| FileType::from_raw_mode(stat.mode) == FileType::RegularFile)
     }
 
     /// Calls `each` with the sequence and file type of every entry name in

@@ -314,14 +314,27 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
             (None, Format::Raw) => stamp::read(&chunk.file).map(|stamp| stamp.sequence),
             (None, Format::Tar) => None,
         };
-        if stamped.is_none()
-            && self.output_format() == Format::Raw
-            && stamp::unsupported(&chunk.file)
-        {
-            self.unstamped = true;
-            return self.history.as_ref()?.newest().ok()?;
+        match stamped {
+            None => self.newest_if_unstamped(chunk).ok().flatten(),
+            stamped => stamped,
         }
-        stamped
+    }
+
+    /// Where the filesystem of `chunk` (unstamped) has no extended
+    /// attributes, so that no chunk can carry a stamp: notes it, and gives
+    /// the newest history entry, the number of the newest chunk published
+    /// (our producers link a chunk into history before it reaches `F`).
+    /// `None` where chunks could be stamped (`chunk` is a foreign one), or
+    /// without a history.
+    fn newest_if_unstamped(&mut self, chunk: &Chunk) -> Result<Option<u64>> {
+        if self.output_format() != Format::Raw || !stamp::unsupported(&chunk.file) {
+            return Ok(None);
+        }
+        self.unstamped = true;
+        match &self.history {
+            Some(history) => history.newest(),
+            None => Ok(None),
+        }
     }
 
     fn output_format(&self) -> Format {
@@ -371,18 +384,10 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
             Err(_) => None,
         };
         if sequence.is_none()
-            && self.output_format() == Format::Raw
-            && stamp::unsupported(&chunk.file)
-            && let Some(newest) = self
-                .history
-                .as_ref()
-                .map(HistoryDir::newest)
-                .transpose()?
-                .flatten()
+            && let Some(newest) = self.newest_if_unstamped(&chunk)?
         {
             // No stamps on this filesystem: write out the entries up to
             // the newest, by their names; `F` only woke us up.
-            self.unstamped = true;
             self.last = Some(chunk);
             return self.catch_up(None, newest.saturating_add(1));
         }
@@ -552,11 +557,7 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
             Ok(content) => {
                 match self.output.borrow_mut().emit(&chunk, &content) {
                     Err(crate::Error::ChunkVanished) => {
-                        log::info!(
-                            "{}: {}: looking again",
-                            self.bus.borrow().path().display(),
-                            crate::Error::ChunkVanished
-                        );
+                        crate::consumer::looking_again(self.bus.borrow());
                         return Ok(Flow::Vanished);
                     }
                     other => other?,
