@@ -495,8 +495,13 @@ pub(crate) fn wait_until_written(
             .unwrap_or_default()
             .into_iter()
             .find(|consumer| {
-                (consumer.alive || consumer.heartbeat)
-                    && consumer.cursor.is_some_and(|cursor| cursor < needed)
+                // A consumer that holds the lock of its name but has not
+                // recorded where it starts yet holds everything until it
+                // does (a file that is only fresh may be anybody's).
+                match consumer.cursor {
+                    Some(cursor) => (consumer.alive || consumer.heartbeat) && cursor < needed,
+                    None => consumer.alive,
+                }
             });
         let Some(lagging) = lagging else {
             return Ok(());

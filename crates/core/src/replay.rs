@@ -176,6 +176,14 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
             Some(name) => Some(Cursor::claim(bus.borrow(), name)?),
             None => None,
         };
+        // A new named consumer holds producers back from its claim on (its
+        // cursor, claimed but empty, holds everything): it starts after the
+        // counter as it stands now, not as it stood before it could hold
+        // anything, which would make chunks published in between a loss.
+        let baseline = match &cursor {
+            Some(cursor) if cursor.position().is_none() => bus_counter(bus.borrow()),
+            _ => baseline,
+        };
         let mut replay = Replay {
             bus,
             output,
