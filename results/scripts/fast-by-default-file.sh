@@ -1,6 +1,6 @@
 #!/bin/bash
-# Used for the file rows of results/fast-by-default.md.
-# usage: file_devnull.sh FILE BINARY [options...] | cat
+# Used for the file rows of results/2026-12-02-fast-by-default/README.md.
+# usage: results/scripts/fast-by-default-file.sh FILE BINARY [options...] | cat
 # lossless `producer < FILE` to `consumer > /dev/null`, or `cat FILE | cat > /dev/null` with BINARY "cat"; prints MB/s
 FILE=$1; BIN=$2; shift 2
 SIZE=$(stat -c %s $FILE)

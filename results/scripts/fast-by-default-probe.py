@@ -12,8 +12,8 @@
            chunks published per second (emitted + missed, from --stats).
 
 Usage:
-  fast_by_default_probe.py latency PROGRAM SPACING RECORDS [OPTIONS...]
-  fast_by_default_probe.py loss PROGRAM RATE CONSUMERS [OPTIONS...]
+  results/scripts/fast-by-default-probe.py latency PROGRAM SPACING RECORDS [OPTIONS...]
+  results/scripts/fast-by-default-probe.py loss PROGRAM RATE CONSUMERS [OPTIONS...]
 
 Prints one line of results. The machine is shared: run each point several
 times and compare medians, side by side with the baseline of the same run.

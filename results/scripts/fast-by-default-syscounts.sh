@@ -1,6 +1,6 @@
 #!/bin/bash
-# Used for results/fast-by-default-syscalls.txt.
-# usage: syscounts.sh BINARY LABEL [extra options]
+# Used for results/2026-12-02-fast-by-default/syscalls.txt.
+# usage: results/scripts/fast-by-default-syscounts.sh BINARY LABEL [extra options]
 # 4 KiB lossless, 2000 chunks (8,192,000 bytes) through pipes; producer and consumer each under strace -c -f.
 BIN=$1; LABEL=$2; shift 2
 D=$(mktemp -d /tmp/fb9-sc.XXXX)

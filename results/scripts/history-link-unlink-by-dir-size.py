@@ -3,7 +3,7 @@
 entries, as the history does for every chunk (link the new chunk in, unlink
 the one leaving the window), against an empty directory.
 
-usage: python3 link-unlink-by-dir-size.py [DIR] [ROUNDS]   (default /tmp, 3)
+usage: python3 results/scripts/history-link-unlink-by-dir-size.py [DIR] [ROUNDS]   (default /tmp, 3)
 
 Prints, per round, microseconds per link+unlink pair (Python's own overhead
 of about 1 us per call included) for each (entries, name length, fan-out)."""

@@ -6,7 +6,7 @@
 # rate is compared with the slow consumer's. Then the same with `tee` into 4
 # FIFOs and the same slow reader, for comparison.
 #
-# Usage: results/history/named-slow.sh [MiB]   (FILEBUS=path/to/filebus)
+# Usage: results/scripts/history-named-slow.sh [MiB]   (FILEBUS=path/to/filebus)
 set -euo pipefail
 fb=${FILEBUS:-target/release/filebus}
 mib=${1:-64}

@@ -3,9 +3,9 @@
 # --history 64 and 4 named consumers, each piped into `cat > /dev/null`,
 # against `tee` into 4 FIFOs each read by `cat > /dev/null`; same input,
 # runs interleaved, median of N. Every named consumer's output is checked
-# by length (the named-slow.sh script checks content).
+# by length (history-named-slow.sh checks content).
 #
-# Usage: results/history/named-throughput.sh [MiB] [runs]   (FILEBUS=path/to/filebus)
+# Usage: results/scripts/history-named-throughput.sh [MiB] [runs]   (FILEBUS=path/to/filebus)
 set -euo pipefail
 fb=${FILEBUS:-target/release/filebus}
 mib=${1:-256}

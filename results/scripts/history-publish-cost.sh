@@ -3,7 +3,7 @@
 # consumer) publishing a regular file of random bytes, with and without
 # --history 64, at 4 KiB and 1 MiB blocks; runs interleaved, median of N.
 #
-# Usage: results/history/publish-cost.sh [runs]   (FILEBUS=path/to/filebus,
+# Usage: results/scripts/history-publish-cost.sh [runs]   (FILEBUS=path/to/filebus,
 # DIR=where the bus goes, default /tmp)
 set -euo pipefail
 fb=${FILEBUS:-target/release/filebus}

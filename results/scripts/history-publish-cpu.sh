@@ -5,7 +5,7 @@
 # binary given; microseconds of CPU (user + system, from /usr/bin/time) and
 # of wall clock per chunk, median of N interleaved runs.
 #
-# Usage: results/history/publish-cpu.sh runs binary...   (DIR=where the bus
+# Usage: results/scripts/history-publish-cpu.sh runs binary...   (DIR=where the bus
 # goes, default /tmp)
 set -euo pipefail
 runs=$1; shift

@@ -4,7 +4,7 @@
 # ext4 inode allocator finds no inode freed in the last minute by an earlier
 # run; from `perf record`, with the part spent in ext4's recently_deleted.
 #
-# Usage: results/history/publish-quiet.sh path/to/filebus   (takes 4+ minutes)
+# Usage: results/scripts/history-publish-quiet.sh path/to/filebus   (takes 4+ minutes)
 set -eu
 fb=$1; d=$(mktemp -d /tmp/filebus-quiet-XXXXXX); trap 'rm -rf "$d"' EXIT
 head -c 16M /dev/urandom > "$d/in"

@@ -3,7 +3,7 @@
 # producer alone publishing 1000 chunks of 4 KiB from a regular file, under
 # `strace -c -f`; prints each call's count per chunk for both variants.
 #
-# Usage: results/history/publish-syscalls.sh   (FILEBUS=path/to/filebus,
+# Usage: results/scripts/history-publish-syscalls.sh   (FILEBUS=path/to/filebus,
 # DIR=where the bus goes, default /tmp)
 set -euo pipefail
 fb=${FILEBUS:-target/release/filebus}

@@ -1,7 +1,7 @@
 #!/bin/bash
 # A 256 MiB file (/tmp/in256, made with: head -c 268435456 /dev/urandom > /tmp/in256)
 # through cat | producer --lossless ... consumer --lossless | cat; BLOCK "cat" times cat | cat | cat instead.
-# usage: pipes2.sh BIN BLOCK|cat ; prints MB/s for 256 MiB through cat | producer ... consumer | cat
+# usage: results/scripts/pipe-size-block-trial.sh BIN BLOCK|cat ; prints MB/s for 256 MiB through cat | producer ... consumer | cat
 BIN=$1; BS=$2; D=$(mktemp -d /tmp/pp.XXXX); B=$D/bus
 if [ $BS = cat ]; then
   s=$(date +%s.%N); cat /tmp/in256 | cat | cat > /dev/null; e=$(date +%s.%N)

@@ -5,7 +5,7 @@ producers do). On ext4, a rename that replaces a file first flushes the new
 file's data (auto_da_alloc); the exchange does not.
 
 Usage, from the repository root:
-    python3 results/rename-exchange.py [DIR] > results/rename-exchange.txt
+    python3 results/scripts/rename-exchange.py [DIR] > results/2026-12-02-rename-exchange/rename-exchange.txt
 DIR (default /tmp) is where the bus lives. Each publish writes a new 4 KiB
 file (as a producer does), then replaces F; the two methods alternate in
 rounds so that load from other processes falls on both alike.

@@ -3,7 +3,7 @@
 # small chunks of varying sizes (16 to 48 bytes) at a few hundred a second,
 # nothing stopped or killed. A named consumer must write every record once,
 # in order. Prints what it wrote wrong; exits 1 if anything.
-# Usage: repro-bindfs-named.sh FILEBUS [RECORDS]
+# Usage: results/scripts/soak-repro-bindfs-named.sh FILEBUS [RECORDS]
 FB=${1:-filebus}
 N=${2:-20000}
 D=$(mktemp -d /tmp/repro-bindfs.XXXXXX)

@@ -5,7 +5,7 @@
 # continued. The consumer reports the end-of-stream chunk lost, then goes
 # on writing the second stream instead of ending: it ends only when the
 # second stream ends (never, if that one runs on).
-# Usage: repro-lost-eos.sh FILEBUS   (exits 1 when the consumer did not end)
+# Usage: results/scripts/soak-repro-lost-eos.sh FILEBUS   (exits 1 when the consumer did not end)
 FB=${1:-filebus}
 D=$(mktemp -d /tmp/repro-eos.XXXXXX)
 B=$D/bus

@@ -2,7 +2,7 @@
 # System calls per chunk of a lossless producer and consumer, counted with
 # `strace -c`: 1000 chunks of 4 KiB from a pipe, handed over one at a time,
 # the consumer writing to a pipe. Usage, from the repository root:
-#   cargo build && results/syscalls.sh target/debug/filebus > results/syscalls.txt
+#   cargo build && results/scripts/syscalls-per-chunk.sh target/debug/filebus > results/2026-12-02-syscalls-per-chunk/syscalls.txt
 # (The counts do not depend on the build profile; the timings strace shows
 # are inflated by tracing and are not measurements.)
 set -eu
