@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use filebus_core::bus::{Bus, Current, Format};
-use filebus_core::chunk::ChunkBuilder;
+use filebus_core::producer::chunk_file::ChunkBuilder;
 use filebus_core::sink::Sink;
 use filebus_core::{InputMethod, OutputMethod};
 
@@ -90,7 +90,7 @@ impl Drop for Feeder {
 /// it, reusing `buffer` from chunk to chunk as the producer does.
 fn build_and_publish(
     bus: &Bus,
-    lock: &mut filebus_core::lock::LockFile,
+    lock: &mut filebus_core::bus::lock::LockFile,
     input: &OwnedFd,
     method: InputMethod,
     block: usize,

@@ -12,7 +12,7 @@ use clap::{CommandFactory, Parser};
 use cli::{BenchArgs, Cli, Command};
 use filebus_bench::BenchError;
 use filebus_core::Error;
-use filebus_core::stats::SharedStats;
+use filebus_core::consumer::stats::SharedStats;
 
 /// Exit status for a runtime failure.
 const EXIT_FAILURE: u8 = 1;
@@ -123,9 +123,9 @@ fn run_stat(
     json: bool,
 ) -> Result<(), Error> {
     if watch {
-        return filebus_core::inspect::watch(path, json, count);
+        return filebus_core::status::watch(path, json, count);
     }
-    let status = filebus_core::inspect::status(path)?;
+    let status = filebus_core::status::status(path)?;
     if json {
         println!("{}", status.to_json(path));
     } else {

@@ -19,7 +19,7 @@
 use std::io;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use filebus_core::stats::{self, SharedStats};
+use filebus_core::consumer::stats::{self, SharedStats};
 use filebus_core::stop::StopFlag;
 
 /// The termination signal received, or 0.

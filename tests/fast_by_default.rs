@@ -129,9 +129,9 @@ fn the_default_block_size_is_1_mib_and_no_chunk_exceeds_it() {
 /// given back, so that consumers count no chunk as missed.
 #[test]
 fn a_lossless_publish_onto_a_waiting_chunk_hands_it_back_and_gives_back_its_number() {
+    use filebus_core::bus::stamp;
     use filebus_core::bus::{Bus, Format};
-    use filebus_core::chunk;
-    use filebus_core::stamp;
+    use filebus_core::producer::chunk_file as chunk;
 
     let scratch = Scratch::new();
     let bus = Bus::open(&scratch.bus()).expect("bus");

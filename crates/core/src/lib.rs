@@ -1,34 +1,28 @@
 //! filebus: a user-space multicast named pipe backed by a regular file.
 //!
-//! A producer cuts its standard input into chunks ([`chunker`]), builds each
-//! in a temporary file in the bus directory ([`chunk`]), and renames it onto
-//! the bus file under a lock ([`bus`], [`lock`]). Consumers wake up when the
+//! A producer cuts its standard input into chunks ([`producer::cut`]), builds each
+//! in a temporary file in the bus directory ([`producer::chunk_file`]), and renames it onto
+//! the bus file under a lock ([`bus`], [`bus::lock`]). Consumers wake up when the
 //! bus file changes ([`watch`]) and move each new chunk to standard output
 //! ([`sink`]).
 //!
-//! Data path: stdin → [`chunker`] → [`chunk`] (mmap'd temporary file) →
-//! [`bus::Bus::publish`] (rename under [`lock`]) → [`watch`] wake-up →
+//! Data path: stdin → [`producer::cut`] → [`producer::chunk_file`] (mmap'd temporary file) →
+//! [`bus::Bus::publish`] (rename under [`bus::lock`]) → [`watch`] wake-up →
 //! [`consumer`] → [`sink`] (splice/sendfile) → stdout.
 //!
 //! The on-disk protocol is that of the Python reference implementation
 //! (`pip install filebus==0.3.5`), with which it interoperates.
 
 pub mod bus;
-pub mod chunk;
-pub mod chunker;
 pub mod consumer;
 pub mod cursor;
 pub mod error;
 pub mod filesystem;
 pub mod history;
-pub mod inspect;
-pub mod lock;
-pub mod pipe;
+pub mod pipe_size;
 pub mod producer;
-pub mod replay;
 pub mod sink;
-pub mod stamp;
-pub mod stats;
+pub mod status;
 pub mod stop;
 pub mod tar;
 pub mod watch;
@@ -38,8 +32,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use bus::Format;
-pub use chunk::InputMethod;
 pub use error::{Error, Result};
+pub use producer::chunk_file::InputMethod;
 pub use sink::OutputMethod;
 
 /// The default `--block-size`: 1 MiB. Every chunk costs a new file, whose
@@ -66,7 +60,7 @@ pub struct Options {
     /// The most bytes in one chunk.
     pub block_size: NonZeroUsize,
     /// How long input may wait before it is published (see
-    /// [`chunker`]); the polling interval where file events are unavailable.
+    /// [`producer::cut`]); the polling interval where file events are unavailable.
     pub sleep_interval: Duration,
     /// Wake up on inotify events rather than by polling.
     pub file_monitoring: bool,
@@ -80,7 +74,7 @@ pub struct Options {
     pub delimiter: Option<u8>,
     /// Consumers count what they emit and miss here, and report it on
     /// stderr at the end (`--stats`).
-    pub stats: Option<stats::SharedStats>,
+    pub stats: Option<consumer::stats::SharedStats>,
     /// Where the program's signal handler records a termination signal.
     pub stop: stop::StopFlag,
     /// How chunks are stored at `F`.
@@ -122,8 +116,8 @@ impl Options {
     }
 
     /// The chunking rules these options imply.
-    pub fn chunk_policy(&self) -> chunker::ChunkPolicy {
-        chunker::ChunkPolicy {
+    pub fn chunk_policy(&self) -> producer::cut::ChunkPolicy {
+        producer::cut::ChunkPolicy {
             block_size: self.block_size,
             max_delay: self.sleep_interval,
         }

@@ -22,7 +22,7 @@ use rustix::io::Errno;
 use rustix::pipe::SpliceFlags;
 
 use crate::error::{Error, Result};
-use crate::pipe::PipeSize;
+use crate::pipe_size::PipeSize;
 
 /// How chunks are written to standard output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -51,7 +51,7 @@ pub struct Sink<'fd> {
     method: OutputMethod,
     buffer: Vec<u8>,
     /// The output pipe's size, grown to the largest chunk written so far
-    /// (see [`crate::pipe`]).
+    /// (see [`crate::pipe_size`]).
     pipe: PipeSize,
 }
 

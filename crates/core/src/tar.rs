@@ -7,7 +7,7 @@
 //! `tarfile` (so the 0.0.x reference) and the `tar` crate all read. When a
 //! [`ChunkStamp`] is given, a PAX extended header before the member carries
 //! it in two vendor records, named after the extended attributes that carry
-//! the same stamp in the raw format ([`crate::stamp`]):
+//! the same stamp in the raw format ([`crate::bus::stamp`]):
 //!
 //! | record         | value (decimal ASCII)                                   |
 //! |----------------|---------------------------------------------------------|

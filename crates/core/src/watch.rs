@@ -201,7 +201,7 @@ impl Watcher {
             }
         };
         let mut fds = [PollFd::new(inotify, PollFlags::IN)];
-        match rustix::event::poll(&mut fds, timeout.map(crate::watch::timeout).as_ref()) {
+        match rustix::event::poll(&mut fds, timeout.map(self::timeout).as_ref()) {
             Ok(0) => return Ok(None),
             Ok(_) => {}
             Err(Errno::INTR) => {

@@ -1,4 +1,4 @@
-//! The properties of `filebus_core::chunker`, shared by the `chunker` fuzz target
+//! The properties of `filebus_core::producer::cut`, shared by the `chunker` fuzz target
 //! (fuzz/fuzz_targets/chunker.rs) and the corpus replay test
 //! (the integration tests' corpus replay).
 //!
@@ -38,7 +38,9 @@ use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
-use filebus_core::chunker::{ChunkPolicy, Chunker, Next, RecordChunker, RecordNext, RecordPolicy};
+use filebus_core::producer::cut::{
+    ChunkPolicy, Chunker, Next, RecordChunker, RecordNext, RecordPolicy,
+};
 
 /// How long the producer takes, at least, to notice that a wait ran out.
 const NOTICE: Duration = Duration::from_micros(1);

@@ -1,6 +1,6 @@
 //! Reliable multicast driven through the library against a real directory:
 //! two producers keeping a history (`Bus::publish` with `--history`), the
-//! real history consumer (`filebus_core::replay::Session`: catch-up from history,
+//! real history consumer (`filebus_core::consumer::history::Session`: catch-up from history,
 //! gaps, `--last`, end of stream, `--follow`, named cursors), consumers
 //! started and dropped at any point (a named consumer's death: its cursor
 //! stays, its lock goes, and it is taken for dead long ago), end-of-stream
@@ -52,13 +52,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::scratch::Scratch;
+use filebus_core::bus::lock::LockFile;
+use filebus_core::bus::stamp;
 use filebus_core::bus::{Bus, Current};
-use filebus_core::chunk::write_chunk;
+use filebus_core::consumer::history::Session;
+use filebus_core::consumer::stats::SharedStats;
 use filebus_core::cursor;
-use filebus_core::lock::LockFile;
-use filebus_core::replay::Session;
-use filebus_core::stats::SharedStats;
-use filebus_core::{Format, Options, stamp};
+use filebus_core::history::HistoryWriter;
+use filebus_core::producer::chunk_file::write_chunk;
+use filebus_core::{Format, Options};
 
 /// Bytes of each chunk: `chunk NNNNNN\n`.
 const CHUNK_LEN: usize = 13;
@@ -142,7 +144,7 @@ struct World {
     consumers: PathBuf,
     depth: u64,
     /// Made at their first publish: until then there is no bus at all.
-    producers: Vec<Option<(Bus, LockFile)>>,
+    producers: Vec<Option<(Bus, LockFile, HistoryWriter)>>,
     slots: Vec<Option<Slot>>,
     /// What each sequence number was published with.
     published: HashMap<u64, Vec<u8>>,
@@ -164,15 +166,14 @@ struct World {
 
 impl World {
     /// The producer `index`, made now if it has not published yet.
-    fn producer(&mut self, index: usize) -> &mut (Bus, LockFile) {
+    fn producer(&mut self, index: usize) -> &mut (Bus, LockFile, HistoryWriter) {
         let depth = self.depth;
         let bus_path = &self.bus_path;
         self.producers[index].get_or_insert_with(|| {
             let bus = Bus::open(bus_path).expect("cannot open the bus");
-            bus.history()
-                .configure(Some(depth), false, Duration::from_millis(1), false);
+            let history = HistoryWriter::new(Some(depth), Duration::from_millis(1), false);
             let lock = bus.lock_file().expect("cannot open the lock");
-            (bus, lock)
+            (bus, lock, history)
         })
     }
 
@@ -202,7 +203,7 @@ impl World {
                 .flatten()
                 .filter_map(|slot| slot.name.clone())
                 .collect();
-            let (bus, _) = self.producer(producer);
+            let (bus, _, _) = self.producer(producer);
             let mut consumers = cursor::survey(bus).expect("cannot survey the named consumers");
             // A consumer this world stopped can still look locked for an
             // instant when the property runs among other tests: a child
@@ -229,10 +230,10 @@ impl World {
                 );
             }
         }
-        let (bus, lock) = self.producer(producer);
+        let (bus, lock, history) = self.producer(producer);
         let guard = lock.acquire().expect("cannot lock");
         let temp = write_chunk(bus, bytes, true, Format::Raw).expect("cannot write a chunk");
-        bus.publish(temp, &guard).expect("cannot publish");
+        history.publish(bus, temp, &guard).expect("cannot publish");
         drop(guard);
         let Current::Chunk(chunk) = bus.open_current().expect("cannot open F") else {
             panic!("nothing at F after a publish");

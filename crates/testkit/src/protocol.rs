@@ -24,7 +24,7 @@ use std::path::Path;
 
 use crate::scratch::Scratch;
 use filebus_core::bus::{Bus, Chunk, Current, Format};
-use filebus_core::chunk::write_chunk;
+use filebus_core::producer::chunk_file::write_chunk;
 
 /// What a consumer may read at `F`.
 #[derive(Debug, Clone, PartialEq, Eq)]

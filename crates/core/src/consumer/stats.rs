@@ -1,7 +1,7 @@
 //! `consumer --stats`: what a consumer emitted and what it missed.
 //!
 //! For every chunk it writes, the consumer reads the chunk's stamp
-//! ([`crate::stamp`]). A gap in the sequence numbers counts the chunks
+//! ([`crate::bus::stamp`]). A gap in the sequence numbers counts the chunks
 //! missed since the previous one it saw (the chunks before the first one it
 //! saw are not counted; in lossless mode with several consumers, the chunks
 //! the others took count as missed). A chunk without a stamp (from a foreign
@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use hdrhistogram::Histogram;
 
-use crate::stamp::Stamp;
+use crate::bus::stamp::Stamp;
 
 /// The longest latency recorded exactly: an hour, in microseconds.
 const MAX_LATENCY_US: u64 = 3_600_000_000;

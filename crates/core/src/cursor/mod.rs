@@ -21,29 +21,29 @@
 //! consumer claiming its name retries for a moment when it finds the lock
 //! held, so such a probe is never mistaken for a consumer already running.
 
+pub mod survey;
+pub mod wait;
+
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use inotify::WatchMask;
 use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::bus::Bus;
+use crate::bus::identity::stat_from_server;
+pub use crate::bus::names::CONSUMERS_SUFFIX;
 use crate::error::{Error, Result};
 use crate::stop::StopFlag;
-use crate::watch::Watcher;
+pub use survey::{NamedConsumer, survey};
 
-/// Suffix of the directory holding the cursors.
-pub const CONSUMERS_SUFFIX: &str = ".consumers";
 /// The extended attribute holding a cursor: the last sequence written out.
 pub const CURSOR_ATTRIBUTE: &str = "user.filebus.cursor";
 /// The longest consumer name, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
-/// The most cursor files looked at in one survey.
-const MAX_SURVEYED: usize = 4096;
 /// How often a named consumer touches its cursor file (its modification
 /// time), to say it is alive where the filesystem does not share locks
 /// between machines (see [`HEARTBEAT_LEASE`]).
@@ -299,17 +299,6 @@ fn start_heartbeat(
     Some(stop)
 }
 
-/// Whether the cursor file `fd` was touched within [`HEARTBEAT_LEASE`], by
-/// the server's modification time against this machine's clock (machines
-/// sharing a bus keep their clocks in step, as `--stats` latency needs).
-fn heartbeat_recent(fd: &OwnedFd) -> bool {
-    let Ok(stat) = crate::bus::stat_from_server(fd) else {
-        return false;
-    };
-    let now = Duration::from_nanos(crate::stamp::now_ns());
-    now.saturating_sub(stat.version.modified()) < HEARTBEAT_LEASE
-}
-
 /// The largest cursor kept in a file's size (see [`Cursor::advance`]): far
 /// beyond any sequence a bus reaches, within every filesystem's file size.
 const MAX_SIZE_CURSOR: u64 = 1 << 40;
@@ -325,12 +314,12 @@ fn size_for(sequence: u64) -> rustix::io::Result<u64> {
 
 /// The cursor recorded in a cursor file: its extended attribute, or, on a
 /// filesystem without them, its size minus one (0: none recorded yet).
-fn read_position(fd: &OwnedFd) -> Option<u64> {
+pub(crate) fn read_position(fd: &OwnedFd) -> Option<u64> {
     let mut value = [0u8; 24];
     match rustix::fs::fgetxattr(fd, CURSOR_ATTRIBUTE, &mut value) {
         Ok(len) => std::str::from_utf8(&value[..len]).ok()?.trim().parse().ok(),
         Err(Errno::OPNOTSUPP) => {
-            let size = crate::bus::stat_from_server(fd).ok()?.len;
+            let size = stat_from_server(fd).ok()?.len;
             (1..=MAX_SIZE_CURSOR).contains(&size).then(|| size - 1)
         }
         Err(_) => None,
@@ -339,7 +328,7 @@ fn read_position(fd: &OwnedFd) -> Option<u64> {
 
 /// Opens `F.consumers` with `mode` (`O_PATH`, or `O_RDONLY` to list it);
 /// `None` if there is none. A symlink or non-directory is an error.
-fn open_directory(bus: &Bus, mode: OFlags) -> Result<Option<OwnedFd>> {
+pub(crate) fn open_directory(bus: &Bus, mode: OFlags) -> Result<Option<OwnedFd>> {
     let name = directory_name(bus.name());
     let flags = mode | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     match rustix::fs::openat(bus.dir(), name.as_os_str(), flags, Mode::empty()) {
@@ -354,169 +343,6 @@ fn open_directory(bus: &Bus, mode: OFlags) -> Result<Option<OwnedFd>> {
             &bus.dir_path().join(&name),
             errno,
         )),
-    }
-}
-
-/// A named consumer as seen from outside.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NamedConsumer {
-    /// Its name.
-    pub name: String,
-    /// Whether a process holds its cursor's lock right now.
-    pub alive: bool,
-    /// Whether its cursor file was touched within [`HEARTBEAT_LEASE`]: a
-    /// consumer whose lock this machine cannot see (locks not shared
-    /// between machines) is alive by this.
-    pub heartbeat: bool,
-    /// The last sequence it wrote out, if recorded.
-    pub cursor: Option<u64>,
-}
-
-/// The named consumers of `bus`, sorted by name: every regular file with a
-/// valid name in `F.consumers` (at most 4096 of them).
-pub fn survey(bus: &Bus) -> Result<Vec<NamedConsumer>> {
-    let Some(dir) = open_directory(bus, OFlags::RDONLY)? else {
-        return Ok(Vec::new());
-    };
-    let dir_path = bus.dir_path().join(directory_name(bus.name()));
-    let mut names = Vec::new();
-    let mut listing = rustix::fs::Dir::read_from(&dir)
-        .map_err(|errno| Error::file("cannot list", &dir_path, errno))?;
-    for _ in 0..MAX_SURVEYED {
-        let entry = match listing.read() {
-            None => break,
-            Some(Ok(entry)) => entry,
-            Some(Err(errno)) => return Err(Error::file("cannot list", &dir_path, errno)),
-        };
-        if !matches!(entry.file_type(), FileType::RegularFile | FileType::Unknown) {
-            continue;
-        }
-        if let Ok(name) = entry.file_name().to_str()
-            && validate_name(name).is_ok()
-        {
-            names.push(name.to_owned());
-        }
-    }
-    names.sort();
-    Ok(names
-        .into_iter()
-        .filter_map(|name| probe(&dir, name))
-        .collect())
-}
-
-/// Looks at one cursor file: alive or not, and its position.
-fn probe(dir: &OwnedFd, name: String) -> Option<NamedConsumer> {
-    let flags =
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
-    let fd = rustix::fs::openat(dir, name.as_str(), flags, Mode::empty()).ok()?;
-    let stat = rustix::fs::fstat(&fd).ok()?;
-    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
-        return None;
-    }
-    // A shared lock is granted unless someone holds the exclusive one; it is
-    // released when `fd` is closed, at the end of this function.
-    let alive = matches!(
-        rustix::fs::flock(&fd, FlockOperation::NonBlockingLockShared),
-        Err(Errno::WOULDBLOCK)
-    );
-    Some(NamedConsumer {
-        name,
-        alive,
-        heartbeat: heartbeat_recent(&fd),
-        cursor: read_position(&fd),
-    })
-}
-
-/// How a producer waits for cursors to advance: a watch on the cursor
-/// directory (a cursor's position is an extended attribute, so `ATTRIB`
-/// reports an advance), with a timeout as the safety net, because a
-/// consumer's exit is signalled by the close of its cursor just *before* its
-/// lock goes away.
-#[derive(Debug)]
-pub struct CursorWait {
-    watcher: Watcher,
-    interval: Duration,
-}
-
-/// The shortest wait between two looks: a zero `--sleep-interval` would spin.
-const MIN_INTERVAL: Duration = Duration::from_millis(1);
-
-impl CursorWait {
-    fn new(bus: &Bus, sleep_interval: Duration, file_monitoring: bool) -> CursorWait {
-        let path = bus.dir_path().join(directory_name(bus.name()));
-        let use_events = file_monitoring && bus.remote_filesystem().is_none();
-        let mask = WatchMask::ATTRIB
-            | WatchMask::CLOSE_WRITE
-            | WatchMask::CREATE
-            | WatchMask::DELETE
-            | WatchMask::MOVED_TO
-            | WatchMask::MOVED_FROM
-            | WatchMask::DONT_FOLLOW;
-        CursorWait {
-            watcher: Watcher::on_directory(bus, &path, mask, use_events, sleep_interval),
-            interval: sleep_interval,
-        }
-    }
-
-    /// Returns after a change in the cursor directory, or after the interval.
-    fn wait(&mut self) -> Result<()> {
-        self.watcher
-            .wait_for_change_within(self.interval.max(MIN_INTERVAL))
-    }
-}
-
-/// Returns once every live named consumer of `bus` has written out chunk
-/// `needed` (at once if there are none). `wait` keeps the watch between
-/// calls. Called by a producer under the bus lock.
-pub(crate) fn wait_until_written(
-    bus: &Bus,
-    needed: u64,
-    wait: &mut Option<CursorWait>,
-    sleep_interval: Duration,
-    file_monitoring: bool,
-) -> Result<()> {
-    let mut reported = false;
-    loop {
-        if wait.is_none() {
-            match open_directory(bus, OFlags::PATH) {
-                Ok(Some(_)) => {}
-                Ok(None) => return Ok(()),
-                // Not a directory (a planted symlink, say): no consumer can
-                // keep a cursor there, so there is nobody to wait for.
-                Err(error) => {
-                    log::debug!("{error}: no named consumers");
-                    return Ok(());
-                }
-            }
-            // Watching starts before the look below, so no advance is missed.
-            *wait = Some(CursorWait::new(bus, sleep_interval, file_monitoring));
-        }
-        let lagging = survey(bus)
-            .unwrap_or_default()
-            .into_iter()
-            .find(|consumer| {
-                // A consumer that holds the lock of its name but has not
-                // recorded where it starts yet holds everything until it
-                // does (a file that is only fresh may be anybody's).
-                match consumer.cursor {
-                    Some(cursor) => (consumer.alive || consumer.heartbeat) && cursor < needed,
-                    None => consumer.alive,
-                }
-            });
-        let Some(lagging) = lagging else {
-            return Ok(());
-        };
-        if !reported {
-            log::debug!(
-                "waiting for named consumer {} (at {:?}) to write out chunk {needed}",
-                lagging.name,
-                lagging.cursor
-            );
-            reported = true;
-        }
-        if let Some(wait) = wait {
-            wait.wait()?;
-        }
     }
 }
 

@@ -24,7 +24,9 @@ use rustix::fs::FallocateFlags;
 use rustix::io::Errno;
 use rustix::pipe::SpliceFlags;
 
-use crate::bus::{Bus, Format, TempFile};
+use crate::bus::Bus;
+use crate::bus::format::Format;
+use crate::bus::temp_file::TempFile;
 use crate::error::{Error, Result};
 use crate::tar;
 

@@ -22,14 +22,17 @@ use std::borrow::{Borrow, BorrowMut};
 use std::fs::File;
 use std::sync::PoisonError;
 
+use super::output::{Content, Output, looking_again};
+use super::stats::SharedStats;
+use crate::Options;
+use crate::bus::format::Format;
+use crate::bus::names::LOCK_SUFFIX;
+use crate::bus::stamp;
 use crate::bus::{Bus, Chunk, Current};
-use crate::consumer::{Content, Output};
 use crate::cursor::Cursor;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::history::{self, Entry, HistoryDir};
-use crate::stats::SharedStats;
 use crate::watch::Watcher;
-use crate::{Format, Options, stamp};
 
 /// Whether a new consumer should run as a history consumer from the start:
 /// the bus has a history, or an option asks for one of its features.
@@ -42,7 +45,7 @@ pub(crate) fn wanted(bus: &Bus, options: &Options) -> bool {
 pub fn bus_counter(bus: &Bus) -> Option<u64> {
     use rustix::fs::{FileType, Mode, OFlags};
     let mut name = bus.name().to_owned();
-    name.push(crate::bus::LOCK_SUFFIX);
+    name.push(LOCK_SUFFIX);
     let flags =
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
     let fd = rustix::fs::openat(bus.dir(), name.as_os_str(), flags, Mode::empty()).ok()?;
@@ -64,7 +67,7 @@ enum Flow {
     /// An end-of-stream chunk was written out: exit 0.
     End,
     /// The chunk could not be read, because another machine deleted it
-    /// (see [`crate::Error::ChunkVanished`]): nothing was written out.
+    /// (see [`Error::ChunkVanished`]): nothing was written out.
     Vanished,
 }
 
@@ -105,7 +108,7 @@ struct Replay<B, O> {
     end_after: u64,
     follow: bool,
     /// The last chunk written out, kept open so that its inode number is
-    /// not recycled (see `consumer::look_forever`).
+    /// not recycled (see `lossy::look_forever`).
     last: Option<Chunk>,
     warned_unusable: bool,
     /// A gap being skipped, not reported yet.
@@ -514,7 +517,7 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
             return Ok(());
         };
         match cursor.advance(sequence) {
-            Err(crate::Error::File { source, .. })
+            Err(Error::File { source, .. })
                 if matches!(
                     source.raw_os_error(),
                     Some(libc::ESTALE) | Some(libc::ENOENT)
@@ -559,13 +562,13 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
     ) -> Result<Flow> {
         let mut flow = Flow::Go;
         match content {
-            Err(crate::Error::ChunkVanished) => return Ok(Flow::Vanished),
+            Err(Error::ChunkVanished) => return Ok(Flow::Vanished),
             // A chunk that is not of our format is skipped, once.
             Err(error) => log::warn!("{error}: skipped"),
             Ok(content) => {
                 match self.output.borrow_mut().emit(&chunk, &content) {
-                    Err(crate::Error::ChunkVanished) => {
-                        crate::consumer::looking_again(self.bus.borrow());
+                    Err(Error::ChunkVanished) => {
+                        looking_again(self.bus.borrow());
                         return Ok(Flow::Vanished);
                     }
                     other => other?,

@@ -1,21 +1,33 @@
-//! The producer: standard input → chunks → temporary files → rename onto `F`.
+//! The producer: standard input → chunks ([`cut`]) → temporary files
+//! ([`chunk_file`]) → published at `F` (with the history, when the bus keeps
+//! one).
+//!
+//! | module         | what it holds                                        |
+//! |----------------|------------------------------------------------------|
+//! | [`cut`]        | when to cut input into chunks (pure)                 |
+//! | [`chunk_file`] | building a chunk in its temporary file               |
+//! | [`input`]      | reading the input: its kind, waits, pipe size        |
+
+pub mod chunk_file;
+pub mod cut;
+pub mod input;
 
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-use rustix::event::{PollFd, PollFlags};
-use rustix::fs::OFlags;
 use rustix::io::Errno;
 
 use crate::Options;
-use crate::bus::{Bus, TempFile};
-use crate::chunk::{self, ChunkBuilder, InputMethod};
-use crate::chunker::{Chunker, Next, RecordChunker, RecordNext, RecordPolicy};
+use crate::bus::Bus;
+use crate::bus::lock::LockFile;
+use crate::bus::temp_file::TempFile;
 use crate::error::{Error, Result};
-use crate::lock::LockFile;
-use crate::pipe::PipeSize;
+use crate::history::HistoryWriter;
 use crate::stop::StopFlag;
 use crate::watch::Watcher;
+use chunk_file::{ChunkBuilder, InputMethod};
+use cut::{Chunker, Next, RecordChunker, RecordNext, RecordPolicy};
+use input::{Input, InputKind, clear_nonblocking, input_kind, wait_readable};
 
 /// How a call to [`fill`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,27 +49,27 @@ pub fn run(options: &Options, blocking_read: bool) -> Result<()> {
         clear_nonblocking(stdin)?;
     }
     let mut lock = bus.lock_file()?;
-    prepare_history(&bus, options, &mut lock)?;
+    let delivery = if options.lossless {
+        Delivery::Lossless(Watcher::new(
+            &bus,
+            options.file_monitoring,
+            options.sleep_interval,
+        )?)
+    } else {
+        Delivery::Lossy(prepare_history(&bus, options, &mut lock)?)
+    };
     let mut publisher = Publisher {
-        watcher: if options.lossless {
-            Some(Watcher::new(
-                &bus,
-                options.file_monitoring,
-                options.sleep_interval,
-            )?)
-        } else {
-            None
-        },
         bus: &bus,
         lock: &mut lock,
+        delivery,
     };
     match options.delimiter {
         None => publish_blocks(&bus, options, stdin, &mut publisher)?,
         Some(delimiter) => publish_records(&bus, options, stdin, &mut publisher, delimiter)?,
     }
-    if options.lossless || bus.history().is_active() {
+    if publisher.ends_with_marker() {
         log::debug!("end of input: publishing the end-of-stream marker");
-        publisher.publish(chunk::write_chunk(
+        publisher.publish(chunk_file::write_chunk(
             &bus,
             b"",
             options.anonymous_temp,
@@ -71,18 +83,15 @@ pub fn run(options: &Options, blocking_read: bool) -> Result<()> {
 /// made or checked with `--history` (a wrong depth is reported at once),
 /// otherwise found if the bus has one, so that even a producer with no
 /// input ends its stream with an end-of-stream chunk.
-fn prepare_history(bus: &Bus, options: &Options, lock: &mut LockFile) -> Result<()> {
-    bus.history().configure(
+fn prepare_history(bus: &Bus, options: &Options, lock: &mut LockFile) -> Result<HistoryWriter> {
+    let writer = HistoryWriter::new(
         options.history,
-        options.lossless,
         options.sleep_interval,
         options.file_monitoring,
     );
-    if !options.lossless {
-        let guard = lock.acquire()?;
-        bus.history().prepare(bus, &guard)?;
-    }
-    Ok(())
+    let guard = lock.acquire()?;
+    writer.prepare(bus, &guard)?;
+    Ok(writer)
 }
 
 /// Publishes standard input in chunks of up to a block, built in place in
@@ -160,7 +169,7 @@ fn publish_records(
                     );
                 }
                 log::debug!("publishing {len} bytes of records");
-                publisher.publish(chunk::write_chunk(
+                publisher.publish(chunk_file::write_chunk(
                     bus,
                     &pending[..len],
                     options.anonymous_temp,
@@ -197,15 +206,36 @@ fn publish_records(
 struct Publisher<'a> {
     bus: &'a Bus,
     lock: &'a mut LockFile,
-    /// Present in lossless mode.
-    watcher: Option<Watcher>,
+    delivery: Delivery,
+}
+
+/// How a producer delivers its chunks.
+enum Delivery {
+    /// Lossy multicast: each chunk replaces the last, kept in the bus's
+    /// history if it has one.
+    Lossy(HistoryWriter),
+    /// Lossless unicast: each chunk waits for `F` to be empty, woken by
+    /// this watcher.
+    Lossless(Watcher),
 }
 
 impl Publisher<'_> {
+    /// Whether the stream ends with an end-of-stream chunk: in lossless
+    /// mode, and on a bus with history.
+    fn ends_with_marker(&self) -> bool {
+        match &self.delivery {
+            Delivery::Lossy(history) => history.is_active(),
+            Delivery::Lossless(_) => true,
+        }
+    }
+
     fn publish(&mut self, temp: TempFile) -> Result<()> {
-        let Some(watcher) = &mut self.watcher else {
-            let guard = self.lock.acquire()?;
-            return self.bus.publish(temp, &guard);
+        let watcher = match &mut self.delivery {
+            Delivery::Lossy(history) => {
+                let guard = self.lock.acquire()?;
+                return history.publish(self.bus, temp, &guard);
+            }
+            Delivery::Lossless(watcher) => watcher,
         };
         let mut temp = temp;
         loop {
@@ -269,78 +299,4 @@ fn fill(
     let cut = chunker.cut();
     debug_assert_eq!(cut, chunk.len());
     Ok(filled)
-}
-
-/// Standard input, and its pipe's size, grown to the block size once a read
-/// finds it full (see [`crate::pipe`]).
-struct Input<'fd> {
-    fd: BorrowedFd<'fd>,
-    pipe: PipeSize,
-    block_size: usize,
-}
-
-impl<'fd> Input<'fd> {
-    fn new(fd: BorrowedFd<'fd>, block_size: usize) -> Self {
-        Input {
-            fd,
-            pipe: PipeSize::of(fd),
-            block_size,
-        }
-    }
-
-    /// Notes a read of `count` bytes.
-    fn read(&mut self, count: usize) {
-        if self.pipe.was_full(count) {
-            self.pipe.grow(self.fd, self.block_size, "input");
-        }
-    }
-}
-
-/// Waits until standard input has data or an end (`None`: without limit).
-/// Returns false if the time ran out first.
-fn wait_readable(stdin: BorrowedFd<'_>, wait: Option<Duration>, stop: StopFlag) -> Result<bool> {
-    let timeout = wait.map(crate::watch::timeout);
-    let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
-    loop {
-        match rustix::event::poll(&mut fds, timeout.as_ref()) {
-            Ok(0) => return Ok(false),
-            Ok(_) if fds[0].revents().contains(PollFlags::NVAL) => {
-                return Err(Error::stream("cannot read standard input", Errno::BADF));
-            }
-            // Readable, hung up or in error: the read will tell which.
-            Ok(_) => return Ok(true),
-            // A signal: stop if it asks us to, otherwise wait on (a little
-            // longer than asked, which the chunker's clock corrects).
-            Err(Errno::INTR) => stop.check()?,
-            Err(errno) => return Err(Error::stream("cannot wait for standard input", errno)),
-        }
-    }
-}
-
-/// What standard input is, as far as reading it goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum InputKind {
-    Pipe,
-    /// A regular file: a read never blocks (it returns 0 at the end).
-    File,
-    /// A terminal, a socket, a device: a read may block.
-    Other,
-}
-
-fn input_kind(fd: BorrowedFd<'_>) -> InputKind {
-    match rustix::fs::fstat(fd).map(|stat| rustix::fs::FileType::from_raw_mode(stat.st_mode)) {
-        Ok(rustix::fs::FileType::Fifo) => InputKind::Pipe,
-        Ok(rustix::fs::FileType::RegularFile) => InputKind::File,
-        _ => InputKind::Other,
-    }
-}
-
-fn clear_nonblocking(stdin: BorrowedFd<'_>) -> Result<()> {
-    let flags = rustix::fs::fcntl_getfl(stdin)
-        .map_err(|errno| Error::stream("cannot inspect standard input", errno))?;
-    if flags.contains(OFlags::NONBLOCK) {
-        rustix::fs::fcntl_setfl(stdin, flags - OFlags::NONBLOCK)
-            .map_err(|errno| Error::stream("cannot make standard input blocking", errno))?;
-    }
-    Ok(())
 }

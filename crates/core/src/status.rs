@@ -9,11 +9,11 @@ use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 use serde::Serialize;
 
+use crate::bus::stamp;
 use crate::bus::{Bus, Current};
 use crate::cursor::{self, NamedConsumer};
 use crate::error::{Error, Result};
 use crate::history::{HistoryDir, Holdings};
-use crate::stamp;
 use crate::watch::{self, WakeUp, Watcher};
 
 /// What `filebus stat` reports about a bus.
