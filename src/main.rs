@@ -11,8 +11,8 @@ use clap::{CommandFactory, Parser};
 
 use cli::{BenchArgs, Cli, Command};
 use filebus_bench::BenchError;
-use filebus_core::Error;
 use filebus_core::consumer::stats::SharedStats;
+use filebus_core::{Error, Report};
 
 /// Exit status for a runtime failure.
 const EXIT_FAILURE: u8 = 1;
@@ -104,7 +104,7 @@ fn report(outcome: Result<(), Error>) -> ExitCode {
             ExitCode::from(128u8.saturating_add(signal as u8))
         }
         Err(error) => {
-            eprintln!("filebus: error: {error}");
+            eprintln!("filebus: error: {}", Report(&error));
             ExitCode::from(EXIT_FAILURE)
         }
     }

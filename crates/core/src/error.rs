@@ -2,8 +2,11 @@
 //!
 //! Every error carries the context a user needs to act on it ("cannot create
 //! lock file /tmp/bus.lock: Permission denied") and is printed once, on one
-//! line, by `main`.
+//! line, by `main`. An error's own message says what filebus was doing; what
+//! the kernel said is its [`source`](std::error::Error::source), never
+//! repeated in the message: [`Report`] puts the two on one line.
 
+use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -11,7 +14,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A system call on a named file failed.
-    #[error("{action} {}: {}", path.display(), describe_io(source))]
+    #[error("{action} {}", path.display())]
     File {
         /// What filebus was doing, phrased to precede the path ("cannot open lock file").
         action: &'static str,
@@ -22,7 +25,7 @@ pub enum Error {
         source: io::Error,
     },
     /// A system call on standard input or output failed.
-    #[error("{action}: {}", describe_io(source))]
+    #[error("{action}")]
     Stream {
         /// What filebus was doing ("cannot read standard input").
         action: &'static str,
@@ -76,6 +79,27 @@ impl Error {
         } else {
             Error::Stream { action, source }
         }
+    }
+}
+
+/// An error and the errors that caused it, on one line, each after a colon
+/// (`cannot open lock file /x/bus.lock: Permission denied`): how filebus
+/// prints an error, and how a program embedding the library can.
+#[derive(Debug, Clone, Copy)]
+pub struct Report<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(error) = cause {
+            match error.downcast_ref::<io::Error>() {
+                Some(io_error) => write!(f, ": {}", describe_io(io_error))?,
+                None => write!(f, ": {error}")?,
+            }
+            cause = error.source();
+        }
+        Ok(())
     }
 }
 

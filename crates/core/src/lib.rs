@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use bus::Format;
-pub use error::{Error, Result};
+pub use error::{Error, Report, Result};
 pub use producer::chunk_file::InputMethod;
 pub use sink::OutputMethod;
 

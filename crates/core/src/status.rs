@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::bus::stamp;
 use crate::bus::{Bus, Current};
 use crate::cursor::{self, NamedConsumer};
-use crate::error::{Error, Result};
+use crate::error::{Error, Report, Result};
 use crate::history::{HistoryDir, Holdings};
 use crate::watch::{self, WakeUp, Watcher};
 
@@ -134,7 +134,7 @@ fn history_status(bus: &Bus) -> Option<HistoryStatus> {
     match holdings {
         Ok(found) => found.map(|(depth, holdings)| HistoryStatus { depth, holdings }),
         Err(error) => {
-            log::warn!("{error}");
+            log::warn!("{}", Report(&error));
             None
         }
     }
@@ -149,7 +149,7 @@ fn newest_sequence(at_f: Option<u64>, history: Option<&HistoryStatus>) -> Option
 /// The named consumers with their lag behind `newest`.
 fn consumers(bus: &Bus, newest: Option<u64>) -> Vec<ConsumerStatus> {
     let surveyed = cursor::survey(bus).unwrap_or_else(|error| {
-        log::warn!("{error}");
+        log::warn!("{}", Report(&error));
         Vec::new()
     });
     surveyed

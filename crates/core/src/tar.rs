@@ -102,7 +102,7 @@ impl TarChunk {
 #[derive(Debug, thiserror::Error)]
 pub enum TarError {
     /// Reading the file failed (it may have been truncated under us).
-    #[error("cannot read the tar header at offset {offset}: {source}")]
+    #[error("cannot read the tar header at offset {offset}")]
     Read {
         /// Where the read started.
         offset: u64,

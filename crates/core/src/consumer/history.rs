@@ -30,7 +30,7 @@ use crate::bus::names::LOCK_SUFFIX;
 use crate::bus::stamp;
 use crate::bus::{Bus, Chunk, Current};
 use crate::cursor::Cursor;
-use crate::error::{Error, Result};
+use crate::error::{Error, Report, Result};
 use crate::history::{self, Entry, HistoryDir};
 use crate::watch::Watcher;
 
@@ -308,7 +308,7 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
         match HistoryDir::open(self.bus.borrow()) {
             Ok(history) => self.history = history,
             Err(error) if !self.warned_history => {
-                log::warn!("{error}: ignoring it");
+                log::warn!("{}: ignoring it", Report(&error));
                 self.warned_history = true;
             }
             Err(_) => {}
@@ -564,7 +564,7 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
         match content {
             Err(Error::ChunkVanished) => return Ok(Flow::Vanished),
             // A chunk that is not of our format is skipped, once.
-            Err(error) => log::warn!("{error}: skipped"),
+            Err(error) => log::warn!("{}: skipped", Report(&error)),
             Ok(content) => {
                 match self.output.borrow_mut().emit(&chunk, &content) {
                     Err(Error::ChunkVanished) => {

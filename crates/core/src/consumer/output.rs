@@ -10,7 +10,7 @@ use crate::Options;
 use crate::bus::format::Format;
 use crate::bus::stamp::{self, Stamp};
 use crate::bus::{Bus, Chunk};
-use crate::error::{Error, Result};
+use crate::error::{Error, Report, Result};
 use crate::sink::Sink;
 use crate::tar;
 
@@ -108,7 +108,7 @@ impl Output {
                     }
                     error => Error::BadBusPath {
                         path: bus.path().to_owned(),
-                        problem: format!("is not a tar chunk: {error}"),
+                        problem: format!("is not a tar chunk: {}", Report(&error)),
                     },
                 })?;
                 let stamp = match archive.stamp {

@@ -8,7 +8,7 @@ use rustix::fs::OFlags;
 
 use super::{directory_name, open_directory, survey};
 use crate::bus::Bus;
-use crate::error::Result;
+use crate::error::{Report, Result};
 use crate::watch::Watcher;
 
 /// How a producer waits for cursors to advance: a watch on the cursor
@@ -68,7 +68,7 @@ pub(crate) fn wait_until_written(
                 // Not a directory (a planted symlink, say): no consumer can
                 // keep a cursor there, so there is nobody to wait for.
                 Err(error) => {
-                    log::debug!("{error}: no named consumers");
+                    log::debug!("{}: no named consumers", Report(&error));
                     return Ok(());
                 }
             }

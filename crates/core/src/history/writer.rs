@@ -16,7 +16,7 @@ use crate::bus::publish::Stamped;
 use crate::bus::temp_file::{TempFile, link_anonymous};
 use crate::bus::{Bus, stamp};
 use crate::cursor::wait::{CursorWait, wait_until_written};
-use crate::error::{Error, Result};
+use crate::error::{Error, Report, Result};
 
 /// A lossy producer's side of the history: it publishes each chunk
 /// ([`HistoryWriter::publish`]) into the history and at `F`. (Lossless
@@ -56,7 +56,7 @@ impl Held {
             }
         });
         if let Err(error) = listed {
-            log::warn!("{error}");
+            log::warn!("{}", Report(&error));
         }
         for entry in stale {
             self.dir.drop_entry(entry);
@@ -142,7 +142,7 @@ impl HistoryWriter {
             // A producer that did not ask for history goes on without it.
             Err(error) if requested.is_none() => {
                 if !state.warned {
-                    log::warn!("{error}: publishing without history");
+                    log::warn!("{}: publishing without history", Report(&error));
                     state.warned = true;
                 }
                 return Ok(());
