@@ -20,10 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use filebus_core::bus::{Bus, Current, Format};
-use filebus_core::producer::chunk_file::ChunkBuilder;
-use filebus_core::sink::Sink;
-use filebus_core::{InputMethod, OutputMethod};
+use filebus_core::testing::{Bus, ChunkBuilder, Current, LockFile, Sink};
+use filebus_core::{Format, InputMethod, OutputMethod};
 
 const BLOCK_SIZES: [usize; 4] = [4 << 10, 64 << 10, 1 << 20, 4 << 20];
 
@@ -90,7 +88,7 @@ impl Drop for Feeder {
 /// it, reusing `buffer` from chunk to chunk as the producer does.
 fn build_and_publish(
     bus: &Bus,
-    lock: &mut filebus_core::bus::lock::LockFile,
+    lock: &mut LockFile,
     input: &OwnedFd,
     method: InputMethod,
     block: usize,

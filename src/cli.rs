@@ -3,12 +3,16 @@
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use clap::ValueEnum;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use filebus_bench::{BenchOptions, Implementation, Section};
-use filebus_core::{Format, InputMethod, Options, OutputMethod};
+use filebus_core::{
+    BusOptions, ConsumerOptions, DEFAULT_BLOCK_SIZE, DEFAULT_MAX_CHUNK_SIZE,
+    DEFAULT_SLEEP_INTERVAL, Format, InputMethod, MAX_HISTORY_DEPTH, OutputMethod, ProducerOptions,
+};
 
 /// The exit statuses, shown by --help and in the manual page.
 pub const EXIT_STATUS: &str = "Exit status:
@@ -32,7 +36,7 @@ pub struct Cli {
 
     /// Maximum chunk size in bytes, at most 1 GiB (the reference's default is
     /// 4096; readers of either take chunks of any size)
-    #[arg(long, value_name = "N", default_value = "1048576", value_parser = parse_block_size,
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_BLOCK_SIZE, value_parser = parse_block_size,
           allow_hyphen_values = true, global = true)]
     pub block_size: NonZeroUsize,
 
@@ -47,7 +51,8 @@ pub struct Cli {
     /// Longest wait, in seconds, before input that keeps coming is published
     /// (input after a pause of a tenth of it goes out at once); the polling
     /// interval when file events are unavailable
-    #[arg(long, value_name = "N", default_value = "0.1", value_parser = parse_sleep_interval,
+    #[arg(long, value_name = "N", default_value = DEFAULT_SLEEP_INTERVAL_TEXT.as_str(),
+          value_parser = parse_sleep_interval,
           allow_hyphen_values = true, global = true)]
     pub sleep_interval: Duration,
 
@@ -57,13 +62,13 @@ pub struct Cli {
         long,
         value_enum,
         value_name = "FORMAT",
-        default_value = "raw",
+        default_value = Format::default().name(),
         global = true
     )]
     pub format: FormatArg,
 
     /// Consumers refuse chunks larger than N bytes (a huge file put at FILE)
-    #[arg(long, value_name = "N", default_value = "1073741824", global = true)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CHUNK_SIZE, global = true)]
     pub max_chunk_size: u64,
 
     /// More messages on stderr: -v information, -vv debugging (warnings and
@@ -92,7 +97,7 @@ pub struct Cli {
         long,
         value_enum,
         value_name = "METHOD",
-        default_value = "auto",
+        default_value = InputMethod::default().name(),
         global = true,
         help_heading = "Tuning"
     )]
@@ -103,7 +108,7 @@ pub struct Cli {
         long,
         value_enum,
         value_name = "METHOD",
-        default_value = "auto",
+        default_value = OutputMethod::default().name(),
         global = true,
         help_heading = "Tuning"
     )]
@@ -131,7 +136,7 @@ pub enum Command {
         /// lossy mode only. The depth belongs to the bus: every producer on
         /// it keeps the depth it was created with
         #[arg(long, value_name = "N",
-              value_parser = clap::value_parser!(u64).range(1..=filebus_core::history::MAX_DEPTH))]
+              value_parser = clap::value_parser!(u64).range(1..=MAX_HISTORY_DEPTH))]
         history: Option<u64>,
 
         #[command(flatten)]
@@ -456,60 +461,72 @@ impl RecordOptions {
 }
 
 impl Cli {
-    /// The library options, or a message if `--filename` is missing.
-    pub fn options(&self) -> Result<Options, &'static str> {
+    /// What producers and consumers share, or a message if `--filename` is
+    /// missing.
+    fn bus_options(&self) -> Result<BusOptions, String> {
         let path = self
             .filename
             .clone()
             .ok_or("the --filename FILE option is required")?;
-        if self.back_pressure
-            && matches!(
-                self.command,
-                Command::Producer {
-                    history: Some(_),
-                    ..
-                }
-            )
-        {
+        let mut bus = BusOptions::new(path);
+        bus.lossless = self.back_pressure;
+        bus.format = self.format.into();
+        bus.sleep_interval = self.sleep_interval;
+        bus.file_monitoring = !self.no_file_monitoring;
+        Ok(bus)
+    }
+
+    /// The producer's options, or a message saying what is wrong. The caller makes sure the command is `producer`.
+    pub fn producer_options(&self) -> Result<ProducerOptions, String> {
+        let Command::Producer {
+            blocking_read,
+            history,
+            records,
+        } = self.command
+        else {
+            return Err("not a producer".into());
+        };
+        let mut options = ProducerOptions::new(PathBuf::new());
+        options.bus = self.bus_options()?;
+        options.block_size = self.block_size;
+        options.input_method = self.input_method.into();
+        options.anonymous_temp = !self.named_temp_files;
+        options.delimiter = records
+            .delimiter()
+            .or((self.reference_impl == Some(ReferenceImpl::Bash)).then_some(b'\n'));
+        if self.back_pressure && history.is_some() {
             return Err(
-                "--history keeps chunks for lossy multicast; it cannot be used with --back-pressure",
+                "--history keeps chunks for lossy multicast; it cannot be used with --back-pressure"
+                    .into(),
             );
         }
-        Ok(Options {
-            path,
-            lossless: self.back_pressure,
-            block_size: self.block_size,
-            sleep_interval: self.sleep_interval,
-            file_monitoring: !self.no_file_monitoring,
-            input_method: self.input_method.into(),
-            output_method: self.output_method.into(),
-            anonymous_temp: !self.named_temp_files,
-            delimiter: match self.command {
-                Command::Producer { records, .. } => records
-                    .delimiter()
-                    .or((self.reference_impl == Some(ReferenceImpl::Bash)).then_some(b'\n')),
-                _ => None,
-            },
-            stats: None,
-            stop: filebus_core::stop::StopFlag::NEVER,
-            format: self.format.into(),
-            max_chunk_size: self.max_chunk_size,
-            history: match self.command {
-                Command::Producer { history, .. } => history,
-                _ => None,
-            },
-            name: match &self.command {
-                Command::Consumer { name, .. } => name.clone(),
-                _ => None,
-            },
-            last: match self.command {
-                Command::Consumer { last, .. } => last,
-                _ => None,
-            },
-            follow: matches!(self.command, Command::Consumer { follow: true, .. }),
-        })
+        options.history = history;
+        options.blocking_read = blocking_read;
+        Ok(options)
+    }
+
+    /// The consumer's options, or a message saying what is wrong. The caller makes sure the command is `consumer`.
+    pub fn consumer_options(&self) -> Result<ConsumerOptions, String> {
+        let Command::Consumer {
+            name, last, follow, ..
+        } = &self.command
+        else {
+            return Err("not a consumer".into());
+        };
+        let mut options = ConsumerOptions::new(PathBuf::new());
+        options.bus = self.bus_options()?;
+        options.output_method = self.output_method.into();
+        options.max_chunk_size = self.max_chunk_size;
+        options.name = name.clone();
+        options.last = *last;
+        options.follow = *follow;
+        Ok(options)
     }
 }
+
+/// The default `--sleep-interval` in seconds, as the help shows it.
+static DEFAULT_SLEEP_INTERVAL_TEXT: LazyLock<String> =
+    LazyLock::new(|| DEFAULT_SLEEP_INTERVAL.as_secs_f64().to_string());
 
 /// Declares a command-line twin of a library enum (the library has no clap),
 /// with the same variants, documented for `--help`, and its conversion.
@@ -622,7 +639,7 @@ fn parse_block_size(text: &str) -> Result<NonZeroUsize, String> {
 }
 
 fn parse_consumer_name(text: &str) -> Result<String, String> {
-    filebus_core::cursor::validate_name(text).map(|()| text.to_owned())
+    filebus_core::validate_consumer_name(text).map(|()| text.to_owned())
 }
 
 fn parse_delimiter(text: &str) -> Result<u8, String> {

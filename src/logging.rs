@@ -12,6 +12,12 @@ impl Log for StderrLogger {
 
     fn log(&self, record: &Record<'_>) {
         if self.enabled(record.metadata()) {
+            // A consumer's loss report is shown whatever the verbosity, as
+            // a line of its own kind.
+            if record.target() == filebus_core::LOSS_LOG_TARGET {
+                eprintln!("filebus: {}", record.args());
+                return;
+            }
             let level = match record.level() {
                 Level::Error => "error",
                 Level::Warn => "warning",

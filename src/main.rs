@@ -11,8 +11,7 @@ use clap::{CommandFactory, Parser};
 
 use cli::{BenchArgs, Cli, Command};
 use filebus_bench::BenchError;
-use filebus_core::consumer::stats::SharedStats;
-use filebus_core::{Error, Report};
+use filebus_core::{ConsumerOptions, Error, ProducerOptions, RateMeter, Report, SharedStats};
 
 /// Exit status for a runtime failure.
 const EXIT_FAILURE: u8 = 1;
@@ -53,28 +52,29 @@ fn main() -> ExitCode {
                 .render(&mut std::io::stdout())
                 .map_err(|error| Error::stream("cannot write the manual page", error)),
         ),
-        Command::Producer { blocking_read, .. } => match cli.options() {
-            Ok(options) => report(run_producer(options, *blocking_read)),
-            Err(message) => usage_error(message),
+        Command::Producer { .. } => match cli.producer_options() {
+            Ok(options) => report(run_producer(options)),
+            Err(message) => usage_error(&message),
         },
-        Command::Consumer { stats, .. } => match cli.options() {
+        Command::Consumer { stats, .. } => match cli.consumer_options() {
             Ok(options) => report(run_consumer(options, *stats)),
-            Err(message) => usage_error(message),
+            Err(message) => usage_error(&message),
         },
     }
 }
 
-/// Runs a producer that stops cleanly on SIGINT, SIGTERM and SIGHUP.
-fn run_producer(mut options: filebus_core::Options, blocking_read: bool) -> Result<(), Error> {
+/// Runs a producer of standard input that stops cleanly on SIGINT, SIGTERM
+/// and SIGHUP.
+fn run_producer(mut options: ProducerOptions) -> Result<(), Error> {
     let setup = |error| Error::stream("cannot set up signals", error);
     signals::report_file_size_limit_as_error().map_err(setup)?;
-    options.stop = signals::catch_termination().map_err(setup)?;
-    filebus_core::producer::run(&options, blocking_read)
+    options.bus.stop = signals::catch_termination().map_err(setup)?;
+    filebus_core::produce(&options, std::io::stdin())
 }
 
-/// Runs a consumer; with `--stats`, one that reports on SIGUSR1 and before
-/// it ends.
-fn run_consumer(mut options: filebus_core::Options, stats: bool) -> Result<(), Error> {
+/// Runs a consumer onto standard output; with `--stats`, one that reports
+/// on SIGUSR1 and before it ends.
+fn run_consumer(mut options: ConsumerOptions, stats: bool) -> Result<(), Error> {
     if stats {
         let setup = |error| Error::stream("cannot set up signals", error);
         let shared = SharedStats::default();
@@ -85,7 +85,11 @@ fn run_consumer(mut options: filebus_core::Options, stats: bool) -> Result<(), E
         signals::report_broken_pipe_as_error().map_err(setup)?;
         options.stats = Some(shared);
     }
-    filebus_core::consumer::run(&options)
+    let outcome = filebus_core::consume(&options, std::io::stdout());
+    if let Some(stats) = &options.stats {
+        signals::print_stats(stats);
+    }
+    outcome
 }
 
 /// The exit status for `outcome`, with the error printed as one line.
@@ -123,9 +127,19 @@ fn run_stat(
     json: bool,
 ) -> Result<(), Error> {
     if watch {
-        return filebus_core::status::watch(path, json, count);
+        let mut meter = RateMeter::new(path)?;
+        loop {
+            let rate = meter.next_second()?;
+            match json {
+                true => println!("{}", rate.to_json()),
+                false => println!("{}", rate.to_text()),
+            }
+            if count.is_some_and(|count| rate.second >= count) {
+                return Ok(());
+            }
+        }
     }
-    let status = filebus_core::status::status(path)?;
+    let status = filebus_core::bus_status(path)?;
     if json {
         println!("{}", status.to_json(path));
     } else {

@@ -17,10 +17,10 @@
 //! The lock needs no care: the kernel releases a `flock` with the process.
 
 use std::io;
+use std::sync::PoisonError;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use filebus_core::consumer::stats::{self, SharedStats};
-use filebus_core::stop::StopFlag;
+use filebus_core::{SharedStats, StopFlag};
 
 /// The termination signal received, or 0.
 static TERMINATION: AtomicI32 = AtomicI32::new(0);
@@ -97,6 +97,12 @@ pub fn report_file_size_limit_as_error() -> io::Result<()> {
     set_disposition(libc::SIGXFSZ, libc::SIG_IGN)
 }
 
+/// Prints the summary of `stats` on stderr.
+pub fn print_stats(stats: &SharedStats) {
+    let stats = stats.lock().unwrap_or_else(PoisonError::into_inner);
+    eprintln!("filebus: {}", stats.summary());
+}
+
 /// Starts the thread that prints the summary of `stats` on SIGUSR1, and
 /// prints it and ends the process on SIGINT, SIGTERM and SIGHUP. Call before
 /// any other thread exists: it blocks those signals in the calling thread,
@@ -125,7 +131,7 @@ pub fn report_stats_on_signals(stats: SharedStats) -> io::Result<()> {
                 if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
                     continue;
                 }
-                stats::report(&stats);
+                print_stats(&stats);
                 if signal != libc::SIGUSR1 {
                     die_by(signal);
                 }

@@ -129,14 +129,13 @@ fn the_default_block_size_is_1_mib_and_no_chunk_exceeds_it() {
 /// given back, so that consumers count no chunk as missed.
 #[test]
 fn a_lossless_publish_onto_a_waiting_chunk_hands_it_back_and_gives_back_its_number() {
-    use filebus_core::bus::stamp;
-    use filebus_core::bus::{Bus, Format};
-    use filebus_core::producer::chunk_file as chunk;
+    use filebus_core::Format;
+    use filebus_core::testing::{Bus, stamp, write_chunk};
 
     let scratch = Scratch::new();
     let bus = Bus::open(&scratch.bus()).expect("bus");
     let mut lock = bus.lock_file().expect("lock file");
-    let first = chunk::write_chunk(&bus, b"first", true, Format::Raw).expect("chunk");
+    let first = write_chunk(&bus, b"first", true, Format::Raw).expect("chunk");
     let guard = lock.acquire().expect("lock");
     assert!(
         bus.publish_if_absent(first, &guard)
@@ -145,7 +144,7 @@ fn a_lossless_publish_onto_a_waiting_chunk_hands_it_back_and_gives_back_its_numb
         "the first chunk was not published"
     );
     assert_eq!(stamp::last_sequence(guard.lock_file()), Some(1));
-    let second = chunk::write_chunk(&bus, b"second", true, Format::Raw).expect("chunk");
+    let second = write_chunk(&bus, b"second", true, Format::Raw).expect("chunk");
     let back = bus
         .publish_if_absent(second, &guard)
         .expect("publish")

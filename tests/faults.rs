@@ -767,7 +767,7 @@ fn consumer_whose_reader_goes_away_ends_quietly() {
     let bus_dir = Scratch::new();
     let aux = Scratch::new();
     let bus = bus_dir.bus();
-    let big = binary_data(2 * filebus_core::pipe_size::LARGEST);
+    let big = binary_data(2 * filebus_core::testing::LARGEST_PIPE);
     std::fs::write(&bus, &big).expect("cannot write bus");
     for method in ["auto", "splice", "sendfile", "write"] {
         // `filebus consumer | head -c 10`: the chunk is larger than the

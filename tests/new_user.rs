@@ -126,7 +126,7 @@ fn a_sequence_stamp_at_the_top_of_the_range_is_no_stamp() {
 fn a_stats_consumer_whose_reader_goes_away_ends_by_sigpipe() {
     let scratch = Scratch::new();
     // Larger than the consumer can grow its pipe: still writing when head exits.
-    let chunk_len = 2 * filebus_core::pipe_size::LARGEST;
+    let chunk_len = 2 * filebus_core::testing::LARGEST_PIPE;
     std::fs::write(scratch.bus(), vec![b'x'; chunk_len]).expect("cannot write bus");
     let mut shell = Command::new("bash");
     shell

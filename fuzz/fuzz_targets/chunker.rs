@@ -1,4 +1,4 @@
-//! `filebus_core::producer::cut` driven by a synthetic clock through any sequence of
+//! `filebus_core::testing::cut` driven by a synthetic clock through any sequence of
 //! reads and pauses: see the property file for what must hold.
 #![no_main]
 

@@ -10,7 +10,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use filebus_core::stop::StopFlag;
+use filebus_core::StopFlag;
 
 use super::BenchError;
 

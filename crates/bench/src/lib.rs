@@ -32,7 +32,7 @@
 //! them: it never speaks the bus protocol itself. It uses the product
 //! library (`filebus_core`) only for helpers it shares with the product, so
 //! that both behave and say things the same way: `stop::StopFlag`, where the
-//! program's signal handler records a stop; `error::describe_io` for error
+//! program's signal handler records a stop; `describe_io` for error
 //! messages; and `filesystem::name_of` for the filesystem of the scratch
 //! directory.
 
@@ -59,12 +59,12 @@ mod stats;
 mod system;
 mod throughput;
 
-use filebus_core::stop::StopFlag;
+use filebus_core::StopFlag;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use filebus_core::error::describe_io;
+use filebus_core::describe_io;
 use machine::{find_program, iso8601_utc, load_average};
 use plan::{Plan, planned_runs};
 use progress::Progress;
@@ -382,7 +382,7 @@ fn measure(options: &BenchOptions) -> Result<Results, BenchError> {
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .map(|text| text.trim().to_owned())
                 .unwrap_or_else(|_| "unknown".into()),
-            filesystem: filebus_core::filesystem::name_of(scratch.root()),
+            filesystem: filebus_core::filesystem_name(scratch.root()),
             scratch_parent,
             quick: options.quick,
             plan: plan.clone(),

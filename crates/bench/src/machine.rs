@@ -1,6 +1,6 @@
 //! Facts about the machine, printed with the results: where programs are,
 //! how busy it is, what time it is. (What filesystem the buses are on comes
-//! from the product library's table: `filebus_core::filesystem::name_of`.)
+//! from the product library's table: `filebus_core::filesystem_name`.)
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// Everything that can stop a producer or a consumer.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A system call on a named file failed.
     #[error("{action} {}", path.display())]

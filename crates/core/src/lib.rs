@@ -1,125 +1,115 @@
 //! filebus: a user-space multicast named pipe backed by a regular file.
 //!
-//! A producer cuts its standard input into chunks ([`producer::cut`]), builds each
-//! in a temporary file in the bus directory ([`producer::chunk_file`]), and renames it onto
-//! the bus file under a lock ([`bus`], [`bus::lock`]). Consumers wake up when the
-//! bus file changes ([`watch`]) and move each new chunk to standard output
-//! ([`sink`]).
+//! A bus is one file, `F`, holding the most recent chunk of a byte stream.
+//! A producer ([`produce`]) cuts its input into chunks, builds each in a
+//! temporary file in the bus directory and puts it at `F` under the bus lock;
+//! consumers ([`consume`]) wake up when `F` changes and write each new chunk
+//! to their output. Lossy multicast by default (a consumer that falls behind
+//! misses chunks, and with a history, `F.history/`, catches up from it);
+//! lossless unicast with [`BusOptions::lossless`] on both sides (each chunk
+//! is taken, that is deleted, by one consumer, and the producer waits for
+//! it).
 //!
-//! Data path: stdin → [`producer::cut`] → [`producer::chunk_file`] (mmap'd temporary file) →
-//! [`bus::Bus::publish`] (rename under [`bus::lock`]) → [`watch`] wake-up →
-//! [`consumer`] → [`sink`] (splice/sendfile) → stdout.
+//! The data path, with the modules that hold each step:
+//!
+//! 1. input → when to cut a chunk (`producer/cut.rs`, pure) → the chunk's
+//!    file (`producer/chunk_file.rs`): an anonymous `O_TMPFILE` where the
+//!    filesystem allows, filled by `splice(2)` from a pipe or by
+//!    `read`/`write` otherwise;
+//! 2. publish (`bus/`, the protocol primitive: one chunk at `F`): stamped
+//!    with a sequence number and time, then, under `flock` on `F.lock`,
+//!    linked as `F` where `F` is absent, or linked as `F.__new__` and swapped
+//!    onto `F` with `RENAME_EXCHANGE` (the previous chunk then deleted); with
+//!    a history (`history/`) also linked into `F.history/`, after waiting
+//!    for named consumers (`cursor/`) to write out the entry that leaves;
+//! 3. wake-up (`watch.rs`): inotify on the bus directory, polling where
+//!    events cannot be trusted;
+//! 4. consumer (`consumer/`): look at `F` (lossy), take it (lossless), or
+//!    follow the history → the output (`sink.rs`), by `splice`,
+//!    `copy_file_range` or `sendfile`, with `pread`/`write` as the last
+//!    resort.
+//!
+//! The library writes nothing to the process's standard streams: its
+//! entry points read and write the descriptors they are given, warnings go
+//! through the [`log`](https://docs.rs/log) crate (a consumer's report of
+//! chunks it lost to target [`LOSS_LOG_TARGET`] at level error, whatever the
+//! verbosity), and reports ([`bus_status`], [`RateMeter`], [`Stats`]) are
+//! values for the caller to render.
 //!
 //! The on-disk protocol is that of the Python reference implementation
-//! (`pip install filebus==0.3.5`), with which it interoperates.
+//! (`pip install filebus==0.3.5`), with which it interoperates; it is
+//! described in `docs/PROTOCOL.md`.
+//!
+//! # Example
+//!
+//! A producer and a lossless consumer in one process, over a bus in a
+//! temporary directory: the producer reads a file, the consumer writes
+//! another, and ends at the end-of-stream chunk the producer publishes at the
+//! end of its input.
+//!
+//! ```
+//! use std::fs::File;
+//!
+//! use filebus_core::{ConsumerOptions, ProducerOptions};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let bus = dir.path().join("bus");
+//! std::fs::write(dir.path().join("input"), "one\ntwo\nthree\n")?;
+//!
+//! let mut producer = ProducerOptions::new(&bus);
+//! producer.bus.lossless = true;
+//! let input = File::open(dir.path().join("input"))?;
+//! let producing = std::thread::spawn(move || filebus_core::produce(&producer, &input));
+//!
+//! let mut consumer = ConsumerOptions::new(&bus);
+//! consumer.bus.lossless = true;
+//! let output = File::create(dir.path().join("output"))?;
+//! filebus_core::consume(&consumer, &output)?;
+//!
+//! producing.join().expect("the producer panicked")?;
+//! assert_eq!(std::fs::read_to_string(dir.path().join("output"))?, "one\ntwo\nthree\n");
+//! # Ok(())
+//! # }
+//! ```
 
-pub mod bus;
-pub mod consumer;
-pub mod cursor;
-pub mod error;
-pub mod filesystem;
-pub mod history;
-pub mod pipe_size;
-pub mod producer;
-pub mod sink;
-pub mod status;
-pub mod stop;
+#![deny(missing_docs)]
+
+mod bus;
+mod consumer;
+mod cursor;
+mod error;
+mod filesystem;
+mod history;
+mod options;
+mod pipe_size;
+mod producer;
+mod sink;
+mod status;
+mod stop;
 pub mod tar;
-pub mod watch;
+#[doc(hidden)]
+pub mod testing;
+mod watch;
 
-use std::num::NonZeroUsize;
-use std::path::PathBuf;
-use std::time::Duration;
-
-pub use bus::Format;
-pub use error::{Error, Report, Result};
+pub use bus::format::Format;
+pub use consumer::history::LOSS_LOG_TARGET;
+pub use consumer::options::{ConsumerOptions, DEFAULT_MAX_CHUNK_SIZE};
+pub use consumer::run as consume;
+pub use consumer::stats::{SharedStats, Stats};
+pub use cursor::survey::NamedConsumer;
+pub use cursor::{MAX_NAME_LEN as MAX_CONSUMER_NAME_LEN, validate_name as validate_consumer_name};
+pub use error::{Error, Report, Result, describe_io};
+pub use filesystem::name_of as filesystem_name;
+pub use history::{Holdings, MAX_DEPTH as MAX_HISTORY_DEPTH};
+pub use options::{BusOptions, DEFAULT_SLEEP_INTERVAL};
 pub use producer::chunk_file::InputMethod;
+pub use producer::options::{DEFAULT_BLOCK_SIZE, ProducerOptions};
+pub use producer::run as produce;
 pub use sink::OutputMethod;
-
-/// The default `--block-size`: 1 MiB. Every chunk costs a new file, whose
-/// creation and deletion dominate the cost of a chunk on ext4, so bulk input
-/// needs big chunks to move at a pipe's pace (measured in
-/// `results/fast-by-default.md`: through pipes 64 KiB reached 20 to 36% of
-/// `cat | cat`, 1 MiB 52 to 67%); input that trickles is cut by time long
-/// before. The reference's
-/// default is 4096; its consumers read chunks of any size.
-pub const DEFAULT_BLOCK_SIZE: NonZeroUsize = NonZeroUsize::new(1 << 20).unwrap();
-/// The default `--max-chunk-size`: far above any chunk a producer makes with
-/// a sane block size, far below a huge sparse file planted at `F`.
-pub const DEFAULT_MAX_CHUNK_SIZE: u64 = 1 << 30;
-/// The reference implementation's default `--sleep-interval`.
-pub const DEFAULT_SLEEP_INTERVAL: Duration = Duration::from_millis(100);
-
-/// Everything a producer or consumer needs to know about its bus.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// The bus file `F`.
-    pub path: PathBuf,
-    /// Lossless unicast (`--back-pressure`) instead of lossy multicast.
-    pub lossless: bool,
-    /// The most bytes in one chunk.
-    pub block_size: NonZeroUsize,
-    /// How long input may wait before it is published (see
-    /// [`producer::cut`]); the polling interval where file events are unavailable.
-    pub sleep_interval: Duration,
-    /// Wake up on inotify events rather than by polling.
-    pub file_monitoring: bool,
-    /// How producers fill chunk files.
-    pub input_method: InputMethod,
-    /// How consumers write chunks to standard output.
-    pub output_method: OutputMethod,
-    /// Build chunks in anonymous `O_TMPFILE`s where the filesystem allows.
-    pub anonymous_temp: bool,
-    /// End chunks only after this byte (whole records), if set.
-    pub delimiter: Option<u8>,
-    /// Consumers count what they emit and miss here, and report it on
-    /// stderr at the end (`--stats`).
-    pub stats: Option<consumer::stats::SharedStats>,
-    /// Where the program's signal handler records a termination signal.
-    pub stop: stop::StopFlag,
-    /// How chunks are stored at `F`.
-    pub format: Format,
-    /// The largest chunk a consumer emits; a larger file at `F` is refused.
-    pub max_chunk_size: u64,
-    /// Producers: keep the last N chunks in `F.history` (`--history N`).
-    pub history: Option<u64>,
-    /// Consumers: the name whose cursor this consumer keeps (`--name`).
-    pub name: Option<String>,
-    /// Consumers: start this many chunks back in history (`--last K`).
-    pub last: Option<u64>,
-    /// Consumers: go on after an end-of-stream chunk (`--follow`).
-    pub follow: bool,
-}
-
-impl Options {
-    /// Options with the reference defaults for the bus at `path`.
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        Options {
-            path: path.into(),
-            lossless: false,
-            block_size: DEFAULT_BLOCK_SIZE,
-            sleep_interval: DEFAULT_SLEEP_INTERVAL,
-            file_monitoring: true,
-            input_method: InputMethod::default(),
-            output_method: OutputMethod::default(),
-            anonymous_temp: true,
-            delimiter: None,
-            stats: None,
-            stop: stop::StopFlag::NEVER,
-            format: Format::Raw,
-            max_chunk_size: DEFAULT_MAX_CHUNK_SIZE,
-            history: None,
-            name: None,
-            last: None,
-            follow: false,
-        }
-    }
-
-    /// The chunking rules these options imply.
-    pub fn chunk_policy(&self) -> producer::cut::ChunkPolicy {
-        producer::cut::ChunkPolicy {
-            block_size: self.block_size,
-            max_delay: self.sleep_interval,
-        }
-    }
-}
+pub use status::{
+    BusStatus, ChunkStatus, ConsumerStatus, HistoryStatus, LockState, Rate, RateMeter,
+    status as bus_status,
+};
+pub use stop::StopFlag;
+pub use watch::WakeUp;

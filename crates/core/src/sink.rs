@@ -14,7 +14,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::event::{PollFd, PollFlags};
 use rustix::fs::FileType;
@@ -26,6 +26,7 @@ use crate::pipe_size::PipeSize;
 
 /// How chunks are written to standard output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum OutputMethod {
     /// `splice` to a pipe, `copy-file-range` to a regular file, `sendfile` otherwise.
     #[default]
@@ -47,7 +48,7 @@ const COPY_BUFFER: usize = 128 * 1024;
 
 /// An output (standard output in the command), with the method chosen for it.
 pub struct Sink<'fd> {
-    out: BorrowedFd<'fd>,
+    out: Output<'fd>,
     method: OutputMethod,
     buffer: Vec<u8>,
     /// The output pipe's size, grown to the largest chunk written so far
@@ -63,11 +64,26 @@ impl fmt::Debug for Sink<'_> {
     }
 }
 
+/// The descriptor a sink writes to: the caller's, or its own.
+enum Output<'fd> {
+    Borrowed(BorrowedFd<'fd>),
+    Owned(OwnedFd),
+}
+
+impl AsFd for Output<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Output::Borrowed(fd) => fd.as_fd(),
+            Output::Owned(fd) => fd.as_fd(),
+        }
+    }
+}
+
 impl Sink<'static> {
-    /// Standard output, written with `requested` (or the best method for
-    /// what it is, for [`OutputMethod::Auto`]).
-    pub fn stdout(requested: OutputMethod) -> Result<Sink<'static>> {
-        Sink::new(rustix::stdio::stdout(), requested)
+    /// Output to `out`, which the sink owns (and closes when dropped),
+    /// written as [`Sink::new`] says.
+    pub fn owning(out: OwnedFd, requested: OutputMethod) -> Result<Sink<'static>> {
+        Sink::to(Output::Owned(out), requested)
     }
 }
 
@@ -75,7 +91,11 @@ impl<'fd> Sink<'fd> {
     /// Output to `out` (standard output in the command), written with
     /// `requested`, or the best method for what `out` is.
     pub fn new(out: BorrowedFd<'fd>, requested: OutputMethod) -> Result<Sink<'fd>> {
-        let stat = rustix::fs::fstat(out)
+        Sink::to(Output::Borrowed(out), requested)
+    }
+
+    fn to(out: Output<'fd>, requested: OutputMethod) -> Result<Sink<'fd>> {
+        let stat = rustix::fs::fstat(&out)
             .map_err(|errno| Error::stream("standard output is not usable", errno))?;
         let method = match requested {
             OutputMethod::Auto => match FileType::from_raw_mode(stat.st_mode) {
@@ -87,10 +107,10 @@ impl<'fd> Sink<'fd> {
         };
         log::debug!("output: {}", method.name());
         Ok(Sink {
+            pipe: PipeSize::of(out.as_fd()),
             out,
             method,
             buffer: Vec::new(),
-            pipe: PipeSize::of(out),
         })
     }
 
@@ -109,7 +129,7 @@ impl<'fd> Sink<'fd> {
     /// shorter now) to the output. Returns the count written.
     pub fn emit_range(&mut self, file: &File, start: u64, len: u64) -> Result<u64> {
         self.pipe.grow(
-            self.out,
+            self.out.as_fd(),
             usize::try_from(len).unwrap_or(usize::MAX),
             "output",
         );
@@ -121,16 +141,16 @@ impl<'fd> Sink<'fd> {
                 OutputMethod::Splice => rustix::pipe::splice(
                     file,
                     Some(&mut offset),
-                    self.out,
+                    &self.out,
                     None,
                     step,
                     SpliceFlags::empty(),
                 ),
                 OutputMethod::Sendfile | OutputMethod::Auto => {
-                    rustix::fs::sendfile(self.out, file, Some(&mut offset), step)
+                    rustix::fs::sendfile(&self.out, file, Some(&mut offset), step)
                 }
                 OutputMethod::CopyFileRange => {
-                    rustix::fs::copy_file_range(file, Some(&mut offset), self.out, None, step)
+                    rustix::fs::copy_file_range(file, Some(&mut offset), &self.out, None, step)
                 }
                 OutputMethod::Write => self.copy_through_buffer(file, &mut offset, step),
             };
@@ -148,7 +168,7 @@ impl<'fd> Sink<'fd> {
                     );
                     self.method = next;
                 }
-                Err(errno) => return Err(failure(file, self.out, start, offset, errno)),
+                Err(errno) => return Err(failure(file, self.out.as_fd(), start, offset, errno)),
             }
         }
         Ok(offset - start)
@@ -167,7 +187,7 @@ impl<'fd> Sink<'fd> {
         let read = rustix::io::pread(file, &mut self.buffer[..want], *offset)?;
         let mut written = 0;
         while written < read {
-            match rustix::io::write(self.out, &self.buffer[written..read]) {
+            match rustix::io::write(&self.out, &self.buffer[written..read]) {
                 Ok(count) => written += count,
                 Err(Errno::INTR) => {}
                 Err(Errno::AGAIN) => {

@@ -1,5 +1,6 @@
 //! `filebus stat`: a bus at a glance, and (with `--watch`) a rate meter.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -65,6 +66,7 @@ pub struct ChunkStatus {
 
 /// The state of `F.lock`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LockState {
     /// No lock file yet: nobody has produced or taken losslessly.
     Missing,
@@ -320,70 +322,100 @@ impl BusStatus {
     }
 }
 
-/// Prints a line per second with the bus's publish rate, `count` lines or
-/// until interrupted. Chunks are counted from the sequence stamps where the
-/// chunks carry them (exact), else from the directory's events.
-pub fn watch(path: &Path, json: bool, count: Option<u64>) -> Result<()> {
-    let bus = Bus::open(path)?;
-    // Events, whatever the filesystem: chunks are counted from them only
-    // where the chunks carry no sequence stamps.
-    let mut watcher = Watcher::new(&bus, true, Duration::from_millis(100))?;
-    let mut last_sequence = current_sequence(&bus);
-    let started = Instant::now();
-    for line in 1.. {
-        let arrivals = watcher.count_arrivals_until(started + Duration::from_secs(line))?;
-        let sequence = current_sequence(&bus);
-        let chunks_per_second = match (last_sequence, sequence) {
+/// A rate meter on a bus (`filebus stat --watch`): the publish rate, second
+/// by second. Chunks are counted from the sequence stamps where the chunks
+/// carry them (exact), else from the directory's events.
+#[derive(Debug)]
+pub struct RateMeter {
+    bus: Bus,
+    watcher: Watcher,
+    last_sequence: Option<u64>,
+    started: Instant,
+    seconds: u64,
+}
+
+impl RateMeter {
+    /// Starts measuring the bus at `path`.
+    pub fn new(path: &Path) -> Result<RateMeter> {
+        let bus = Bus::open(path)?;
+        // Events, whatever the filesystem: chunks are counted from them only
+        // where the chunks carry no sequence stamps.
+        let watcher = Watcher::new(&bus, true, Duration::from_millis(100))?;
+        let last_sequence = current_sequence(&bus);
+        Ok(RateMeter {
+            bus,
+            watcher,
+            last_sequence,
+            started: Instant::now(),
+            seconds: 0,
+        })
+    }
+
+    /// Waits for the end of the next second since the start, and says what
+    /// was published during it.
+    pub fn next_second(&mut self) -> Result<Rate> {
+        self.seconds += 1;
+        let arrivals = self
+            .watcher
+            .count_arrivals_until(self.started + Duration::from_secs(self.seconds))?;
+        let bus = &self.bus;
+        let sequence = current_sequence(bus);
+        let chunks_per_second = match (self.last_sequence, sequence) {
             (Some(before), Some(now)) if now >= before => now - before,
             _ => arrivals,
         };
-        last_sequence = sequence.or(last_sequence);
+        self.last_sequence = sequence.or(self.last_sequence);
         // The lag of each named consumer, to watch it move.
-        let newest = newest_sequence(sequence, history_status(&bus).as_ref());
-        let lags = consumers(&bus, newest);
-        let rate = Rate {
-            second: line,
+        let newest = newest_sequence(sequence, history_status(bus).as_ref());
+        Ok(Rate {
+            second: self.seconds,
             chunks_per_second,
-            bytes_per_second: chunks_per_second.saturating_mul(chunk_size(&bus)),
-            lag: lags
-                .iter()
-                .map(|status| (status.consumer.name.clone(), status.lag))
+            bytes_per_second: chunks_per_second.saturating_mul(chunk_size(bus)),
+            lag: consumers(bus, newest)
+                .into_iter()
+                .map(|status| (status.consumer.name, status.lag))
                 .collect(),
-        };
-        if json {
-            println!("{}", to_json(&rate));
-        } else {
-            let lags: String = lags
-                .iter()
-                .map(|status| {
-                    format!(
-                        "  {}: lag {}",
-                        status.consumer.name,
-                        status.lag.map_or("?".to_owned(), |lag| lag.to_string())
-                    )
-                })
-                .collect();
-            println!(
-                "{:>6} s  {:>9} chunks/s  {:>13} bytes/s{lags}",
-                rate.second, rate.chunks_per_second, rate.bytes_per_second
-            );
-        }
-        if count.is_some_and(|count| line >= count) {
-            break;
-        }
+        })
     }
-    Ok(())
 }
 
-/// One second of `stat --watch`.
-#[derive(Debug, Serialize)]
-struct Rate {
-    second: u64,
-    chunks_per_second: u64,
-    /// Estimated from the current chunk's size.
-    bytes_per_second: u64,
-    /// The lag of each named consumer, by name.
-    lag: std::collections::BTreeMap<String, Option<u64>>,
+/// One second of a bus's life, as [`RateMeter`] measured it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Rate {
+    /// Which second since the meter started (from 1).
+    pub second: u64,
+    /// Chunks published during it.
+    pub chunks_per_second: u64,
+    /// Bytes published during it, estimated from the current chunk's size.
+    pub bytes_per_second: u64,
+    /// The lag of each named consumer, by name (`None`: unknown).
+    pub lag: BTreeMap<String, Option<u64>>,
+}
+
+impl Rate {
+    /// The rate for people, on one line.
+    pub fn to_text(&self) -> String {
+        let lags: String = self
+            .lag
+            .iter()
+            .map(|(name, lag)| {
+                format!(
+                    "  {name}: lag {}",
+                    lag.map_or("?".to_owned(), |lag| lag.to_string())
+                )
+            })
+            .collect();
+        format!(
+            "{:>6} s  {:>9} chunks/s  {:>13} bytes/s{lags}",
+            self.second, self.chunks_per_second, self.bytes_per_second
+        )
+    }
+
+    /// The rate as one JSON object.
+    pub fn to_json(&self) -> String {
+        to_json(self)
+    }
 }
 
 /// `filebus stat --json`, its fields in the order people read them.

@@ -100,6 +100,7 @@ impl TarChunk {
 
 /// Why a file is not a chunk archive.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TarError {
     /// Reading the file failed (it may have been truncated under us).
     #[error("cannot read the tar header at offset {offset}")]

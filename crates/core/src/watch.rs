@@ -113,11 +113,6 @@ impl Watcher {
         self.next_events(Some(limit)).map(|_| ())
     }
 
-    /// Whether the watcher sleeps until an event rather than polling.
-    pub fn uses_events(&self) -> bool {
-        matches!(self.mode, Mode::Events { .. })
-    }
-
     /// Returns once `ready()` is true, checking it after every change of the
     /// bus file (or every poll interval).
     pub fn wait_until(&mut self, mut ready: impl FnMut() -> Result<bool>) -> Result<()> {
@@ -324,6 +319,7 @@ fn sleep(interval: Duration, stop: StopFlag) -> Result<()> {
 /// How the processes of this machine that wait on a bus (consumers, and
 /// lossless producers waiting for their chunk to be taken) wake up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WakeUp {
     /// On inotify events, at once.
     Events,

@@ -1,4 +1,4 @@
-//! The properties of `filebus_core::producer::cut`, shared by the `chunker` fuzz target
+//! The properties of `filebus_core::testing::cut`, shared by the `chunker` fuzz target
 //! (fuzz/fuzz_targets/chunker.rs) and the corpus replay test
 //! (the integration tests' corpus replay).
 //!
@@ -38,7 +38,7 @@ use std::collections::VecDeque;
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
-use filebus_core::producer::cut::{
+use filebus_core::testing::cut::{
     ChunkPolicy, Chunker, Next, RecordChunker, RecordNext, RecordPolicy,
 };
 

@@ -1,6 +1,6 @@
 //! Reliable multicast driven through the library against a real directory:
 //! two producers keeping a history (`Bus::publish` with `--history`), the
-//! real history consumer (`filebus_core::consumer::history::Session`: catch-up from history,
+//! real history consumer (`filebus_core::testing::Session`: catch-up from history,
 //! gaps, `--last`, end of stream, `--follow`, named cursors), consumers
 //! started and dropped at any point (a named consumer's death: its cursor
 //! stays, its lock goes, and it is taken for dead long ago), end-of-stream
@@ -52,15 +52,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::scratch::Scratch;
-use filebus_core::bus::lock::LockFile;
-use filebus_core::bus::stamp;
-use filebus_core::bus::{Bus, Current};
-use filebus_core::consumer::history::Session;
-use filebus_core::consumer::stats::SharedStats;
-use filebus_core::cursor;
-use filebus_core::history::HistoryWriter;
-use filebus_core::producer::chunk_file::write_chunk;
-use filebus_core::{Format, Options};
+use filebus_core::testing::{
+    Bus, Current, HistoryWriter, LockFile, Session, stamp, survey, write_chunk,
+};
+use filebus_core::{ConsumerOptions, Format, SharedStats};
 
 /// Bytes of each chunk: `chunk NNNNNN\n`.
 const CHUNK_LEN: usize = 13;
@@ -204,7 +199,7 @@ impl World {
                 .filter_map(|slot| slot.name.clone())
                 .collect();
             let (bus, _, _) = self.producer(producer);
-            let mut consumers = cursor::survey(bus).expect("cannot survey the named consumers");
+            let mut consumers = survey(bus).expect("cannot survey the named consumers");
             // A consumer this world stopped can still look locked for an
             // instant when the property runs among other tests: a child
             // they fork holds a copy of every descriptor until its exec,
@@ -217,7 +212,7 @@ impl World {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(2));
-                consumers = cursor::survey(bus).expect("cannot survey the named consumers");
+                consumers = survey(bus).expect("cannot survey the named consumers");
             }
             for consumer in consumers {
                 assert!(
@@ -318,7 +313,7 @@ impl World {
         if self.slots[index].is_some() {
             return;
         }
-        let mut options = Options::new(&self.bus_path);
+        let mut options = ConsumerOptions::new(&self.bus_path);
         options.name = (index < 2).then(|| format!("n{index}"));
         options.last = (argument & 0x10 != 0).then_some(u64::from(argument >> 5));
         options.follow = argument & 0x08 != 0;

@@ -23,8 +23,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::scratch::Scratch;
-use filebus_core::bus::{Bus, Chunk, Current, Format};
-use filebus_core::producer::chunk_file::write_chunk;
+use filebus_core::Format;
+use filebus_core::testing::{Bus, Chunk, Current, write_chunk};
 
 /// What a consumer may read at `F`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 
 /// How a chunk's content is stored at `F`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Format {
     /// The content's bytes, nothing else (reference 0.1 and later).
     #[default]
@@ -13,6 +14,14 @@ pub enum Format {
 }
 
 impl Format {
+    /// The format's name as given on the command line (`--format`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Raw => "raw",
+            Format::Tar => "tar",
+        }
+    }
+
     /// Where a chunk's content starts in the files our producers write: in
     /// tar format, after the PAX extended header (two blocks, always present
     /// because it always carries the publish time) and the member's header.

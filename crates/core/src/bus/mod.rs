@@ -56,8 +56,6 @@ use identity::{ChunkId, SYMLINK, Version, stat_at_from_server, stat_from_server,
 use lock::LockFile;
 use names::{LOCK_SUFFIX, NEW_SUFFIX, check_name_room, with_suffix};
 
-pub use format::Format;
-
 /// A bus: the directory that holds it and the name of its data file.
 #[derive(Debug)]
 pub struct Bus {

@@ -60,8 +60,6 @@ pub fn write(file: impl AsFd, stamp: Stamp) -> rustix::io::Result<()> {
     write_number(file.as_fd(), TIME_ATTRIBUTE, stamp.published_ns)
 }
 
-/// The last sequence number given on the bus whose lock file is `lock`
-/// (`None` if there is none, or it is out of range).
 /// Whether the filesystem of `file` refuses user extended attributes
 /// (`EOPNOTSUPP`), so that no chunk on it can carry a stamp. A file that
 /// merely has no stamp (the reference's chunks) is on a filesystem that
@@ -74,6 +72,8 @@ pub fn unsupported(file: impl AsFd) -> bool {
     )
 }
 
+/// The last sequence number given on the bus whose lock file is `lock`
+/// (`None` if there is none, or it is out of range).
 pub fn last_sequence(lock: impl AsFd) -> Option<u64> {
     valid_sequence(read_number(lock.as_fd(), SEQUENCE_ATTRIBUTE)?)
 }

@@ -20,11 +20,12 @@
 
 use std::borrow::{Borrow, BorrowMut};
 use std::fs::File;
+use std::os::fd::OwnedFd;
 use std::sync::PoisonError;
 
+use super::options::ConsumerOptions;
 use super::output::{Content, Output, looking_again};
 use super::stats::SharedStats;
-use crate::Options;
 use crate::bus::format::Format;
 use crate::bus::names::LOCK_SUFFIX;
 use crate::bus::stamp;
@@ -32,12 +33,19 @@ use crate::bus::{Bus, Chunk, Current};
 use crate::cursor::Cursor;
 use crate::error::{Error, Report, Result};
 use crate::history::{self, Entry, HistoryDir};
+use crate::sink::Sink;
 use crate::watch::Watcher;
+
+/// The `log` target of a consumer's report of the chunks it lost (they left
+/// the history before it wrote them), logged at level error so that it is
+/// shown whatever the verbosity. The `filebus` command prints these lines as
+/// `filebus: lost N chunks: ...`, without a level.
+pub const LOSS_LOG_TARGET: &str = "filebus::lost";
 
 /// Whether a new consumer should run as a history consumer from the start:
 /// the bus has a history, or an option asks for one of its features.
-pub(crate) fn wanted(bus: &Bus, options: &Options) -> bool {
-    options.name.is_some() || options.last.is_some() || options.follow || history::exists(bus)
+pub(crate) fn wanted(bus: &Bus, options: &ConsumerOptions) -> bool {
+    options.wants_history() || history::exists(bus)
 }
 
 /// The last sequence number given on the bus (kept on `F.lock`), read
@@ -78,8 +86,8 @@ enum Flow {
 pub(crate) fn run(
     bus: &Bus,
     watcher: &mut Watcher,
-    output: &mut Output,
-    options: &Options,
+    output: &mut Output<'_>,
+    options: &ConsumerOptions,
     last: Option<Chunk>,
     baseline: Option<u64>,
 ) -> Result<()> {
@@ -128,17 +136,18 @@ struct Replay<B, O> {
 /// real consumer logic (catch-up, gaps, end of stream, cursor, stats)
 /// without the wait for changes. For tests and fuzzing.
 pub struct Session {
-    replay: Replay<Bus, Output>,
+    replay: Replay<Bus, Output<'static>>,
     stats: Option<SharedStats>,
 }
 
 impl Session {
-    /// Starts a consumer of the bus at `options.path` (with its `name`,
+    /// Starts a consumer of the bus at `options.bus.path` (with its `name`,
     /// `last`, `follow` and `stats`) writing to `out`.
-    pub fn start(options: &Options, out: File) -> Result<Session> {
-        let bus = Bus::open(&options.path)?;
+    pub fn start(options: &ConsumerOptions, out: File) -> Result<Session> {
+        let bus = Bus::open(&options.bus.path)?;
         let stats = options.stats.clone();
-        let mut output = Output::to_file(out, options, stats.clone())?;
+        let sink = Sink::owning(OwnedFd::from(out), options.output_method)?;
+        let mut output = Output::new(sink, options);
         output.stamps = true;
         let baseline = bus_counter(&bus);
         Ok(Session {
@@ -165,13 +174,13 @@ impl Session {
     }
 }
 
-impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
+impl<'fd, B: Borrow<Bus>, O: BorrowMut<Output<'fd>>> Replay<B, O> {
     /// Claims the cursor of a named consumer, finds the history and decides
     /// where to start (see [`Replay::position`]).
     fn start(
         bus: B,
         output: O,
-        options: &Options,
+        options: &ConsumerOptions,
         last: Option<Chunk>,
         baseline: Option<u64>,
     ) -> Result<Self> {
@@ -597,8 +606,8 @@ impl<B: Borrow<Bus>, O: BorrowMut<Output>> Replay<B, O> {
     }
 }
 
-/// Says on stderr, whatever the verbosity, that chunks `from` to `to - 1`
-/// were lost.
+/// Says, whatever the verbosity ([`LOSS_LOG_TARGET`]), that chunks `from`
+/// to `to - 1` were lost.
 fn report_lost(from: u64, to: u64) {
     let count = to.saturating_sub(from);
     if count == 0 {
@@ -609,8 +618,9 @@ fn report_lost(from: u64, to: u64) {
     } else {
         format!("chunks {from} to {}", to - 1)
     };
-    eprintln!(
-        "filebus: lost {count} chunk{}: {range} left the history before this consumer wrote {}",
+    log::error!(
+        target: LOSS_LOG_TARGET,
+        "lost {count} chunk{}: {range} left the history before this consumer wrote {}",
         if count == 1 { "" } else { "s" },
         if count == 1 { "it" } else { "them" }
     );

@@ -15,7 +15,7 @@ use crate::watch::Watcher;
 pub(super) fn take_until_end_of_stream(
     bus: &Bus,
     watcher: &mut Watcher,
-    output: &mut Output,
+    output: &mut Output<'_>,
 ) -> Result<()> {
     let rights = bus.delete_rights()?;
     let mut lock = bus.lock_file()?;

@@ -2,8 +2,8 @@
 //! without a lock.
 
 use super::history;
+use super::options::ConsumerOptions;
 use super::output::{Output, looking_again};
-use crate::Options;
 use crate::bus::stamp;
 use crate::bus::{Bus, Chunk, Current};
 use crate::error::{Error, Result};
@@ -21,8 +21,8 @@ use crate::watch::Watcher;
 pub(super) fn look_forever(
     bus: &Bus,
     watcher: &mut Watcher,
-    output: &mut Output,
-    options: &Options,
+    output: &mut Output<'_>,
+    options: &ConsumerOptions,
     baseline: Option<u64>,
 ) -> Result<()> {
     let mut last: Option<Chunk> = None;

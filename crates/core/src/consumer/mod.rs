@@ -12,44 +12,41 @@
 pub mod history;
 pub mod lossless;
 pub mod lossy;
+pub mod options;
 pub mod output;
 pub mod stats;
 
-use crate::Options;
+use std::os::fd::AsFd;
+
 use crate::bus::Bus;
 use crate::error::Result;
 use crate::sink::Sink;
 use crate::watch::Watcher;
+use options::ConsumerOptions;
 use output::Output;
 
-/// Writes the bus's chunks to standard output: every new chunk it sees
-/// (lossy; never returns), or each chunk it takes until the end-of-stream
-/// marker (lossless).
-pub fn run(options: &Options) -> Result<()> {
-    let bus = Bus::open(&options.path)?.stopped_by(options.stop);
-    let stats = options.stats.clone();
-    let mut output = Output {
-        sink: Sink::stdout(options.output_method)?,
-        format: options.format,
-        stats: stats.clone(),
-        max_chunk_size: options.max_chunk_size,
-        stamps: false,
-        _file: None,
-    };
+/// Writes the bus's chunks to `output` (standard output, in the command):
+/// every new chunk it sees (lossy; returns only on an error, or at an
+/// end-of-stream chunk on a bus with history), or each chunk it takes until
+/// the end-of-stream marker (lossless). What it wrote and missed is counted
+/// in `options.stats`, if given, for the caller to report.
+pub fn run(options: &ConsumerOptions, output: impl AsFd) -> Result<()> {
+    let bus = Bus::open(&options.bus.path)?.stopped_by(options.bus.stop);
+    let mut output = Output::new(Sink::new(output.as_fd(), options.output_method)?, options);
     // Where the bus's sequence stood when we started (see replay): read
     // before the watcher exists, so every chunk it may miss is after it.
     let baseline = history::bus_counter(&bus);
     // The watcher exists before the first look, so no change is missed.
-    let mut watcher = Watcher::new(&bus, options.file_monitoring, options.sleep_interval)?;
-    let outcome = if options.lossless {
+    let mut watcher = Watcher::new(
+        &bus,
+        options.bus.file_monitoring,
+        options.bus.sleep_interval,
+    )?;
+    if options.bus.lossless {
         lossless::take_until_end_of_stream(&bus, &mut watcher, &mut output)
     } else if history::wanted(&bus, options) {
         history::run(&bus, &mut watcher, &mut output, options, None, baseline)
     } else {
         lossy::look_forever(&bus, &mut watcher, &mut output, options, baseline)
-    };
-    if let Some(stats) = &stats {
-        stats::report(stats);
     }
-    outcome
 }

@@ -1,12 +1,10 @@
 //! The output a consumer writes chunks to, with the format of the chunks
 //! and the `--stats` counts of what went there.
 
-use std::fs::File;
-use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::PoisonError;
 
+use super::options::ConsumerOptions;
 use super::stats::SharedStats;
-use crate::Options;
 use crate::bus::format::Format;
 use crate::bus::stamp::{self, Stamp};
 use crate::bus::{Bus, Chunk};
@@ -14,19 +12,16 @@ use crate::error::{Error, Report, Result};
 use crate::sink::Sink;
 use crate::tar;
 
-/// Standard output, the format of the chunks, and the stats of what went
-/// there if asked for.
-pub(crate) struct Output {
-    pub(super) sink: Sink<'static>,
-    pub(super) format: Format,
-    pub(super) stats: Option<SharedStats>,
+/// Where a consumer writes (standard output, in the command), the format of
+/// the chunks, and the stats of what went there if asked for.
+pub(crate) struct Output<'fd> {
+    sink: Sink<'fd>,
+    format: Format,
+    stats: Option<SharedStats>,
     /// Larger chunks are refused (a huge sparse file put at `F`, say).
     pub(crate) max_chunk_size: u64,
     /// Read every chunk's stamp, not only when counting (history needs them).
     pub(crate) stamps: bool,
-    /// The file `sink` writes to, when it is not standard output; declared
-    /// after `sink`, so it is closed after it.
-    pub(super) _file: Option<File>,
 }
 
 /// What a chunk carries: where its content lies in its file, and its stamp.
@@ -36,26 +31,17 @@ pub(crate) struct Content {
     pub(crate) stamp: Option<Stamp>,
 }
 
-impl Output {
-    /// Output to `file` instead of standard output (a consumer driven
-    /// in-process: see [`replay::Session`]).
-    pub(crate) fn to_file(
-        file: File,
-        options: &Options,
-        stats: Option<SharedStats>,
-    ) -> Result<Output> {
-        // SAFETY: the descriptor belongs to `file`, which the Output owns
-        // and never gives away, and which is dropped after `sink` (field
-        // order), so the borrowed descriptor outlives every use.
-        let fd = unsafe { BorrowedFd::borrow_raw(file.as_raw_fd()) };
-        Ok(Output {
-            sink: Sink::new(fd, options.output_method)?,
-            format: options.format,
-            stats,
+impl<'fd> Output<'fd> {
+    /// Output to `sink`, of chunks in the format `options` give, counted in
+    /// their `stats`.
+    pub(crate) fn new(sink: Sink<'fd>, options: &ConsumerOptions) -> Output<'fd> {
+        Output {
+            sink,
+            format: options.bus.format,
+            stats: options.stats.clone(),
             max_chunk_size: options.max_chunk_size,
             stamps: false,
-            _file: Some(file),
-        })
+        }
     }
 
     /// How chunks are stored at `F`.

@@ -9,11 +9,12 @@
 //! Latency is from the stamp's publish time to the moment the chunk was
 //! written, both on the realtime clock of this machine.
 //!
-//! The summary is one line on stderr ([`report`]), printed when the consumer
-//! ends; the `filebus` command also prints it on SIGUSR1 and before it dies
-//! of SIGINT, SIGTERM or SIGHUP (the library installs no signal handler).
+//! The summary is one line ([`Stats::summary`]), which the library never
+//! prints itself: the `filebus` command prints it on stderr when the consumer
+//! ends, on SIGUSR1, and before it dies of SIGINT, SIGTERM or SIGHUP (the
+//! library installs no signal handler).
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use hdrhistogram::Histogram;
 
@@ -117,12 +118,6 @@ impl Stats {
 
 /// Stats shared between the consumer and the thread that reports them.
 pub type SharedStats = Arc<Mutex<Stats>>;
-
-/// Prints the summary of `stats` on stderr.
-pub fn report(stats: &SharedStats) {
-    let stats = stats.lock().unwrap_or_else(PoisonError::into_inner);
-    eprintln!("filebus: {}", stats.summary());
-}
 
 #[cfg(test)]
 mod tests {

@@ -22,9 +22,9 @@ pub struct NamedConsumer {
     pub name: String,
     /// Whether a process holds its cursor's lock right now.
     pub alive: bool,
-    /// Whether its cursor file was touched within [`HEARTBEAT_LEASE`]: a
-    /// consumer whose lock this machine cannot see (locks not shared
-    /// between machines) is alive by this.
+    /// Whether its cursor file was touched within the heartbeat's lease
+    /// (5 s): a consumer whose lock this machine cannot see (locks not
+    /// shared between machines) is alive by this.
     pub heartbeat: bool,
     /// The last sequence it wrote out, if recorded.
     pub cursor: Option<u64>,

@@ -32,6 +32,7 @@ use crate::tar;
 
 /// How a producer moves input into a chunk's file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum InputMethod {
     /// The fastest measured method: `Splice` for a pipe, `Write` otherwise.
     #[default]
@@ -46,6 +47,16 @@ pub enum InputMethod {
 }
 
 impl InputMethod {
+    /// The method's name as given on the command line (`--input-method`).
+    pub fn name(self) -> &'static str {
+        match self {
+            InputMethod::Auto => "auto",
+            InputMethod::Mmap => "mmap",
+            InputMethod::Write => "write",
+            InputMethod::Splice => "splice",
+        }
+    }
+
     /// The concrete method for an input of this type (`Auto` resolved,
     /// `Splice` only for pipes).
     pub fn for_input(self, input_is_pipe: bool) -> InputMethod {

@@ -11,13 +11,13 @@
 pub mod chunk_file;
 pub mod cut;
 pub mod input;
+pub mod options;
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
 
-use crate::Options;
 use crate::bus::Bus;
 use crate::bus::lock::LockFile;
 use crate::bus::temp_file::TempFile;
@@ -28,6 +28,7 @@ use crate::watch::Watcher;
 use chunk_file::{ChunkBuilder, InputMethod};
 use cut::{Chunker, Next, RecordChunker, RecordNext, RecordPolicy};
 use input::{Input, InputKind, clear_nonblocking, input_kind, wait_readable};
+use options::ProducerOptions;
 
 /// How a call to [`fill`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,22 +39,21 @@ enum Filled {
     EndOfInput,
 }
 
-/// Reads standard input and publishes it on the bus until the input ends.
-///
-/// `blocking_read` clears `O_NONBLOCK` on standard input first (the reference
-/// option of the same name); without it a non-blocking input works as well.
-pub fn run(options: &Options, blocking_read: bool) -> Result<()> {
-    let bus = Bus::open(&options.path)?.stopped_by(options.stop);
-    let stdin = rustix::stdio::stdin();
-    if blocking_read {
+/// Reads `input` (standard input, in the command) and publishes it on the
+/// bus until the input ends; then, in lossless mode or on a bus with
+/// history, publishes an end-of-stream chunk.
+pub fn run(options: &ProducerOptions, input: impl AsFd) -> Result<()> {
+    let bus = Bus::open(&options.bus.path)?.stopped_by(options.bus.stop);
+    let stdin = input.as_fd();
+    if options.blocking_read {
         clear_nonblocking(stdin)?;
     }
     let mut lock = bus.lock_file()?;
-    let delivery = if options.lossless {
+    let delivery = if options.bus.lossless {
         Delivery::Lossless(Watcher::new(
             &bus,
-            options.file_monitoring,
-            options.sleep_interval,
+            options.bus.file_monitoring,
+            options.bus.sleep_interval,
         )?)
     } else {
         Delivery::Lossy(prepare_history(&bus, options, &mut lock)?)
@@ -73,7 +73,7 @@ pub fn run(options: &Options, blocking_read: bool) -> Result<()> {
             &bus,
             b"",
             options.anonymous_temp,
-            options.format,
+            options.bus.format,
         )?)?;
     }
     Ok(())
@@ -83,11 +83,15 @@ pub fn run(options: &Options, blocking_read: bool) -> Result<()> {
 /// made or checked with `--history` (a wrong depth is reported at once),
 /// otherwise found if the bus has one, so that even a producer with no
 /// input ends its stream with an end-of-stream chunk.
-fn prepare_history(bus: &Bus, options: &Options, lock: &mut LockFile) -> Result<HistoryWriter> {
+fn prepare_history(
+    bus: &Bus,
+    options: &ProducerOptions,
+    lock: &mut LockFile,
+) -> Result<HistoryWriter> {
     let writer = HistoryWriter::new(
         options.history,
-        options.sleep_interval,
-        options.file_monitoring,
+        options.bus.sleep_interval,
+        options.bus.file_monitoring,
     );
     let guard = lock.acquire()?;
     writer.prepare(bus, &guard)?;
@@ -98,7 +102,7 @@ fn prepare_history(bus: &Bus, options: &Options, lock: &mut LockFile) -> Result<
 /// their temporary files.
 fn publish_blocks(
     bus: &Bus,
-    options: &Options,
+    options: &ProducerOptions,
     stdin: BorrowedFd<'_>,
     publisher: &mut Publisher<'_>,
 ) -> Result<()> {
@@ -118,7 +122,7 @@ fn publish_blocks(
             options.block_size.get(),
             input_method,
             options.anonymous_temp,
-            options.format,
+            options.bus.format,
             std::mem::take(&mut buffer),
         )?;
         let filled = fill(
@@ -126,7 +130,7 @@ fn publish_blocks(
             &mut chunker,
             &mut input,
             never_blocks,
-            options.stop,
+            options.bus.stop,
         )?;
         if !chunk.is_empty() {
             log::debug!("publishing {} bytes", chunk.len());
@@ -147,7 +151,7 @@ const RECORD_READ_STEP: usize = 1 << 20;
 /// published stays in a buffer, so records are always read with `read(2)`.
 fn publish_records(
     bus: &Bus,
-    options: &Options,
+    options: &ProducerOptions,
     stdin: BorrowedFd<'_>,
     publisher: &mut Publisher<'_>,
     delimiter: u8,
@@ -158,7 +162,7 @@ fn publish_records(
     let mut pending: Vec<u8> = Vec::new();
     let mut at_end = false;
     loop {
-        options.stop.check()?;
+        options.bus.stop.check()?;
         match chunker.next(&pending, Instant::now(), at_end) {
             RecordNext::Done => return Ok(()),
             RecordNext::Publish { len, splits_record } => {
@@ -173,14 +177,14 @@ fn publish_records(
                     bus,
                     &pending[..len],
                     options.anonymous_temp,
-                    options.format,
+                    options.bus.format,
                 )?)?;
                 pending.drain(..len);
                 chunker.published(&pending, Instant::now());
             }
             RecordNext::Read { wait, room } => {
                 // A timeout means the chunker's delay ran out: ask it again.
-                if !wait_readable(stdin, wait, options.stop)? {
+                if !wait_readable(stdin, wait, options.bus.stop)? {
                     continue;
                 }
                 let start = pending.len();
@@ -193,7 +197,7 @@ fn publish_records(
                         input.read(count);
                         chunker.record_input(&pending[start..], Instant::now());
                     }
-                    Err(Errno::INTR) => options.stop.check()?,
+                    Err(Errno::INTR) => options.bus.stop.check()?,
                     Err(Errno::AGAIN) => {}
                     Err(errno) => return Err(Error::stream("cannot read standard input", errno)),
                 }
