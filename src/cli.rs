@@ -476,7 +476,8 @@ impl Cli {
         Ok(bus)
     }
 
-    /// The producer's options, or a message saying what is wrong. The caller makes sure the command is `producer`.
+    /// The producer's options, checked by the library, or a message saying
+    /// what is wrong. The caller makes sure the command is `producer`.
     pub fn producer_options(&self) -> Result<ProducerOptions, String> {
         let Command::Producer {
             blocking_read,
@@ -494,18 +495,14 @@ impl Cli {
         options.delimiter = records
             .delimiter()
             .or((self.reference_impl == Some(ReferenceImpl::Bash)).then_some(b'\n'));
-        if self.back_pressure && history.is_some() {
-            return Err(
-                "--history keeps chunks for lossy multicast; it cannot be used with --back-pressure"
-                    .into(),
-            );
-        }
         options.history = history;
         options.blocking_read = blocking_read;
+        options.validate().map_err(|error| error.to_string())?;
         Ok(options)
     }
 
-    /// The consumer's options, or a message saying what is wrong. The caller makes sure the command is `consumer`.
+    /// The consumer's options, checked by the library, or a message saying
+    /// what is wrong. The caller makes sure the command is `consumer`.
     pub fn consumer_options(&self) -> Result<ConsumerOptions, String> {
         let Command::Consumer {
             name, last, follow, ..
@@ -520,6 +517,7 @@ impl Cli {
         options.name = name.clone();
         options.last = *last;
         options.follow = *follow;
+        options.validate().map_err(|error| error.to_string())?;
         Ok(options)
     }
 }
@@ -613,26 +611,15 @@ value_enum! {
     }
 }
 
-/// The largest `--block-size`: a chunk is a file that consumers copy whole,
-/// and the default `--max-chunk-size` refuses anything larger.
-pub const MAX_BLOCK_SIZE: u64 = 1 << 30;
-
+/// A `--block-size`: a whole number of bytes within the library's bounds.
 fn parse_block_size(text: &str) -> Result<NonZeroUsize, String> {
     match text.trim().parse::<u64>() {
-        Ok(0) => Err("the block size must be at least 1 byte".into()),
-        Ok(bytes) if bytes > MAX_BLOCK_SIZE => Err(format!(
-            "the block size must be at most {MAX_BLOCK_SIZE} bytes (1 GiB)"
-        )),
-        Ok(bytes) => usize::try_from(bytes)
-            .ok()
-            .and_then(NonZeroUsize::new)
-            .ok_or_else(|| "the block size is too large for this machine".into()),
+        Ok(bytes) => filebus_core::check_block_size(bytes),
+        // Digits, but more than a u64 holds.
         Err(_)
             if text.trim().bytes().all(|byte| byte.is_ascii_digit()) && !text.trim().is_empty() =>
         {
-            Err(format!(
-                "the block size must be at most {MAX_BLOCK_SIZE} bytes (1 GiB)"
-            ))
+            filebus_core::check_block_size(u64::MAX)
         }
         Err(_) => Err("the block size must be a positive whole number of bytes".into()),
     }

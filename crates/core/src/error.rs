@@ -56,6 +56,14 @@ pub enum Error {
     /// reading it failed with `ESTALE` or `ENOENT`): a consumer looks again.
     #[error("the chunk was replaced or taken by another machine before it could be read")]
     ChunkVanished,
+    /// Producer or consumer options that do not go together, or a value
+    /// out of bounds (see `ProducerOptions::validate` and
+    /// `ConsumerOptions::validate`).
+    #[error("{problem}")]
+    BadOptions {
+        /// What is wrong, naming the command-line options concerned.
+        problem: String,
+    },
 }
 
 /// The result type of the filebus library.

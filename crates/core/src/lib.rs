@@ -104,7 +104,9 @@ pub use filesystem::name_of as filesystem_name;
 pub use history::{Holdings, MAX_DEPTH as MAX_HISTORY_DEPTH};
 pub use options::{BusOptions, DEFAULT_SLEEP_INTERVAL};
 pub use producer::chunk_file::InputMethod;
-pub use producer::options::{DEFAULT_BLOCK_SIZE, ProducerOptions};
+pub use producer::options::{
+    DEFAULT_BLOCK_SIZE, MAX_BLOCK_SIZE, ProducerOptions, check_block_size,
+};
 pub use producer::run as produce;
 pub use sink::OutputMethod;
 pub use status::{

@@ -30,7 +30,11 @@ use output::Output;
 /// end-of-stream chunk on a bus with history), or each chunk it takes until
 /// the end-of-stream marker (lossless). What it wrote and missed is counted
 /// in `options.stats`, if given, for the caller to report.
+///
+/// Fails at once, without touching the bus, if the options do not pass
+/// [`ConsumerOptions::validate`].
 pub fn run(options: &ConsumerOptions, output: impl AsFd) -> Result<()> {
+    options.validate()?;
     let bus = Bus::open(&options.bus.path)?.stopped_by(options.bus.stop);
     let mut output = Output::new(Sink::new(output.as_fd(), options.output_method)?, options);
     // Where the bus's sequence stood when we started (see replay): read

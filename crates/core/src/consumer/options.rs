@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 use super::stats::SharedStats;
+use crate::cursor::validate_name;
+use crate::error::{Error, Result};
 use crate::options::BusOptions;
 use crate::sink::OutputMethod;
 
@@ -48,9 +50,32 @@ impl ConsumerOptions {
         }
     }
 
+    /// Fails, saying why, if the consumer's name breaks the rules of
+    /// [`validate_name`].
+    pub fn validate(&self) -> Result<()> {
+        match self.name.as_deref().map(validate_name) {
+            Some(Err(problem)) => Err(Error::BadOptions { problem }),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether the consumer runs as a history consumer from the start,
     /// whatever the bus: an option asks for one of its features.
     pub(crate) fn wants_history(&self) -> bool {
         self.name.is_some() || self.last.is_some() || self.follow
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_against_the_rules_is_refused() {
+        let mut options = ConsumerOptions::new("bus");
+        options.name = Some("backup".into());
+        assert!(options.validate().is_ok());
+        options.name = Some("a/b".into());
+        assert!(options.validate().is_err(), "a name with a slash accepted");
     }
 }

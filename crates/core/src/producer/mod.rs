@@ -42,7 +42,11 @@ enum Filled {
 /// Reads `input` (standard input, in the command) and publishes it on the
 /// bus until the input ends; then, in lossless mode or on a bus with
 /// history, publishes an end-of-stream chunk.
+///
+/// Fails at once, without touching the bus, if the options do not pass
+/// [`ProducerOptions::validate`].
 pub fn run(options: &ProducerOptions, input: impl AsFd) -> Result<()> {
+    options.validate()?;
     let bus = Bus::open(&options.bus.path)?.stopped_by(options.bus.stop);
     let stdin = input.as_fd();
     if options.blocking_read {
