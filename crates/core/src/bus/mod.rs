@@ -92,6 +92,10 @@ pub(crate) struct Refusals {
     /// `linkat(AT_EMPTY_PATH)` was refused: later links go straight to
     /// `/proc/self/fd`.
     empty_path: Cell<bool>,
+    /// Unit tests: the error `RENAME_EXCHANGE` is made to fail with, as a
+    /// filesystem without it would (none at hand refuses it).
+    #[cfg(test)]
+    exchange_fails_with: Cell<Option<Errno>>,
 }
 
 /// A published chunk, open for reading.

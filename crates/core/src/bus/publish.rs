@@ -138,6 +138,10 @@ impl Bus {
         let rename_failed =
             |errno| Error::file("cannot rename a new chunk onto", &self.path, errno);
         let exchange = || {
+            #[cfg(test)]
+            if let Some(errno) = self.refused.exchange_fails_with.get() {
+                return Err(errno);
+            }
             rustix::fs::renameat_with(
                 &self.dir,
                 staged,
@@ -262,5 +266,108 @@ fn record_sequence(lock: &LockGuard<'_>, sequence: Option<u64>, refused: &Refusa
         // Without the counter every chunk would get the same number.
         log::info!("chunks are not stamped: cannot record the sequence on the lock file ({errno})");
         refused.stamps.set(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    /// A bus `bus` in a new temporary directory.
+    fn scratch_bus() -> (tempfile::TempDir, Bus) {
+        let dir = tempfile::tempdir().expect("cannot make a temporary directory");
+        let bus = Bus::open(&dir.path().join("bus")).expect("cannot open the bus");
+        (dir, bus)
+    }
+
+    /// Publishes `bytes` in an anonymous temporary file, as producers do.
+    fn publish(bus: &Bus, bytes: &[u8]) -> Result<()> {
+        let temp = bus.create_temp(true)?;
+        temp.file
+            .write_all_at(bytes, 0)
+            .expect("cannot write a chunk");
+        let mut lock = bus.lock_file()?;
+        let guard = lock.acquire()?;
+        bus.publish(temp, &guard)
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("cannot list")
+            .map(|entry| {
+                let entry = entry.expect("cannot list");
+                entry.file_name().to_string_lossy().into_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_refused_exchange_falls_back_to_a_rename_for_good() {
+        let (dir, bus) = scratch_bus();
+        publish(&bus, b"first").expect("first publish");
+        bus.refused.exchange_fails_with.set(Some(Errno::INVAL));
+        publish(&bus, b"second").expect("a publish whose exchange is refused");
+        assert!(bus.refused.exchange.get(), "the refusal was not remembered");
+        assert_eq!(std::fs::read(dir.path().join("bus")).expect("F"), b"second");
+        // Later publishes rename at once, without asking again.
+        bus.refused.exchange_fails_with.set(Some(Errno::IO));
+        publish(&bus, b"third").expect("a publish after the refusal");
+        assert_eq!(std::fs::read(dir.path().join("bus")).expect("F"), b"third");
+        assert_eq!(names_in(dir.path()), ["bus", "bus.lock"]);
+    }
+
+    #[test]
+    fn an_exchange_that_finds_f_gone_renames_instead() {
+        let (dir, bus) = scratch_bus();
+        publish(&bus, b"first").expect("first publish");
+        publish(&bus, b"second").expect("second publish");
+        // Taken by a lossless consumer, or removed by another machine.
+        std::fs::remove_file(dir.path().join("bus")).expect("cannot remove F");
+        publish(&bus, b"third").expect("a publish onto a vanished F");
+        assert_eq!(std::fs::read(dir.path().join("bus")).expect("F"), b"third");
+        assert_eq!(names_in(dir.path()), ["bus", "bus.lock"]);
+    }
+
+    #[test]
+    fn a_stale_new_name_is_replaced_and_a_symlink_there_never_followed() {
+        let (dir, bus) = scratch_bus();
+        publish(&bus, b"first").expect("first publish");
+        // Left by a producer killed between link and rename.
+        std::fs::write(dir.path().join("bus.__new__"), b"stale").expect("stale F.__new__");
+        publish(&bus, b"second").expect("a publish over a stale F.__new__");
+        assert_eq!(std::fs::read(dir.path().join("bus")).expect("F"), b"second");
+        assert_eq!(names_in(dir.path()), ["bus", "bus.lock"]);
+        // Planted: a symlink to a file of someone else's.
+        let victim = tempfile::NamedTempFile::new().expect("victim");
+        std::fs::write(victim.path(), b"victim").expect("victim");
+        std::os::unix::fs::symlink(victim.path(), dir.path().join("bus.__new__"))
+            .expect("cannot plant a symlink");
+        publish(&bus, b"third").expect("a publish over a symlink at F.__new__");
+        assert_eq!(std::fs::read(dir.path().join("bus")).expect("F"), b"third");
+        assert_eq!(std::fs::read(victim.path()).expect("victim"), b"victim");
+        assert_eq!(names_in(dir.path()), ["bus", "bus.lock"]);
+    }
+
+    #[test]
+    fn a_directory_planted_at_f_is_left_as_it_was_and_the_publish_fails() {
+        let (dir, bus) = scratch_bus();
+        // Planted after the bus was opened (the open itself refuses one).
+        std::fs::create_dir(dir.path().join("bus")).expect("cannot plant a directory");
+        std::fs::write(dir.path().join("bus").join("kept"), b"kept").expect("kept");
+        let error = publish(&bus, b"chunk").expect_err("a publish onto a directory");
+        assert!(
+            error.to_string().contains("is a directory, not a bus file"),
+            "{error}"
+        );
+        assert!(dir.path().join("bus").is_dir(), "the directory was moved");
+        assert_eq!(
+            std::fs::read(dir.path().join("bus").join("kept")).expect("kept"),
+            b"kept"
+        );
+        assert_eq!(names_in(dir.path()), ["bus", "bus.lock"]);
     }
 }
