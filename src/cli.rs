@@ -487,8 +487,7 @@ impl Cli {
         else {
             return Err("not a producer".into());
         };
-        let mut options = ProducerOptions::new(PathBuf::new());
-        options.bus = self.bus_options()?;
+        let mut options = ProducerOptions::on(self.bus_options()?);
         options.block_size = self.block_size;
         options.input_method = self.input_method.into();
         options.anonymous_temp = !self.named_temp_files;
@@ -510,8 +509,7 @@ impl Cli {
         else {
             return Err("not a consumer".into());
         };
-        let mut options = ConsumerOptions::new(PathBuf::new());
-        options.bus = self.bus_options()?;
+        let mut options = ConsumerOptions::on(self.bus_options()?);
         options.output_method = self.output_method.into();
         options.max_chunk_size = self.max_chunk_size;
         options.name = name.clone();

@@ -4,8 +4,9 @@
 //! The library installs no signal handler. A program that wants its
 //! producers and consumers to stop cleanly installs one that stores the
 //! signal's number in a static atomic, without `SA_RESTART` so that a blocked
-//! system call returns `EINTR`, and passes that atomic in
-//! [`crate::Options::stop`]. The library looks at it whenever a blocking call
+//! system call returns `EINTR`, and passes that atomic, as a [`StopFlag`],
+//! in the `stop` field of the producer's or consumer's `BusOptions`. The
+//! library looks at it whenever a blocking call
 //! was interrupted and between chunks, and then unwinds with
 //! [`crate::Error::Terminated`]: temporary files are removed as the stack
 //! unwinds, and the program ends by the same signal.

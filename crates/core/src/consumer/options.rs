@@ -39,8 +39,13 @@ pub struct ConsumerOptions {
 impl ConsumerOptions {
     /// The reference defaults for a consumer of the bus at `path`.
     pub fn new(path: impl Into<PathBuf>) -> Self {
+        ConsumerOptions::on(BusOptions::new(path))
+    }
+
+    /// The reference defaults for a consumer of `bus`.
+    pub fn on(bus: BusOptions) -> Self {
         ConsumerOptions {
-            bus: BusOptions::new(path),
+            bus,
             output_method: OutputMethod::default(),
             max_chunk_size: DEFAULT_MAX_CHUNK_SIZE,
             stats: None,

@@ -68,8 +68,13 @@ pub struct ProducerOptions {
 impl ProducerOptions {
     /// The reference defaults for a producer on the bus at `path`.
     pub fn new(path: impl Into<PathBuf>) -> Self {
+        ProducerOptions::on(BusOptions::new(path))
+    }
+
+    /// The reference defaults for a producer on `bus`.
+    pub fn on(bus: BusOptions) -> Self {
         ProducerOptions {
-            bus: BusOptions::new(path),
+            bus,
             block_size: DEFAULT_BLOCK_SIZE,
             input_method: InputMethod::default(),
             anonymous_temp: true,
