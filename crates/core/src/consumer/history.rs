@@ -508,10 +508,10 @@ impl<'fd, B: Borrow<Bus>, O: BorrowMut<Output<'fd>>> Replay<B, O> {
             Some((chunk, content)) => self.write(chunk, content, Some(sequence)),
             None => {
                 // Entries up to `sequence - 1` written: stop before the
-                // number after the newest (but note anything skipped).
-                if let Some((start, end)) = self.pending_loss.take() {
-                    report_lost(start, end);
-                }
+                // number after the newest, and go on from there. A gap
+                // skipped at the end stays pending: the next look may find
+                // it longer, and it is one loss, reported once it is over.
+                self.next = Some(next);
                 Ok(Flow::Go)
             }
         }
@@ -548,10 +548,13 @@ impl<'fd, B: Borrow<Bus>, O: BorrowMut<Output<'fd>>> Replay<B, O> {
 
     /// Notes that chunks `from` to `to - 1` were lost; reported once the
     /// gap is over, so that a gap that grows while it is skipped (the
-    /// producer dropping entries meanwhile) is one report.
+    /// producer dropping entries meanwhile) is one report. A gap found
+    /// again from within the one pending (the chunk at `F` vanished before
+    /// it was written, so the next look starts from the same place) is the
+    /// same gap, grown.
     fn lost(&mut self, from: u64, to: u64) {
         match &mut self.pending_loss {
-            Some((_, end)) if *end == from => *end = to,
+            Some((start, end)) if (*start..=*end).contains(&from) => *end = (*end).max(to),
             pending => {
                 if let Some((start, end)) = pending.take() {
                     report_lost(start, end);
