@@ -5,6 +5,7 @@ mod logging;
 mod signals;
 
 use std::process::ExitCode;
+use std::sync::PoisonError;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, Parser};
@@ -86,7 +87,11 @@ fn run_consumer(mut options: ConsumerOptions, stats: bool) -> Result<(), Error> 
         options.stats = Some(shared);
     }
     let outcome = filebus_core::consume(&options, std::io::stdout());
-    if let Some(stats) = &options.stats {
+    // A consumer that never got to its bus (one that cannot be opened, say)
+    // has nothing to sum up: its error is the one line it prints.
+    if let Some(stats) = &options.stats
+        && stats.lock().unwrap_or_else(PoisonError::into_inner).began()
+    {
         signals::print_stats(stats);
     }
     outcome

@@ -17,6 +17,7 @@ pub mod output;
 pub mod stats;
 
 use std::os::fd::AsFd;
+use std::sync::PoisonError;
 
 use crate::bus::Bus;
 use crate::error::Result;
@@ -46,6 +47,9 @@ pub fn run(options: &ConsumerOptions, output: impl AsFd) -> Result<()> {
         options.bus.file_monitoring,
         options.bus.sleep_interval,
     )?;
+    if let Some(stats) = &options.stats {
+        stats.lock().unwrap_or_else(PoisonError::into_inner).begin();
+    }
     if options.bus.lossless {
         lossless::take_until_end_of_stream(&bus, &mut watcher, &mut output)
     } else if history::wanted(&bus, options) {

@@ -32,6 +32,8 @@ pub struct Stats {
     unknown: u64,
     last_sequence: Option<u64>,
     latency_us: Option<Histogram<u64>>,
+    /// Whether the consumer got as far as looking at its bus.
+    began: bool,
 }
 
 impl Default for Stats {
@@ -52,11 +54,25 @@ impl Stats {
             // Three significant digits up to an hour; None if the histogram
             // cannot be made (it always can with these constants).
             latency_us: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).ok(),
+            began: false,
         }
     }
 
+    /// Notes that the consumer got as far as looking at its bus (the bus
+    /// opened, the output and the wake-ups set up).
+    pub(crate) fn begin(&mut self) {
+        self.began = true;
+    }
+
+    /// Whether the consumer got as far as looking at its bus: the summary
+    /// of one that did not (a bus that cannot be opened, say) says nothing,
+    /// and the `filebus` command prints none at its end.
+    pub fn began(&self) -> bool {
+        self.began
+    }
+
     /// Counts a chunk of `bytes` written at `emitted_ns` (realtime clock).
-    pub fn record(&mut self, stamp: Option<Stamp>, bytes: u64, emitted_ns: u64) {
+    pub(crate) fn record(&mut self, stamp: Option<Stamp>, bytes: u64, emitted_ns: u64) {
         self.chunks += 1;
         self.bytes += bytes;
         let Some(stamp) = stamp else {
@@ -77,7 +93,7 @@ impl Stats {
     /// Counts from chunk `next` on: a gap before the first chunk written
     /// (chunks that left a history before this consumer reached them) is
     /// missed too. Does nothing once a chunk was counted.
-    pub fn expect(&mut self, next: u64) {
+    pub(crate) fn expect(&mut self, next: u64) {
         if self.last_sequence.is_none() && self.chunks == 0 {
             self.last_sequence = Some(next.saturating_sub(1));
         }
