@@ -48,7 +48,7 @@ const COPY_BUFFER: usize = 128 * 1024;
 
 /// An output (standard output in the command), with the method chosen for it.
 pub struct Sink<'fd> {
-    out: Output<'fd>,
+    out: Descriptor<'fd>,
     method: OutputMethod,
     buffer: Vec<u8>,
     /// The output pipe's size, grown to the largest chunk written so far
@@ -65,16 +65,16 @@ impl fmt::Debug for Sink<'_> {
 }
 
 /// The descriptor a sink writes to: the caller's, or its own.
-enum Output<'fd> {
+enum Descriptor<'fd> {
     Borrowed(BorrowedFd<'fd>),
     Owned(OwnedFd),
 }
 
-impl AsFd for Output<'_> {
+impl AsFd for Descriptor<'_> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match self {
-            Output::Borrowed(fd) => fd.as_fd(),
-            Output::Owned(fd) => fd.as_fd(),
+            Descriptor::Borrowed(fd) => fd.as_fd(),
+            Descriptor::Owned(fd) => fd.as_fd(),
         }
     }
 }
@@ -83,7 +83,7 @@ impl Sink<'static> {
     /// Output to `out`, which the sink owns (and closes when dropped),
     /// written as [`Sink::new`] says.
     pub fn owning(out: OwnedFd, requested: OutputMethod) -> Result<Sink<'static>> {
-        Sink::to(Output::Owned(out), requested)
+        Sink::to(Descriptor::Owned(out), requested)
     }
 }
 
@@ -91,10 +91,10 @@ impl<'fd> Sink<'fd> {
     /// Output to `out` (standard output in the command), written with
     /// `requested`, or the best method for what `out` is.
     pub fn new(out: BorrowedFd<'fd>, requested: OutputMethod) -> Result<Sink<'fd>> {
-        Sink::to(Output::Borrowed(out), requested)
+        Sink::to(Descriptor::Borrowed(out), requested)
     }
 
-    fn to(out: Output<'fd>, requested: OutputMethod) -> Result<Sink<'fd>> {
+    fn to(out: Descriptor<'fd>, requested: OutputMethod) -> Result<Sink<'fd>> {
         let stat = rustix::fs::fstat(&out)
             .map_err(|errno| Error::stream("standard output is not usable", errno))?;
         let method = match requested {
