@@ -21,6 +21,14 @@ use crate::bus::Bus;
 use crate::error::{Error, Result};
 use crate::stop::StopFlag;
 
+/// The events on the bus directory a waiter for any change of the bus file
+/// watches for.
+const ANY_CHANGE: WatchMask = WatchMask::CREATE
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::MOVED_FROM)
+    .union(WatchMask::DELETE)
+    .union(WatchMask::CLOSE_WRITE);
+
 /// The shortest polling interval: a zero `--sleep-interval` would spin.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(1);
 
@@ -47,8 +55,33 @@ impl Watcher {
     /// Prepares to wait for changes of `bus`. Must be created before the
     /// caller first looks at the bus, so that no change can slip in between.
     pub fn new(bus: &Bus, file_monitoring: bool, sleep_interval: Duration) -> Result<Self> {
+        Self::watching(bus, file_monitoring, sleep_interval, ANY_CHANGE)
+    }
+
+    /// Prepares to wait for `change` of `bus` only ([`Watcher::wait_for`]),
+    /// as a lossless consumer (arrivals) or producer (departures) does: the
+    /// other changes, its own among them, do not wake it.
+    pub(crate) fn new_for(
+        bus: &Bus,
+        change: Change,
+        file_monitoring: bool,
+        sleep_interval: Duration,
+    ) -> Result<Self> {
+        let mask = match change {
+            Change::Arrival => WatchMask::CREATE | WatchMask::MOVED_TO,
+            Change::Departure => WatchMask::DELETE | WatchMask::MOVED_FROM,
+        };
+        Self::watching(bus, file_monitoring, sleep_interval, mask)
+    }
+
+    fn watching(
+        bus: &Bus,
+        file_monitoring: bool,
+        sleep_interval: Duration,
+        mask: WatchMask,
+    ) -> Result<Self> {
         let poll_interval = sleep_interval.max(MIN_POLL_INTERVAL);
-        let mode = match events_for(bus, file_monitoring) {
+        let mode = match events_for(bus, file_monitoring, mask) {
             Some(inotify) => Mode::Events {
                 inotify,
                 buffer: vec![0; 64 * 1024],
@@ -129,25 +162,32 @@ impl Watcher {
     /// Drops the events queued so far, with one non-blocking read (a full
     /// buffer's worth; any left over cause one more check later, no harm).
     fn discard_queued(&mut self) -> Result<()> {
-        let Mode::Events { inotify, buffer } = &mut self.mode else {
-            return Ok(());
-        };
-        let watch_gone = match inotify.read_events(buffer) {
-            Ok(events) => events.into_iter().any(|event| {
-                event
-                    .mask
-                    .intersects(EventMask::IGNORED | EventMask::DELETE_SELF | EventMask::MOVE_SELF)
-            }),
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => false,
-            Err(error) => return Err(Error::stream("cannot read inotify events", error)),
-        };
-        if watch_gone {
-            log::warn!("the bus directory was removed or moved: polling from now on");
-            self.mode = Mode::Polling {
-                interval: self.poll_interval,
-            };
+        self.queued_events().map(|_| ())
+    }
+
+    /// Whether the watcher sleeps until an event rather than polling.
+    pub(crate) fn uses_events(&self) -> bool {
+        matches!(self.mode, Mode::Events { .. })
+    }
+
+    /// Returns once an event says the bus file may have made `change`:
+    /// a file put at its name, or taken from it. Events queued already
+    /// count (`poll` returns at once for them). While polling, returns after
+    /// one interval: anything may have changed.
+    ///
+    /// A lossless producer or consumer that tracks the bus file this way
+    /// needs no `stat` of `F` per chunk: the `link` or `open` it makes under
+    /// the lock is the check, and this says when to make it again.
+    pub(crate) fn wait_for(&mut self, change: Change) -> Result<()> {
+        self.stop.check()?;
+        loop {
+            if self
+                .next_events(None)?
+                .is_some_and(|events| events.may_show(change))
+            {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 
     /// Blocks until the bus file may have changed.
@@ -184,14 +224,16 @@ impl Watcher {
     /// While polling, sleeps one interval (within `timeout`) and reports a
     /// possible change.
     fn next_events(&mut self, timeout: Option<Duration>) -> Result<Option<Events>> {
-        let (inotify, buffer) = match &mut self.mode {
-            Mode::Events { inotify, buffer } => (inotify, buffer),
+        let inotify = match &mut self.mode {
+            Mode::Events { inotify, .. } => inotify,
             Mode::Polling { interval } => {
                 let interval = timeout.map_or(*interval, |timeout| timeout.min(*interval));
                 sleep(interval, self.stop)?;
                 return Ok(Some(Events {
                     relevant: true,
+                    uncertain: true,
                     arrivals: 0,
+                    departures: 0,
                 }));
             }
         };
@@ -205,6 +247,15 @@ impl Watcher {
             }
             Err(errno) => return Err(Error::stream("cannot wait for inotify events", errno)),
         }
+        self.queued_events()
+    }
+
+    /// Reads the events queued now, without blocking, and sums them up;
+    /// `None` if there are none (or the watcher polls).
+    fn queued_events(&mut self) -> Result<Option<Events>> {
+        let Mode::Events { inotify, buffer } = &mut self.mode else {
+            return Ok(None);
+        };
         let read = match inotify.read_events(buffer) {
             Ok(read) => read,
             Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
@@ -212,7 +263,9 @@ impl Watcher {
         };
         let mut events = Events {
             relevant: false,
+            uncertain: false,
             arrivals: 0,
+            departures: 0,
         };
         let mut watch_gone = false;
         for event in read {
@@ -226,13 +279,22 @@ impl Watcher {
                 Some(watched) => event.name.is_some_and(|name| name == watched.as_os_str()),
                 None => true,
             };
-            events.relevant |= names_bus || event.mask.contains(EventMask::Q_OVERFLOW);
+            let overflow = event.mask.contains(EventMask::Q_OVERFLOW);
+            events.relevant |= names_bus || overflow;
+            events.uncertain |= overflow;
             if names_bus
                 && event
                     .mask
                     .intersects(EventMask::CREATE | EventMask::MOVED_TO)
             {
                 events.arrivals += 1;
+            }
+            if names_bus
+                && event
+                    .mask
+                    .intersects(EventMask::DELETE | EventMask::MOVED_FROM)
+            {
+                events.departures += 1;
             }
         }
         if watch_gone {
@@ -245,6 +307,7 @@ impl Watcher {
                 interval: self.poll_interval,
             };
             events.relevant = true;
+            events.uncertain = true;
         }
         Ok(Some(events))
     }
@@ -255,13 +318,39 @@ impl Watcher {
 struct Events {
     /// Whether the bus file may have changed.
     relevant: bool,
+    /// Whether events may have been lost (queue overflow, the watch gone,
+    /// or polling): then any change may have happened.
+    uncertain: bool,
     /// How many of them put a new file at the bus file's name.
     arrivals: u64,
+    /// How many took a file from the bus file's name (deleted or renamed
+    /// away).
+    departures: u64,
+}
+
+impl Events {
+    /// Whether the bus file may have made `change` in this batch.
+    fn may_show(&self, change: Change) -> bool {
+        self.uncertain
+            || match change {
+                Change::Arrival => self.arrivals > 0,
+                Change::Departure => self.departures > 0,
+            }
+    }
+}
+
+/// A change of the bus file a waiter needs to see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// A file was put at `F` (a lossless consumer waits for a chunk).
+    Arrival,
+    /// The file at `F` was taken away (a lossless producer waits for room).
+    Departure,
 }
 
 /// An inotify watch on the bus directory, or `None` (with the reason logged)
 /// where the watcher must poll instead.
-fn events_for(bus: &Bus, file_monitoring: bool) -> Option<Inotify> {
+fn events_for(bus: &Bus, file_monitoring: bool, mask: WatchMask) -> Option<Inotify> {
     if !file_monitoring {
         log::info!("file monitoring off: polling");
         return None;
@@ -279,14 +368,7 @@ fn events_for(bus: &Bus, file_monitoring: bool) -> Option<Inotify> {
         );
         return None;
     }
-    let mask = WatchMask::CREATE
-        | WatchMask::MOVED_TO
-        | WatchMask::MOVED_FROM
-        | WatchMask::DELETE
-        | WatchMask::CLOSE_WRITE
-        | WatchMask::DELETE_SELF
-        | WatchMask::MOVE_SELF
-        | WatchMask::ONLYDIR;
+    let mask = mask | WatchMask::DELETE_SELF | WatchMask::MOVE_SELF | WatchMask::ONLYDIR;
     let watched = Inotify::init().and_then(|inotify| {
         inotify.watches().add(bus.dir_path(), mask)?;
         Ok(inotify)

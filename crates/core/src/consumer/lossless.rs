@@ -4,7 +4,7 @@
 use super::output::{Output, looking_again};
 use crate::bus::{Bus, Current};
 use crate::error::{Error, Result};
-use crate::watch::Watcher;
+use crate::watch::{Change, Watcher};
 
 /// Lossless unicast: under the lock, emit the chunk at `F` and delete it;
 /// an empty chunk ends the stream.
@@ -19,20 +19,35 @@ pub(super) fn take_until_end_of_stream(
 ) -> Result<()> {
     let rights = bus.delete_rights()?;
     let mut lock = bus.lock_file()?;
+    // Whether a chunk may be at `F`, as far as the watcher's events tell:
+    // where it has events, the open under the lock is the check, with no
+    // `stat` of `F` per chunk (see Watcher::wait_for).
+    let mut maybe_present = true;
     loop {
-        watcher.wait_until(|| bus.exists())?;
+        if !watcher.uses_events() {
+            watcher.wait_until(|| bus.exists())?;
+        } else if !maybe_present {
+            watcher.wait_for(Change::Arrival)?;
+        }
         let guard = lock.acquire()?;
         let chunk = match bus.open_current()? {
-            // Taken by another consumer since we looked. On a shared
-            // filesystem a cached lookup can go on showing `F` for a while:
-            // wait for the next change instead of spinning on the lock.
             Current::Absent => {
-                log::info!(
-                    "{}: taken by another consumer before us: looking again",
-                    bus.path().display()
-                );
                 drop(guard);
-                watcher.wait_for_change()?;
+                if watcher.uses_events() {
+                    // Not there yet (an old event), or taken by another
+                    // consumer since: the next arrival tells.
+                    maybe_present = false;
+                } else {
+                    // Taken by another consumer since we looked. On a shared
+                    // filesystem a cached lookup can go on showing `F` for a
+                    // while: wait for the next change instead of spinning on
+                    // the lock.
+                    log::info!(
+                        "{}: taken by another consumer before us: looking again",
+                        bus.path().display()
+                    );
+                    watcher.wait_for_change()?;
+                }
                 continue;
             }
             Current::Unusable(kind) => {
@@ -62,6 +77,9 @@ pub(super) fn take_until_end_of_stream(
             Err(error) => return Err(error),
         };
         bus.remove_current(&guard)?;
+        // Under the lock, no producer put a new chunk at `F` meanwhile: the
+        // next one is an arrival still to come.
+        maybe_present = false;
         // Unlock before closing: closing the last descriptor of a deleted
         // file frees it, which is slow on ext4, and producers need not wait.
         drop(guard);

@@ -22,7 +22,7 @@ use std::sync::PoisonError;
 use crate::bus::Bus;
 use crate::error::Result;
 use crate::sink::Sink;
-use crate::watch::Watcher;
+use crate::watch::{Change, Watcher};
 use options::ConsumerOptions;
 use output::Output;
 
@@ -42,11 +42,13 @@ pub fn run(options: &ConsumerOptions, output: impl AsFd) -> Result<()> {
     // before the watcher exists, so every chunk it may miss is after it.
     let baseline = history::bus_counter(&bus);
     // The watcher exists before the first look, so no change is missed.
-    let mut watcher = Watcher::new(
-        &bus,
-        options.bus.file_monitoring,
-        options.bus.sleep_interval,
-    )?;
+    let (file_monitoring, sleep_interval) =
+        (options.bus.file_monitoring, options.bus.sleep_interval);
+    let mut watcher = if options.bus.lossless {
+        Watcher::new_for(&bus, Change::Arrival, file_monitoring, sleep_interval)?
+    } else {
+        Watcher::new(&bus, file_monitoring, sleep_interval)?
+    };
     if let Some(stats) = &options.stats {
         stats.lock().unwrap_or_else(PoisonError::into_inner).begin();
     }

@@ -24,7 +24,7 @@ use crate::bus::temp_file::TempFile;
 use crate::error::{Error, Result};
 use crate::history::HistoryWriter;
 use crate::stop::StopFlag;
-use crate::watch::Watcher;
+use crate::watch::{Change, Watcher};
 use chunk_file::{ChunkBuilder, InputMethod};
 use cut::{Chunker, Next, RecordChunker, RecordNext, RecordPolicy};
 use input::{Input, InputKind, clear_nonblocking, input_kind, wait_readable};
@@ -54,8 +54,9 @@ pub fn run(options: &ProducerOptions, input: impl AsFd) -> Result<()> {
     }
     let mut lock = bus.lock_file()?;
     let delivery = if options.bus.lossless {
-        Delivery::Lossless(Watcher::new(
+        Delivery::Lossless(Watcher::new_for(
             &bus,
+            Change::Departure,
             options.bus.file_monitoring,
             options.bus.sleep_interval,
         )?)
@@ -66,6 +67,7 @@ pub fn run(options: &ProducerOptions, input: impl AsFd) -> Result<()> {
         bus: &bus,
         lock: &mut lock,
         delivery,
+        room: true,
     };
     match options.delimiter {
         None => publish_blocks(&bus, options, stdin, &mut publisher)?,
@@ -215,6 +217,10 @@ struct Publisher<'a> {
     bus: &'a Bus,
     lock: &'a mut LockFile,
     delivery: Delivery,
+    /// Lossless mode: whether `F` may be absent, as far as the watcher's
+    /// events tell. Set when a consumer takes a chunk, cleared when our
+    /// publish (or a failed one) finds `F` there.
+    room: bool,
 }
 
 /// How a producer delivers its chunks.
@@ -223,7 +229,7 @@ enum Delivery {
     /// history if it has one.
     Lossy(HistoryWriter),
     /// Lossless unicast: each chunk waits for `F` to be empty, woken by
-    /// this watcher.
+    /// this watcher (of departures from `F`).
     Lossless(Watcher),
 }
 
@@ -247,9 +253,19 @@ impl Publisher<'_> {
         };
         let mut temp = temp;
         loop {
-            watcher.wait_until(|| Ok(!self.bus.exists()?))?;
+            if watcher.uses_events() {
+                // The link under the lock is the check that `F` is absent:
+                // no `stat` of `F` per chunk (see Watcher::wait_for).
+                if !self.room {
+                    watcher.wait_for(Change::Departure)?;
+                }
+            } else {
+                watcher.wait_until(|| Ok(!self.bus.exists()?))?;
+            }
             let guard = self.lock.acquire()?;
-            // Another producer may have published since we looked.
+            // Another producer may have published since we looked; either
+            // way `F` is there now, and the next room is a departure.
+            self.room = false;
             match self.bus.publish_if_absent(temp, &guard)? {
                 None => return Ok(()),
                 Some(unpublished) => temp = unpublished,
