@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 use clap::{ArgAction, Args, Parser, Subcommand};
+use filebus_bench::floor::{FloorOptions, FloorSide};
 use filebus_bench::{BenchOptions, Implementation, Section};
 use filebus_core::{
     BusOptions, ConsumerOptions, DEFAULT_BLOCK_SIZE, DEFAULT_MAX_CHUNK_SIZE,
@@ -194,6 +195,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The benchmark's protocol floor: a minimal filebus that makes only the
+    /// protocol's system calls per chunk, run by `bench` beside the programs
+    /// it measures (hidden: not a program to use)
+    #[command(name = filebus_bench::floor::SUBCOMMAND, hide = true)]
+    BenchFloor {
+        #[command(subcommand)]
+        side: FloorSideArg,
+    },
     /// Print a shell completion script for bash, zsh, fish, elvish or powershell
     Completions {
         /// The shell
@@ -202,6 +211,25 @@ pub enum Command {
     },
     /// Print the manual page (roff), for `man -l -` or a man directory
     Man,
+}
+
+/// The sides of the benchmark's floor, with the options the benchmark
+/// gives them.
+#[derive(Debug, Subcommand)]
+pub enum FloorSideArg {
+    /// Publish standard input, one chunk per read
+    Producer {
+        /// Keep the last N chunks in FILE.history/
+        #[arg(long, value_name = "N",
+              value_parser = clap::value_parser!(u64).range(1..=filebus_core::MAX_HISTORY_DEPTH))]
+        history: Option<u64>,
+    },
+    /// Write the chunks to standard output
+    Consumer {
+        /// Keep a cursor as NAME in FILE.consumers/
+        #[arg(long, value_name = "NAME", value_parser = parse_consumer_name)]
+        name: Option<String>,
+    },
 }
 
 /// The options of `filebus bench`.
@@ -226,6 +254,12 @@ pub struct BenchArgs {
     /// Leave out the baselines: `cat | cat` and `tee` into named FIFOs
     #[arg(long)]
     pub no_baselines: bool,
+
+    /// Leave out the protocol floor: the benchmark's own minimal filebus,
+    /// which makes only the protocol's system calls per chunk, and against
+    /// which every figure is otherwise given as a fraction
+    #[arg(long)]
+    pub no_floor: bool,
 
     /// Fewer points, less data and shorter windows: about a minute
     #[arg(long)]
@@ -392,8 +426,10 @@ impl BenchArgs {
             implementations.push(Implementation {
                 name: "ours".into(),
                 program,
+                arguments: Vec::new(),
                 low_latency_interval: Duration::ZERO,
                 is_reference: false,
+                is_floor: false,
             });
         }
         for (index, spec) in self.implementations.iter().enumerate() {
@@ -412,6 +448,12 @@ impl BenchArgs {
                 Implementation::parse(spec, &default_name, self.reference_sleep_interval)?;
             reference.is_reference = true;
             implementations.push(reference);
+        }
+        if !self.no_floor {
+            // The floor is this program's hidden subcommand.
+            let program = std::env::current_exe()
+                .map_err(|error| format!("cannot find this program's path: {error}"))?;
+            implementations.push(Implementation::floor(program));
         }
         Ok(BenchOptions {
             implementations,
@@ -461,6 +503,24 @@ impl RecordOptions {
 }
 
 impl Cli {
+    /// The floor's options for `side`, or a message if `--filename` is
+    /// missing.
+    pub fn floor_options(&self, side: &FloorSideArg) -> Result<FloorOptions, &'static str> {
+        let bus = self
+            .filename
+            .clone()
+            .ok_or("the --filename FILE option is required")?;
+        Ok(FloorOptions {
+            bus,
+            lossless: self.back_pressure,
+            block_size: self.block_size.get(),
+            side: match side {
+                FloorSideArg::Producer { history } => FloorSide::Producer { history: *history },
+                FloorSideArg::Consumer { name } => FloorSide::Consumer { name: name.clone() },
+            },
+        })
+    }
+
     /// What producers and consumers share, or a message if `--filename` is
     /// missing.
     fn bus_options(&self) -> Result<BusOptions, String> {

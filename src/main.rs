@@ -30,6 +30,10 @@ fn main() -> ExitCode {
     logging::init(cli.verbose, cli.quiet);
     match &cli.command {
         Command::Bench(args) => run_bench(args),
+        Command::BenchFloor { side } => match cli.floor_options(side) {
+            Ok(options) => run_floor(&options),
+            Err(message) => usage_error(message),
+        },
         Command::Stat {
             file,
             watch,
@@ -166,6 +170,19 @@ fn run_bench(args: &BenchArgs) -> ExitCode {
             filebus_bench::run(&options, stop)
         });
     match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("filebus: error: {error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+/// Runs the benchmark's protocol floor (`filebus bench-floor`), a process
+/// the benchmark starts and stops: no signal handlers, nothing to clean up
+/// (its chunks are anonymous files until published).
+fn run_floor(options: &filebus_bench::floor::FloorOptions) -> ExitCode {
+    match filebus_bench::floor::run(options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("filebus: error: {error}");

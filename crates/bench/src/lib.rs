@@ -38,6 +38,7 @@
 
 mod chart;
 mod fanout;
+pub mod floor;
 mod idle;
 mod interrupt;
 mod latency;
@@ -123,9 +124,30 @@ pub struct Implementation {
     /// A reference to compare against (`--reference`), such as the Python
     /// filebus 0.3.5; marked as such in the report.
     pub is_reference: bool,
+    /// Arguments given before the bus options (the floor's subcommand).
+    pub arguments: Vec<std::ffi::OsString>,
+    /// The protocol floor ([`floor`]): every other implementation's figures
+    /// are also given as fractions of its figures at the same point.
+    pub is_floor: bool,
 }
 
 impl Implementation {
+    /// The name of the protocol floor in reports.
+    pub const FLOOR: &'static str = "floor";
+
+    /// The protocol floor, run as `PROGRAM bench-floor ...`: `program` is
+    /// the `filebus` binary, whose hidden subcommand runs [`floor::run`].
+    pub fn floor(program: PathBuf) -> Implementation {
+        Implementation {
+            name: Implementation::FLOOR.to_owned(),
+            program,
+            arguments: vec![floor::SUBCOMMAND.into()],
+            low_latency_interval: Duration::ZERO,
+            is_reference: false,
+            is_floor: true,
+        }
+    }
+
     /// Parses `[NAME=]PROGRAM`; `default_name` is used without `NAME=`.
     /// (A `=` after a `/` belongs to the program path.)
     pub fn parse(
@@ -146,8 +168,10 @@ impl Implementation {
         Ok(Implementation {
             name: name.to_owned(),
             program: PathBuf::from(program),
+            arguments: Vec::new(),
             low_latency_interval,
             is_reference: false,
+            is_floor: false,
         })
     }
 }
@@ -248,6 +272,15 @@ pub(crate) struct Meta {
     /// The 1-minute load average when the benchmark started and ended: how
     /// busy the machine was with other work.
     pub load: (f64, f64),
+}
+
+impl Meta {
+    /// The protocol floor, if it was measured.
+    pub(crate) fn floor(&self) -> Option<&Implementation> {
+        self.implementations
+            .iter()
+            .find(|implementation| implementation.is_floor)
+    }
 }
 
 /// Everything measured.

@@ -412,6 +412,7 @@ enum Side {
 /// consumer-I` for named consumers.
 fn bus_command(setup: &BusSetup<'_>, bus: &Path, side: Side) -> Command {
     let mut command = Command::new(&setup.implementation.program);
+    command.args(&setup.implementation.arguments);
     command.arg("--filename").arg(bus);
     if setup.mode == Mode::Lossless {
         command.arg("--back-pressure");

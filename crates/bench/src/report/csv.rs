@@ -7,7 +7,7 @@ use super::format::format_number;
 use super::rows::{Row, rows};
 use crate::Results;
 
-const COLUMNS: [&str; 14] = [
+const COLUMNS: [&str; 15] = [
     "section",
     "system",
     "mode",
@@ -21,6 +21,7 @@ const COLUMNS: [&str; 14] = [
     "min",
     "max",
     "runs",
+    "fraction_of_floor",
     "note",
 ];
 
@@ -51,6 +52,7 @@ fn line(row: &Row) -> [String; COLUMNS.len()] {
         number(row.min),
         number(row.max),
         optional(row.runs),
+        number(row.fraction_of_floor),
         csv_field(&row.note),
     ]
 }
@@ -103,12 +105,13 @@ mod tests {
             unit: "%",
             value: Some(99.5),
             min: Some(f64::NAN),
+            fraction_of_floor: Some(0.75),
             note: "a, b".into(),
             ..Row::default()
         };
         assert_eq!(
             line(&row).join(","),
-            "loss,ours,lossy,,1000,,,delivered_percent,%,99.5,,,,\"a, b\""
+            "loss,ours,lossy,,1000,,,delivered_percent,%,99.5,,,,0.75,\"a, b\""
         );
     }
 }

@@ -55,6 +55,9 @@ struct ImplementationEntry<'a> {
     name: &'a str,
     program: String,
     reference: bool,
+    /// Whether it is the protocol floor, which the rows' `fraction_of_floor`
+    /// divide by.
+    floor: bool,
     /// Its `--sleep-interval` in the latency and loss sections, seconds.
     low_latency_sleep_interval: f64,
 }
@@ -159,6 +162,7 @@ fn implementation(implementation: &Implementation) -> ImplementationEntry<'_> {
         name: &implementation.name,
         program: implementation.program.to_string_lossy().into_owned(),
         reference: implementation.is_reference,
+        floor: implementation.is_floor,
         low_latency_sleep_interval: implementation.low_latency_interval.as_secs_f64(),
     }
 }
@@ -210,8 +214,10 @@ mod tests {
                 implementations: vec![Implementation {
                     name: "ours".into(),
                     program: PathBuf::from("/bin/filebus"),
+                    arguments: Vec::new(),
                     low_latency_interval: Duration::ZERO,
                     is_reference: false,
+                    is_floor: false,
                 }],
                 baselines: false,
                 sections: vec![Section::Idle],

@@ -1,6 +1,8 @@
 //! Every number of the results as a flat [`Row`], the common ground of the
 //! CSV and JSON files.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 use super::format::{mode_name, role_name, sig};
@@ -42,6 +44,14 @@ pub(crate) struct Row {
     /// How many runs the value summarises.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runs: Option<usize>,
+    /// `value` over the protocol floor's value for the same point and
+    /// metric (section, mode, block size, rate, consumers, role), when the
+    /// floor measured that point and its value is not zero: above 1 is more
+    /// than the floor (better for rates and shares delivered, worse for
+    /// times and CPU). Not given in the idle section, where the floor's
+    /// figures are at or near zero, nor on the floor's own rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fraction_of_floor: Option<f64>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub note: String,
 }
@@ -163,6 +173,9 @@ pub(crate) fn rows(results: &Results) -> Vec<Row> {
             });
         }
     }
+    if let Some(floor) = results.meta.floor() {
+        add_floor_fractions(&mut rows, &floor.name);
+    }
     for failure in &results.failures {
         rows.push(Row {
             section: failure.section.name(),
@@ -173,6 +186,46 @@ pub(crate) fn rows(results: &Results) -> Vec<Row> {
         });
     }
     rows
+}
+
+/// Sets [`Row::fraction_of_floor`] on every row but the floor's own whose
+/// point and metric the floor has a row for, with a value that is not zero.
+fn add_floor_fractions(rows: &mut [Row], floor: &str) {
+    type Key = (
+        &'static str,
+        &'static str,
+        Option<u64>,
+        Option<u64>,
+        Option<u64>,
+        &'static str,
+        &'static str,
+    );
+    let key = |row: &Row| -> Key {
+        (
+            row.section,
+            row.mode,
+            row.block_size,
+            row.rate,
+            row.consumers,
+            row.role,
+            row.metric,
+        )
+    };
+    let floors: HashMap<Key, f64> = rows
+        .iter()
+        .filter(|row| row.system == floor && row.section != "idle")
+        .filter_map(|row| Some((key(row), row.value?)))
+        .collect();
+    for row in rows.iter_mut().filter(|row| row.system != floor) {
+        row.fraction_of_floor = floors
+            .get(&key(row))
+            .and_then(|floor| fraction(row.value?, *floor));
+    }
+}
+
+/// `value / floor`, if both are finite and the floor is not zero.
+pub(crate) fn fraction(value: f64, floor: f64) -> Option<f64> {
+    (value.is_finite() && floor.is_finite() && floor != 0.0).then(|| value / floor)
 }
 
 fn summary_row(

@@ -1,0 +1,192 @@
+//! The floor's producer: each `read` of standard input becomes one chunk,
+//! published at once.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
+use rustix::fs::inotify::WatchFlags;
+use rustix::io::Errno;
+
+use super::cursors::Cursors;
+use super::{
+    Bus, FloorOptions, SEQUENCE, TIME, entry_name, failed, grow_pipe, link_as, make_dir,
+    write_number,
+};
+use crate::BenchError;
+
+/// The history of a bus: its directory and depth.
+struct History {
+    dir: OwnedFd,
+    depth: u64,
+}
+
+/// Publishes standard input until it ends: lossy, lossless (then an empty
+/// chunk marks the end of the stream), or lossy with `history` (an empty
+/// chunk too, as our producers keeping history do).
+pub(super) fn run(options: &FloorOptions, history: Option<u64>) -> Result<(), BenchError> {
+    // A lossless producer waits for the chunk at F to be taken.
+    let bus = Bus::open(
+        &options.bus,
+        WatchFlags::DELETE | WatchFlags::MOVED_FROM,
+    )?;
+    let history = history.map(|depth| open_history(&bus, depth)).transpose()?;
+    let mut cursors = history.as_ref().map(|_| Cursors::new(&bus));
+    let stdin = rustix::stdio::stdin();
+    grow_pipe(stdin, options.block_size);
+    let mut buffer = vec![0u8; options.block_size];
+    let mut sequence = bus.counter()?;
+    let new_name = bus.sibling(".__new__");
+    loop {
+        let count = read_input(&mut buffer)?;
+        if count == 0 && !options.lossless && history.is_none() {
+            // A plain lossy producer writes no end marker.
+            return Ok(());
+        }
+        sequence += 1;
+        let chunk = make_chunk(&bus, &buffer[..count], sequence)?;
+        if options.lossless {
+            hand_over(&bus, &chunk, sequence)?;
+        } else {
+            bus.lock(true)?;
+            write_number(bus.lock.as_fd(), SEQUENCE, sequence)
+                .map_err(|errno| failed(&format!("cannot set the counter on {}", bus.display(".lock")), errno))?;
+            if let Some(history) = &history {
+                if let Some(cursors) = cursors.as_mut()
+                    && sequence > history.depth
+                {
+                    cursors.wait_until_written(&bus, sequence - history.depth)?;
+                }
+                link_as(chunk.as_fd(), history.dir.as_fd(), &entry_name(sequence)).map_err(
+                    |errno| failed(&format!("cannot link a chunk into {}", bus.display(".history")), errno),
+                )?;
+            }
+            publish(&bus, &chunk, &new_name)?;
+            if let Some(history) = &history
+                && sequence > history.depth
+            {
+                let leaving = entry_name(sequence - history.depth);
+                match rustix::fs::unlinkat(&history.dir, &leaving, AtFlags::empty()) {
+                    Ok(()) | Err(Errno::NOENT) => {}
+                    Err(errno) => {
+                        return Err(failed(
+                            &format!("cannot unlink an entry of {}", bus.display(".history")),
+                            errno,
+                        ));
+                    }
+                }
+            }
+            bus.lock(false)?;
+        }
+        if count == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads what standard input has, up to the buffer's size; 0 at its end.
+fn read_input(buffer: &mut [u8]) -> Result<usize, BenchError> {
+    let stdin = rustix::stdio::stdin();
+    loop {
+        match rustix::io::read(stdin, &mut *buffer) {
+            Ok(count) => return Ok(count),
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => {
+                // A non-blocking input: wait until it has something.
+                let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+                match rustix::event::poll(&mut fds, None) {
+                    Ok(_) | Err(Errno::INTR) => continue,
+                    Err(errno) => return Err(failed("cannot wait for standard input", errno)),
+                }
+            }
+            Err(errno) => return Err(failed("cannot read standard input", errno)),
+        }
+    }
+}
+
+/// An anonymous file in the bus's directory with `content`, stamped with
+/// `sequence` and the time now. Where the filesystem has no extended
+/// attributes, the chunk goes unstamped (as the C floor's do).
+fn make_chunk(bus: &Bus, content: &[u8], sequence: u64) -> Result<OwnedFd, BenchError> {
+    let chunk = rustix::fs::openat(
+        &bus.dir,
+        c".",
+        OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .map_err(|errno| failed(&format!("cannot create an O_TMPFILE beside {}", bus.display("")), errno))?;
+    let mut written = 0;
+    while written < content.len() {
+        match rustix::io::write(&chunk, &content[written..]) {
+            Ok(count) => written += count,
+            Err(Errno::INTR) => {}
+            Err(errno) => return Err(failed(&format!("cannot write a chunk of {}", bus.display("")), errno)),
+        }
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| u64::try_from(since.as_nanos()).unwrap_or(u64::MAX));
+    for (name, value) in [(SEQUENCE, sequence), (TIME, now)] {
+        match write_number(chunk.as_fd(), name, value) {
+            Ok(()) | Err(Errno::NOTSUP) => {}
+            Err(errno) => return Err(failed(&format!("cannot stamp a chunk of {}", bus.display("")), errno)),
+        }
+    }
+    Ok(chunk)
+}
+
+/// Lossless: links `chunk` as `F` once `F` is gone, holding the lock for
+/// each attempt and waiting for a deletion between them.
+fn hand_over(bus: &Bus, chunk: &OwnedFd, sequence: u64) -> Result<(), BenchError> {
+    loop {
+        bus.lock(true)?;
+        let counted = write_number(bus.lock.as_fd(), SEQUENCE, sequence);
+        let linked = link_as(chunk.as_fd(), bus.dir.as_fd(), &bus.name);
+        bus.lock(false)?;
+        counted.map_err(|errno| failed(&format!("cannot set the counter on {}", bus.display(".lock")), errno))?;
+        match linked {
+            Ok(()) => return Ok(()),
+            Err(Errno::EXIST) => bus.wait(|_| {})?,
+            Err(errno) => return Err(failed(&format!("cannot link a chunk as {}", bus.display("")), errno)),
+        }
+    }
+}
+
+/// Lossy, holding the lock: links `chunk` as `F`, or where a chunk is
+/// there, as `F.__new__`, exchanged with `F`, and unlinks the chunk it
+/// replaced.
+fn publish(bus: &Bus, chunk: &OwnedFd, new_name: &std::ffi::CStr) -> Result<(), BenchError> {
+    match link_as(chunk.as_fd(), bus.dir.as_fd(), &bus.name) {
+        Ok(()) => return Ok(()),
+        Err(Errno::EXIST) => {}
+        Err(errno) => return Err(failed(&format!("cannot link a chunk as {}", bus.display("")), errno)),
+    }
+    link_as(chunk.as_fd(), bus.dir.as_fd(), new_name)
+        .map_err(|errno| failed(&format!("cannot link a chunk as {}", bus.display(".__new__")), errno))?;
+    rustix::fs::renameat_with(&bus.dir, new_name, &bus.dir, &bus.name, RenameFlags::EXCHANGE)
+        .map_err(|errno| failed(&format!("cannot exchange {} and {}", bus.display(".__new__"), bus.display("")), errno))?;
+    rustix::fs::unlinkat(&bus.dir, new_name, AtFlags::empty())
+        .map_err(|errno| failed(&format!("cannot unlink {}", bus.display(".__new__")), errno))
+}
+
+/// Creates `F.history` if missing, with its `depth` file when it is new.
+fn open_history(bus: &Bus, depth: u64) -> Result<History, BenchError> {
+    let dir = make_dir(bus.dir.as_fd(), &bus.sibling(".history"))
+        .map_err(|errno| failed(&format!("cannot create {}", bus.display(".history")), errno))?;
+    match rustix::fs::openat(
+        &dir,
+        c"depth",
+        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    ) {
+        Ok(file) => {
+            let text = format!("{depth}\n");
+            rustix::io::write(&file, text.as_bytes())
+                .map_err(|errno| failed(&format!("cannot write {}", bus.display(".history/depth")), errno))?;
+        }
+        Err(Errno::EXIST) => {}
+        Err(errno) => return Err(failed(&format!("cannot create {}", bus.display(".history/depth")), errno)),
+    }
+    Ok(History { dir, depth })
+}
