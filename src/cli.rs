@@ -514,6 +514,7 @@ impl Cli {
             bus,
             lossless: self.back_pressure,
             block_size: self.block_size.get(),
+            sleep_interval: self.sleep_interval,
             side: match side {
                 FloorSideArg::Producer { history } => FloorSide::Producer { history: *history },
                 FloorSideArg::Consumer { name } => FloorSide::Consumer { name: name.clone() },

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{PATIENCE, Scratch, filebus_bin};
+use crate::util::{PATIENCE, Running, Scratch, binary_data, filebus, filebus_bin, run, wait_until};
 
 /// Runs `filebus bench ARGS --dir SCRATCH_PARENT` to completion.
 fn bench(parent: &Path, args: &[&str]) -> Output {
@@ -96,6 +96,10 @@ fn check_json_report(report: &Value) {
     );
     assert_eq!(report["implementations"][0]["name"], "ours");
     assert_eq!(report["implementations"][0]["reference"], false);
+    assert_eq!(report["implementations"][0]["floor"], false);
+    // The protocol floor runs by default, in every sweep.
+    assert_eq!(report["implementations"][1]["name"], "floor");
+    assert_eq!(report["implementations"][1]["floor"], true);
     assert_eq!(report["plan"]["repeat"], 1);
     assert_eq!(
         report["plan"]["block_sizes"],
@@ -110,7 +114,7 @@ fn check_json_report(report: &Value) {
     // Throughput: ours and cat|cat at each block size, a positive median
     // within its range.
     let throughput = rows(report, "throughput", "throughput");
-    for system in ["ours", "cat|cat"] {
+    for system in ["ours", "floor", "cat|cat"] {
         let mut sizes: Vec<u64> = throughput
             .iter()
             .filter(|row| row["system"] == system)
@@ -132,15 +136,21 @@ fn check_json_report(report: &Value) {
         "ours is measured lossless"
     );
 
-    // Latency: every record of ours delivered in both modes, quantiles in order.
-    for mode in ["lossy", "lossless"] {
+    // Latency: every record of ours and of the floor delivered in both
+    // modes, quantiles in order.
+    for (system, mode) in [
+        ("ours", "lossy"),
+        ("ours", "lossless"),
+        ("floor", "lossy"),
+        ("floor", "lossless"),
+    ] {
         let of_ours = |metric: &str| {
             let found = rows(report, "latency", metric);
             let found: Vec<_> = found
                 .into_iter()
-                .filter(|row| row["system"] == "ours" && row["mode"] == mode)
+                .filter(|row| row["system"] == system && row["mode"] == mode)
                 .collect();
-            assert_eq!(found.len(), 1, "{metric} of ours {mode}");
+            assert_eq!(found.len(), 1, "{metric} of {system} {mode}");
             number(found[0], "value")
         };
         assert_eq!(of_ours("records_delivered"), of_ours("records_sent"));
@@ -154,7 +164,7 @@ fn check_json_report(report: &Value) {
     let distributions = report["latency_distributions"]
         .as_array()
         .expect("latency_distributions");
-    assert!(distributions.len() >= 3, "ours x2 and cat|cat");
+    assert!(distributions.len() >= 5, "ours x2, floor x2 and cat|cat");
     for distribution in distributions {
         let points = distribution["points"].as_array().expect("points");
         let percentiles: Vec<f64> = points
@@ -173,6 +183,7 @@ fn check_json_report(report: &Value) {
     let mut points = Vec::new();
     for mode in ["lossy", "history", "named"] {
         points.push(("ours", mode));
+        points.push(("floor", mode));
     }
     points.push(("tee+fifos", "fifo"));
     for metric in ["delivered_percent", "achieved_rate", "cpu_per_record"] {
@@ -218,7 +229,13 @@ fn check_json_report(report: &Value) {
     // Fan-out: ours lossy and named and tee into FIFOs at each consumer
     // count, with the CPU of the producer, of the consumers and of both, and
     // peak memory.
-    let fanout_points = [("ours", "lossy"), ("ours", "named"), ("tee+fifos", "fifo")];
+    let fanout_points = [
+        ("ours", "lossy"),
+        ("ours", "named"),
+        ("floor", "lossy"),
+        ("floor", "named"),
+        ("tee+fifos", "fifo"),
+    ];
     for (metric, role) in [
         ("delivered_percent", None),
         ("achieved_rate", None),
@@ -248,6 +265,54 @@ fn check_json_report(report: &Value) {
                 assert!(number(row, "value") > 0.0, "{row}");
             }
         }
+    }
+
+    // The floor beside every figure: each row of ours whose point the floor
+    // measured (all but idle) carries ours over the floor's, exactly.
+    let results = report["results"]
+        .as_array()
+        .expect("\"results\" is an array");
+    let point = |row: &Value| {
+        [
+            "section",
+            "mode",
+            "block_size",
+            "rate",
+            "consumers",
+            "role",
+            "metric",
+        ]
+        .map(|key| row[key].clone())
+    };
+    let mut compared = std::collections::BTreeSet::new();
+    for ours in results.iter().filter(|row| row["system"] == "ours") {
+        let floor = results
+            .iter()
+            .find(|row| row["system"] == "floor" && point(row) == point(ours));
+        let floor_value = floor.and_then(|floor| floor["value"].as_f64());
+        match (ours["fraction_of_floor"].as_f64(), floor_value) {
+            (Some(fraction), Some(floor_value)) => {
+                let expected = number(ours, "value") / floor_value;
+                assert!((fraction / expected - 1.0).abs() < 1e-4, "{ours}");
+                compared.insert(ours["section"].as_str().unwrap_or_default().to_owned());
+            }
+            (None, Some(floor_value)) => assert!(
+                ours["section"] == "idle" || floor_value == 0.0,
+                "no fraction of the floor in {ours}"
+            ),
+            (Some(_), None) => panic!("a fraction without a floor in {ours}"),
+            (None, None) => {}
+        }
+    }
+    assert_eq!(
+        compared.into_iter().collect::<Vec<_>>(),
+        ["fan-out", "latency", "loss", "throughput"]
+    );
+    for row in results.iter().filter(|row| row["system"] != "ours") {
+        assert!(
+            row.get("fraction_of_floor").is_none() || row["system"] != "floor",
+            "{row}"
+        );
     }
 
     // Idle: both roles of ours in both modes.
@@ -306,6 +371,9 @@ fn quick_run_prints_tables_and_writes_json_and_svg_plots() {
         "ours lossy",
         "ours history",
         "ours named",
+        "floor lossy",
+        "floor history",
+        "floor named",
         "cat|cat",
         "tee+fifos",
     ] {
@@ -327,6 +395,14 @@ fn quick_run_prints_tables_and_writes_json_and_svg_plots() {
     assert!(
         !stdout.contains("Failed runs"),
         "a run of our binary failed:\n{stdout}"
+    );
+    // Every table gives ours as a fraction of the floor.
+    for column in ["of floor", "p50 x floor", "x floor", "CPU/rec x floor"] {
+        assert!(stdout.contains(column), "no {column:?} in:\n{stdout}");
+    }
+    assert!(
+        stdout.contains("ours reaches, of what the protocol allows here (the floor's MB/s): "),
+        "{stdout}"
     );
     assert!(stderr.contains("throughput ours"), "no progress: {stderr}");
 
@@ -533,6 +609,7 @@ fn help_lists_only_the_options_of_the_bench() {
             "--reference",
             "--reference-sleep-interval",
             "--no-baselines",
+            "--no-floor",
             "--quick",
             "--sections",
             "--repeat",
@@ -746,5 +823,181 @@ mod csv {
         assert!(!quoted, "unterminated quoted field");
         assert!(field.is_empty() && record.is_empty(), "no final line break");
         records
+    }
+}
+
+/// `filebus bench-floor ARGS... SIDE_ARGS` on `bus`: the benchmark's
+/// protocol floor, as the benchmark runs it.
+fn floor(bus: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(filebus_bin());
+    command
+        .arg("bench-floor")
+        .arg("--filename")
+        .arg(bus)
+        .args(args);
+    command
+}
+
+/// The throughput sweep checks every byte the floor passes through, like
+/// every implementation's: a run that loses, adds or changes a byte is a
+/// failed run, and there is none. Each of ours' figures carries its
+/// fraction of the floor's.
+#[test]
+fn the_floor_passes_every_byte_of_the_throughput_sweep() {
+    let scratch = Scratch::new();
+    let parent = scratch.path("parent");
+    std::fs::create_dir(&parent).expect("cannot create the scratch parent");
+    let json_path = scratch.path("results.json");
+    let output = bench(
+        &parent,
+        &[
+            "--quick",
+            "--repeat",
+            "1",
+            "--no-baselines",
+            "--sections",
+            "throughput",
+            "--output",
+            json_path.to_str().expect("UTF-8 path"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).expect("no JSON output"))
+            .expect("invalid JSON");
+    assert_eq!(report["failures"], serde_json::json!([]), "{stdout}");
+    assert!(!stdout.contains("Failed runs"), "{stdout}");
+    let throughput = rows(&report, "throughput", "throughput");
+    for block_size in [4096, 65536, 1048576] {
+        let of = |system: &str| {
+            let found: Vec<_> = throughput
+                .iter()
+                .filter(|row| row["system"] == system && row["block_size"] == block_size)
+                .collect();
+            assert_eq!(found.len(), 1, "{system} at {block_size}: {found:?}");
+            found[0]
+        };
+        let (ours, floor) = (of("ours"), of("floor"));
+        let fraction = number(ours, "fraction_of_floor");
+        let expected = number(ours, "value") / number(floor, "value");
+        assert!(
+            (fraction / expected - 1.0).abs() < 1e-4,
+            "{ours} against {floor}"
+        );
+        assert!(floor.get("fraction_of_floor").is_none(), "{floor}");
+    }
+    assert!(
+        stdout.contains("ours reaches, of what the protocol allows here"),
+        "{stdout}"
+    );
+    assert_nothing_left(&parent);
+}
+
+/// What the floor publishes, lossless, is the filebus protocol: our
+/// consumer takes it byte for byte, and the floor's consumer takes what our
+/// producer publishes.
+#[test]
+fn our_consumer_reads_what_the_floor_publishes_byte_for_byte() {
+    let input = binary_data((1 << 20) + 12_345);
+    for (producer_is_floor, block_size) in [(true, "4096"), (false, "4096"), (true, "65536")] {
+        let scratch = Scratch::new();
+        let bus = scratch.bus();
+        let consumer_args = ["--back-pressure", "--block-size", block_size, "consumer"];
+        let producer_args = ["--back-pressure", "--block-size", block_size, "producer"];
+        let (consumer, producer) = if producer_is_floor {
+            (filebus(&bus, &consumer_args), floor(&bus, &producer_args))
+        } else {
+            (floor(&bus, &consumer_args), filebus(&bus, &producer_args))
+        };
+        let consumer = Running::start(consumer, None);
+        run(producer, &input).assert_success();
+        let finished = consumer.wait();
+        finished.assert_success();
+        let what = if producer_is_floor {
+            "our consumer of the floor's producer"
+        } else {
+            "the floor's consumer of our producer"
+        };
+        assert!(
+            finished.stdout == input,
+            "{what}, block size {block_size}: {} bytes out of {} in, first difference at {:?}",
+            finished.stdout.len(),
+            input.len(),
+            finished
+                .stdout
+                .iter()
+                .zip(&input)
+                .position(|(out, sent)| out != sent)
+        );
+        assert!(
+            !bus.exists(),
+            "{what}: the end-of-stream chunk is still there"
+        );
+    }
+}
+
+/// The floor's own lossless hand-off, and its history with named
+/// consumers (ours and its own), lose nothing and change nothing.
+#[test]
+fn the_floor_delivers_every_byte_lossless_and_to_named_consumers() {
+    let input = binary_data((1 << 20) + 777);
+    let scratch = Scratch::new();
+    let bus = scratch.bus();
+    let consumer = Running::start(
+        floor(
+            &bus,
+            &["--back-pressure", "--block-size", "4096", "consumer"],
+        ),
+        None,
+    );
+    run(
+        floor(
+            &bus,
+            &["--back-pressure", "--block-size", "4096", "producer"],
+        ),
+        &input,
+    )
+    .assert_success();
+    let finished = consumer.wait();
+    finished.assert_success();
+    assert!(finished.stdout == input, "lossless floor to floor");
+
+    // Named consumers hold the floor's producer back: a window of 8
+    // chunks, 260 chunks through.
+    let bus = scratch.path("named");
+    let theirs = Running::start(
+        floor(
+            &bus,
+            &["--block-size", "4096", "consumer", "--name", "floor"],
+        ),
+        None,
+    );
+    let ours = Running::start(filebus(&bus, &["consumer", "--name", "ours"]), None);
+    wait_until("both cursors claimed", || {
+        scratch.path("named.consumers").join("floor").exists()
+            && scratch.path("named.consumers").join("ours").exists()
+    });
+    run(
+        floor(
+            &bus,
+            &["--block-size", "4096", "producer", "--history", "8"],
+        ),
+        &input,
+    )
+    .assert_success();
+    for (who, consumer) in [("the floor's", theirs), ("our", ours)] {
+        let finished = consumer.wait();
+        finished.assert_success();
+        assert!(
+            finished.stdout == input,
+            "{who} named consumer: {} bytes out of {}",
+            finished.stdout.len(),
+            input.len()
+        );
     }
 }

@@ -4,8 +4,8 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::event::{PollFd, PollFlags};
-use rustix::fs::inotify::WatchFlags;
 use rustix::fs::AtFlags;
+use rustix::fs::inotify::WatchFlags;
 use rustix::io::Errno;
 
 use super::cursors::Cursor;
@@ -51,11 +51,10 @@ fn take_each(bus: &Bus, output: &mut Output) -> Result<(), BenchError> {
     loop {
         bus.lock(true)?;
         let taken = match open_if_there(bus.dir.as_fd(), &bus.name) {
-            Ok(Some(chunk)) => rustix::fs::fstat(&chunk)
-                .and_then(|stat| {
-                    rustix::fs::unlinkat(&bus.dir, &bus.name, AtFlags::empty())?;
-                    Ok(Some((chunk, stat.st_size as u64)))
-                }),
+            Ok(Some(chunk)) => rustix::fs::fstat(&chunk).and_then(|stat| {
+                rustix::fs::unlinkat(&bus.dir, &bus.name, AtFlags::empty())?;
+                Ok(Some((chunk, stat.st_size as u64)))
+            }),
             Ok(None) => Ok(None),
             Err(errno) => Err(errno),
         };
@@ -107,9 +106,13 @@ impl Watcher<'_> {
     /// Opens `F.history` if it is there. Chunks written out before it was
     /// seen are not replayed: the next is the one after the last written.
     fn look_for_history(&mut self) -> Result<(), BenchError> {
-        self.history = open_dir_if_there(self.bus.dir.as_fd(), &self.history_name).map_err(
-            |errno| failed(&format!("cannot open {}", self.bus.display(".history")), errno),
-        )?;
+        self.history =
+            open_dir_if_there(self.bus.dir.as_fd(), &self.history_name).map_err(|errno| {
+                failed(
+                    &format!("cannot open {}", self.bus.display(".history")),
+                    errno,
+                )
+            })?;
         if self.history.is_some()
             && let Some((last, _, _)) = &self.last
             && let Ok(Some(sequence)) = read_number(last.as_fd(), SEQUENCE)
@@ -163,9 +166,14 @@ impl Watcher<'_> {
         while self.next < sequence {
             let number = self.next;
             let entry = match &self.history {
-                Some(history) => open_if_there(history.as_fd(), &entry_name(number)).map_err(
-                    |errno| failed(&format!("cannot open {}", self.bus.display(".history")), errno),
-                )?,
+                Some(history) => {
+                    open_if_there(history.as_fd(), &entry_name(number)).map_err(|errno| {
+                        failed(
+                            &format!("cannot open {}", self.bus.display(".history")),
+                            errno,
+                        )
+                    })?
+                }
                 None => None,
             };
             match entry {

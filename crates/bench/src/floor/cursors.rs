@@ -62,9 +62,9 @@ impl Cursors {
                 // Look after the watch is set, so no advance goes unseen.
                 continue;
             }
-            if !lagging(dir, sequence)
-                .map_err(|errno| failed(&format!("cannot probe the cursors in {}", what()), errno))?
-            {
+            if !lagging(dir, sequence).map_err(|errno| {
+                failed(&format!("cannot probe the cursors in {}", what()), errno)
+            })? {
                 return Ok(());
             }
             let mut fds = [PollFd::new(&bus.events, PollFlags::IN)];
@@ -122,8 +122,12 @@ impl Cursor {
     /// (waiting for a producer's probe to let go).
     pub(super) fn claim(bus: &Bus, name: &str) -> Result<Cursor, BenchError> {
         let path = || format!("{}/{name}", bus.display(".consumers"));
-        let dir = make_dir(bus.dir.as_fd(), &bus.sibling(".consumers"))
-            .map_err(|errno| failed(&format!("cannot create {}", bus.display(".consumers")), errno))?;
+        let dir = make_dir(bus.dir.as_fd(), &bus.sibling(".consumers")).map_err(|errno| {
+            failed(
+                &format!("cannot create {}", bus.display(".consumers")),
+                errno,
+            )
+        })?;
         let file = rustix::fs::openat(
             &dir,
             name,

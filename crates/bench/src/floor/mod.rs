@@ -7,8 +7,12 @@
 //! system calls the protocol needs for each chunk, like `fbfloor.c`, the C
 //! floor it follows:
 //!
-//! - producer ([`producer`]): one `read` of standard input is one chunk (no
-//!   batching); an `O_TMPFILE` in the bus's directory, one `write`, the two
+//! - producer ([`producer`]): one `read` of standard input is one chunk
+//!   with `--sleep-interval 0` (what the benchmark gives every program where
+//!   latency matters), else input that keeps coming is gathered into chunks
+//!   as ours does, so that both publish as many chunks (the fan-out and
+//!   throughput sections leave every program its default interval); an
+//!   `O_TMPFILE` in the bus's directory, one `write`, the two
 //!   stamp attributes, `flock` on `F.lock` and the counter on it, then
 //!   `linkat` as `F` (lossless, or lossy onto an absent `F`) or `linkat` as
 //!   `F.__new__`, `RENAME_EXCHANGE` and `unlink` of the chunk it replaced
@@ -43,8 +47,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, CWD, FlockOperation, Mode, OFlags, XattrFlags};
 use rustix::fs::inotify::{self, WatchFlags};
+use rustix::fs::{AtFlags, CWD, FlockOperation, Mode, OFlags, XattrFlags};
 use rustix::io::Errno;
 
 use super::BenchError;
@@ -62,6 +66,10 @@ pub struct FloorOptions {
     pub lossless: bool,
     /// `--block-size`: the most bytes read from standard input per chunk.
     pub block_size: usize,
+    /// `--sleep-interval`: 0 makes each `read` of standard input one chunk;
+    /// otherwise input that keeps coming is gathered into chunks for up to
+    /// this long, as ours does.
+    pub sleep_interval: std::time::Duration,
     /// Which side of the bus to run.
     pub side: FloorSide,
 }
@@ -87,7 +95,9 @@ pub enum FloorSide {
 /// is killed (plain lossy consumer).
 pub fn run(options: &FloorOptions) -> Result<(), BenchError> {
     if options.block_size == 0 {
-        return Err(BenchError::Usage("the block size must be at least 1".into()));
+        return Err(BenchError::Usage(
+            "the block size must be at least 1".into(),
+        ));
     }
     match &options.side {
         FloorSide::Producer { history } => {
@@ -158,12 +168,18 @@ impl Bus {
             Mode::from_raw_mode(0o644),
         )
         .map_err(|errno| {
-            BenchError::io(format!("cannot open lock file {}.lock", path.display()), errno)
+            BenchError::io(
+                format!("cannot open lock file {}.lock", path.display()),
+                errno,
+            )
         })?;
         let events = inotify::init(inotify::CreateFlags::CLOEXEC)
             .map_err(|errno| BenchError::io("cannot create an inotify descriptor", errno))?;
         inotify::add_watch(&events, parent, watch).map_err(|errno| {
-            BenchError::io(format!("cannot watch directory {}", parent.display()), errno)
+            BenchError::io(
+                format!("cannot watch directory {}", parent.display()),
+                errno,
+            )
         })?;
         Ok(Bus {
             path: path.to_owned(),
@@ -232,9 +248,8 @@ impl Bus {
 
 /// `name` as a C string (a file name has no NUL byte).
 fn c_name(name: &OsStr) -> Result<CString, BenchError> {
-    CString::new(name.as_bytes()).map_err(|_| {
-        BenchError::Usage(format!("{}: a file name with a NUL byte", name.display()))
-    })
+    CString::new(name.as_bytes())
+        .map_err(|_| BenchError::Usage(format!("{}: a file name with a NUL byte", name.display())))
 }
 
 /// `name` followed by `suffix`.

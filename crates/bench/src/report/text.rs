@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use super::format::{
     bytes_label, group_digits, mib, micros, mode_name, percent_text, role_name, sig,
 };
+use super::rows::fraction;
 use super::{QUANTILES, is_pipe};
 use crate::Results;
 use crate::idle::Measurement;
@@ -158,6 +159,8 @@ fn header(results: &Results, out: &mut String) {
             implementation.program.display(),
             if implementation.is_reference {
                 " (reference)"
+            } else if implementation.is_floor {
+                " (the protocol floor: only the protocol's system calls per chunk, one chunk per read)"
             } else {
                 ""
             },
@@ -184,12 +187,24 @@ fn throughput_table(results: &Results, out: &mut String) {
         sig(plan.throughput_time.as_secs_f64())
     );
     let systems = ordered_systems(results.throughput.iter().map(|point| point.system.as_str()));
+    let floor = floor_name(results);
+    let compared = |system: &str| floor.is_some_and(|floor| floor != system) && !is_pipe(system);
+    let median = |system: &str, block: usize| {
+        let point = results
+            .throughput
+            .iter()
+            .find(|point| point.system == system && point.block_size == block)?;
+        Summary::of(point.runs.iter().map(|run| run.mb_per_s())).map(|s| s.median)
+    };
     let mut header = vec!["block size"];
     let mut groups = vec![(String::new(), 1)];
     for system in &systems {
         if is_pipe(system) {
             header.push("MB/s");
             groups.push(((*system).to_owned(), 1));
+        } else if compared(system) {
+            header.extend(["MB/s", "chunks/s", "of floor"]);
+            groups.push(((*system).to_owned(), 3));
         } else {
             header.extend(["MB/s", "chunks/s"]);
             groups.push(((*system).to_owned(), 2));
@@ -199,23 +214,24 @@ fn throughput_table(results: &Results, out: &mut String) {
     table.groups = groups;
     for &block in &plan.block_sizes {
         let mut cells = vec![bytes_label(block as u64)];
+        let floor_median = floor.and_then(|floor| median(floor, block));
         for system in &systems {
-            let point = results
-                .throughput
-                .iter()
-                .find(|point| point.system == *system && point.block_size == block);
-            let summary =
-                point.and_then(|point| Summary::of(point.runs.iter().map(|run| run.mb_per_s())));
-            match summary {
-                Some(summary) => {
-                    cells.push(sig(summary.median));
+            match median(system, block) {
+                Some(median) => {
+                    cells.push(sig(median));
                     if !is_pipe(system) {
-                        cells.push(sig(summary.median * 1e6 / block as f64));
+                        cells.push(sig(median * 1e6 / block as f64));
+                    }
+                    if compared(system) {
+                        cells.push(percent_of(Some(median), floor_median));
                     }
                 }
                 None => {
                     cells.push("failed".into());
                     if !is_pipe(system) {
+                        cells.push("-".into());
+                    }
+                    if compared(system) {
                         cells.push("-".into());
                     }
                 }
@@ -224,6 +240,31 @@ fn throughput_table(results: &Results, out: &mut String) {
         table.row(cells);
     }
     table.render(out);
+    if let Some(floor) = floor {
+        for system in systems.iter().filter(|system| compared(system)) {
+            let points: Vec<String> = plan
+                .block_sizes
+                .iter()
+                .filter_map(|&block| {
+                    let (ours, floor) = (median(system, block)?, median(floor, block)?);
+                    Some(format!(
+                        "{} with {} blocks ({} against {} MB/s)",
+                        percent_of(Some(ours), Some(floor)),
+                        bytes_label(block as u64),
+                        sig(ours),
+                        sig(floor)
+                    ))
+                })
+                .collect();
+            if !points.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  {system} reaches, of what the protocol allows here (the floor's MB/s): {}",
+                    points.join(", ")
+                );
+            }
+        }
+    }
     let rss: Vec<String> = systems
         .iter()
         .filter_map(|system| {
@@ -264,11 +305,28 @@ fn latency_table(results: &Results, out: &mut String) {
         plan.latency_record_size,
         sig(plan.latency_rate)
     );
+    let floor = floor_name(results);
     let mut header = vec!["system", "mode", "--sleep-interval", "delivered"];
     header.extend(QUANTILES.iter().map(|(_, name)| *name));
     header.push("max");
+    if floor.is_some() {
+        header.extend(["p50 x floor", "p99 x floor"]);
+    }
     let mut table = Table::new(&header);
-    for outcome in &results.latency {
+    let mut outcomes: Vec<&crate::latency::Outcome> = results.latency.iter().collect();
+    // Each mode's rows together, the floor's after the others.
+    outcomes.sort_by_key(|outcome| {
+        (
+            mode_rank(outcome.mode),
+            Some(outcome.system.as_str()) == floor,
+        )
+    });
+    let floor_outcome = |mode: Option<Mode>| {
+        results.latency.iter().find(|outcome| {
+            Some(outcome.system.as_str()) == floor && outcome.mode == mode && outcome.delivered > 0
+        })
+    };
+    for outcome in outcomes {
         let mut cells = vec![
             outcome.system.clone(),
             mode_name(outcome.mode).to_owned(),
@@ -284,6 +342,16 @@ fn latency_table(results: &Results, out: &mut String) {
                     .map(|(quantile, _)| micros(outcome.histogram.value_at_quantile(*quantile))),
             );
             cells.push(micros(outcome.histogram.max()));
+            if floor.is_some() {
+                let base = floor_outcome(outcome.mode)
+                    .filter(|base| base.system != outcome.system && outcome.mode.is_some());
+                for quantile in [0.5, 0.99] {
+                    let at = |outcome: &crate::latency::Outcome| {
+                        outcome.histogram.value_at_quantile(quantile) as f64
+                    };
+                    cells.push(times(Some(at(outcome)), base.map(at)));
+                }
+            }
         }
         table.row(cells);
     }
@@ -308,12 +376,18 @@ fn loss_table(results: &Results, out: &mut String) {
         plan.repeat,
         depth = plan.history_depth,
     );
-    let labels = ordered_labels(&results.loss);
+    let floor = floor_name(results);
+    let labels = ordered_labels(&results.loss, floor);
     let mut header = vec!["records/s", "system"];
     let mut groups = vec![(String::new(), 2)];
     for &consumers in &plan.loss_consumers {
-        header.extend(["delivered", "achieved/s", "CPU/rec"]);
-        groups.push((consumers_title(consumers), 3));
+        if floor.is_some() {
+            header.extend(["delivered", "of floor", "achieved/s", "CPU/rec", "x floor"]);
+            groups.push((consumers_title(consumers), 5));
+        } else {
+            header.extend(["delivered", "achieved/s", "CPU/rec"]);
+            groups.push((consumers_title(consumers), 3));
+        }
     }
     let mut table = Table::new(&header);
     table.groups = groups;
@@ -328,15 +402,37 @@ fn loss_table(results: &Results, out: &mut String) {
                 label(system, *mode),
             ];
             for &consumers in &plan.loss_consumers {
-                match find_point(&results.loss, system, *mode, consumers, rate) {
-                    Some(point) => cells.extend(point_cells(point)),
-                    None => cells.extend(["failed".into(), "-".into(), "-".into()]),
+                let point = find_point(&results.loss, system, *mode, consumers, rate);
+                let [delivered, achieved, per_record] = match point {
+                    Some(point) => point_cells(point),
+                    None => ["failed".into(), "-".into(), "-".into()],
+                };
+                match floor {
+                    Some(floor) => {
+                        let [delivered_of, per_record_of] =
+                            floor_cells(point, &results.loss, floor, consumers, rate);
+                        cells.extend([
+                            delivered,
+                            delivered_of,
+                            achieved,
+                            per_record,
+                            per_record_of,
+                        ]);
+                    }
+                    None => cells.extend([delivered, achieved, per_record]),
                 }
             }
             table.row(cells);
         }
     }
     table.render(out);
+    if floor.is_some() {
+        let _ = writeln!(
+            out,
+            "  of floor: delivered over the floor's in the same mode; x floor: CPU/rec over the \
+             floor's (medians)."
+        );
+    }
     let mut anomalies = Vec::new();
     let mut onsets = Vec::new();
     for (system, mode) in &labels {
@@ -397,8 +493,9 @@ fn fanout_table(results: &Results, out: &mut String) {
         plan.repeat,
         plan.history_depth,
     );
-    let labels = ordered_labels(&results.fanout);
-    let mut table = Table::new(&[
+    let floor = floor_name(results);
+    let labels = ordered_labels(&results.fanout, floor);
+    let mut header = vec![
         "consumers",
         "system",
         "delivered",
@@ -407,7 +504,11 @@ fn fanout_table(results: &Results, out: &mut String) {
         "consumers CPU",
         "CPU/rec us",
         "peak RSS",
-    ]);
+    ];
+    if floor.is_some() {
+        header.extend(["delivered of floor", "CPU/rec x floor"]);
+    }
+    let mut table = Table::new(&header);
     for &consumers in &plan.fanout_consumers {
         for (index, (system, mode)) in labels.iter().enumerate() {
             let mut cells = vec![
@@ -440,6 +541,15 @@ fn fanout_table(results: &Results, out: &mut String) {
                             mib(rss(|run| run.cost.consumers_rss_kib))
                         ),
                     ]);
+                    if let Some(floor) = floor {
+                        cells.extend(floor_cells(
+                            Some(point),
+                            &results.fanout,
+                            floor,
+                            consumers,
+                            plan.fanout_rate,
+                        ));
+                    }
                 }
                 None => cells.push("failed".into()),
             }
@@ -493,9 +603,9 @@ fn consumers_title(consumers: usize) -> String {
     }
 }
 
-/// The (system, mode) pairs of `points` in order of first appearance,
-/// baselines last.
-fn ordered_labels(points: &[Point]) -> Vec<(&str, Option<Mode>)> {
+/// The (system, mode) pairs of `points`, each mode's together (in order
+/// of first appearance, the floor's after the others'), baselines last.
+fn ordered_labels<'a>(points: &'a [Point], floor: Option<&str>) -> Vec<(&'a str, Option<Mode>)> {
     let mut labels: Vec<(&str, Option<Mode>)> = Vec::new();
     for point in points {
         let pair = (point.system.as_str(), point.mode);
@@ -503,8 +613,74 @@ fn ordered_labels(points: &[Point]) -> Vec<(&str, Option<Mode>)> {
             labels.push(pair);
         }
     }
-    labels.sort_by_key(|(system, _)| is_pipe(system));
     labels
+        .sort_by_key(|(system, mode)| (is_pipe(system), mode_rank(*mode), Some(*system) == floor));
+    labels
+}
+
+/// Where a mode's rows go in a table: lossy, history, named, lossless,
+/// then the pipes.
+fn mode_rank(mode: Option<Mode>) -> u8 {
+    match mode {
+        Some(Mode::Lossy) => 0,
+        Some(Mode::History(_)) => 1,
+        Some(Mode::Named(_)) => 2,
+        Some(Mode::Lossless) => 3,
+        None => 4,
+    }
+}
+
+/// The name of the protocol floor, if it was measured.
+fn floor_name(results: &Results) -> Option<&str> {
+    results
+        .meta
+        .floor()
+        .map(|implementation| implementation.name.as_str())
+}
+
+/// "75%": `value` as a percentage of `floor`; "-" without both.
+fn percent_of(value: Option<f64>, floor: Option<f64>) -> String {
+    match (value, floor) {
+        (Some(value), Some(floor)) => fraction(value, floor)
+            .map_or_else(|| "-".to_owned(), |f| format!("{}%", sig(f * 100.0))),
+        _ => "-".into(),
+    }
+}
+
+/// "1.35x": `value` as a multiple of `floor`; "-" without both.
+fn times(value: Option<f64>, floor: Option<f64>) -> String {
+    match (value, floor) {
+        (Some(value), Some(floor)) => {
+            fraction(value, floor).map_or_else(|| "-".to_owned(), |f| format!("{}x", sig(f)))
+        }
+        _ => "-".into(),
+    }
+}
+
+/// The delivered share as a percentage of the floor's, and the CPU per
+/// record as a multiple of the floor's, at the floor's point of the same
+/// mode (medians); "-" for the floor itself and the baselines.
+fn floor_cells(
+    point: Option<&Point>,
+    points: &[Point],
+    floor: &str,
+    consumers: usize,
+    rate: u64,
+) -> [String; 2] {
+    let Some(point) = point.filter(|point| point.system != floor && point.mode.is_some()) else {
+        return ["-".into(), "-".into()];
+    };
+    let base = find_point(points, floor, point.mode, consumers, rate);
+    let delivered = |point: &Point| {
+        Summary::of(point.runs.iter().map(|run| run.delivered_fraction())).map(|s| s.median)
+    };
+    let per_record = |point: &Point| {
+        Summary::of(point.runs.iter().filter_map(|run| run.cpu_ns_per_record())).map(|s| s.median)
+    };
+    [
+        percent_of(delivered(point), base.and_then(delivered)),
+        times(per_record(point), base.and_then(per_record)),
+    ]
 }
 
 fn find_point<'a>(
