@@ -308,11 +308,8 @@ fn check_json_report(report: &Value) {
         compared.into_iter().collect::<Vec<_>>(),
         ["fan-out", "latency", "loss", "throughput"]
     );
-    for row in results.iter().filter(|row| row["system"] != "ours") {
-        assert!(
-            row.get("fraction_of_floor").is_none() || row["system"] != "floor",
-            "{row}"
-        );
+    for row in results.iter().filter(|row| row["system"] == "floor") {
+        assert!(row.get("fraction_of_floor").is_none(), "{row}");
     }
 
     // Idle: both roles of ours in both modes.
@@ -710,14 +707,41 @@ fn csv_output_has_a_header_and_rows_of_equal_width() {
             .position(|field| field == name)
             .unwrap_or_else(|| panic!("no column {name}"))
     };
-    let (section, metric, value) = (column("section"), column("metric"), column("value"));
-    let throughput: Vec<f64> = records
-        .iter()
-        .filter(|record| record[section] == "throughput" && record[metric] == "throughput")
-        .map(|record| record[value].parse().expect("throughput is a number"))
-        .collect();
-    assert_eq!(throughput.len(), 3, "one row per block size of --quick");
-    assert!(throughput.iter().all(|mb| *mb > 0.0), "{throughput:?}");
+    let (section, system, metric, value) = (
+        column("section"),
+        column("system"),
+        column("metric"),
+        column("value"),
+    );
+    let fraction = column("fraction_of_floor");
+    for name in ["ours", "floor"] {
+        let throughput: Vec<(f64, &str)> = records
+            .iter()
+            .filter(|record| {
+                record[section] == "throughput"
+                    && record[metric] == "throughput"
+                    && record[system] == name
+            })
+            .map(|record| {
+                let mb = record[value].parse().expect("throughput is a number");
+                (mb, record[fraction].as_str())
+            })
+            .collect();
+        assert_eq!(
+            throughput.len(),
+            3,
+            "one row of {name} per block size of --quick"
+        );
+        assert!(throughput.iter().all(|(mb, _)| *mb > 0.0), "{throughput:?}");
+        // Ours as a fraction of the floor; the floor's own rows have none.
+        assert!(
+            throughput.iter().all(|(_, fraction)| {
+                (name == "floor") == fraction.is_empty()
+                    && (fraction.is_empty() || fraction.parse::<f64>().is_ok_and(|f| f > 0.0))
+            }),
+            "{name}: {throughput:?}"
+        );
+    }
     assert!(records.iter().any(|record| record[section] == "idle"));
     assert!(
         records.iter().all(|record| record[section] != "target"),

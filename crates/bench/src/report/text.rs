@@ -160,7 +160,7 @@ fn header(results: &Results, out: &mut String) {
             if implementation.is_reference {
                 " (reference)"
             } else if implementation.is_floor {
-                " (the protocol floor: only the protocol's system calls per chunk, one chunk per read)"
+                " (the protocol floor: only the protocol's system calls per chunk)"
             } else {
                 ""
             },
