@@ -221,7 +221,7 @@ pub enum FloorSideArg {
     Producer {
         /// Keep the last N chunks in FILE.history/
         #[arg(long, value_name = "N",
-              value_parser = clap::value_parser!(u64).range(1..=filebus_core::MAX_HISTORY_DEPTH))]
+              value_parser = clap::value_parser!(u64).range(1..=MAX_HISTORY_DEPTH))]
         history: Option<u64>,
     },
     /// Write the chunks to standard output

@@ -28,13 +28,23 @@
 //! SIGHUP make it stop them and remove its files before it exits
 //! (`interrupt`).
 //!
+//! **The floor.** Beside the programs it is asked to measure, the benchmark
+//! runs one of its own by default ([`floor`], left out with `--no-floor`): a
+//! minimal filebus that makes only the protocol's system calls per chunk,
+//! run as a process like the others (the `filebus` binary's hidden
+//! subcommand `bench-floor`), in every sweep and mode but tee's, its bytes
+//! and records checked like theirs. Every table then gives each program's
+//! figure beside the floor's at the same point, with the fraction
+//! (`report`), so that what is the filesystem's and what is the program's
+//! can be told apart: "ours reaches 75% of the floor with 4 KiB chunks".
+//!
 //! The benchmark measures programs from the outside, as a user would run
-//! them: it never speaks the bus protocol itself. It uses the product
-//! library (`filebus_core`) only for helpers it shares with the product, so
-//! that both behave and say things the same way: `stop::StopFlag`, where the
-//! program's signal handler records a stop; `describe_io` for error
-//! messages; and `filesystem::name_of` for the filesystem of the scratch
-//! directory.
+//! them; only the floor speaks the bus protocol, and on its own code, not
+//! the product's. The benchmark uses the product library (`filebus_core`)
+//! only for helpers it shares with the product, so that both behave and say
+//! things the same way: `stop::StopFlag`, where the program's signal handler
+//! records a stop; `describe_io` for error messages; and
+//! `filesystem::name_of` for the filesystem of the scratch directory.
 
 mod chart;
 mod fanout;

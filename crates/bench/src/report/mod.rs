@@ -3,7 +3,13 @@
 //! CSV and JSON carry the same flat rows ([`rows::Row`]): one number per row,
 //! with the point it belongs to (section, system, mode, block size, rate,
 //! consumers, role) and, for repeated measurements, the median as `value`
-//! with `min`, `max` and `runs`. JSON adds the run's settings, the latency
+//! with `min`, `max` and `runs`. The protocol floor is a system of its own
+//! (`floor`); every other row whose point and metric it measured too carries
+//! `fraction_of_floor`, its value over the floor's (not in the idle
+//! section, where the floor's figures are at or near zero). The tables put
+//! each mode's floor row after the others' and give the same fractions:
+//! MB/s and delivered shares as percentages of the floor's, latency and CPU
+//! per record as multiples of it. JSON adds the run's settings, the latency
 //! distributions and the failures.
 //!
 //! | module | what |
