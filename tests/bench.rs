@@ -293,7 +293,10 @@ fn check_json_report(report: &Value) {
         match (ours["fraction_of_floor"].as_f64(), floor_value) {
             (Some(fraction), Some(floor_value)) => {
                 let expected = number(ours, "value") / floor_value;
-                assert!((fraction - expected).abs() <= 1e-4 * expected.abs(), "{ours}");
+                assert!(
+                    (fraction - expected).abs() <= 1e-4 * expected.abs(),
+                    "{ours}"
+                );
                 compared.insert(ours["section"].as_str().unwrap_or_default().to_owned());
             }
             (None, Some(floor_value)) => assert!(
@@ -669,12 +672,14 @@ fn options_of_producers_and_consumers_are_refused_by_the_bench() {
     assert!(scratch.names().is_empty(), "{:?}", scratch.names());
 }
 
-#[test]
-fn csv_output_has_a_header_and_rows_of_equal_width() {
+/// Runs `filebus bench --quick --repeat 1 --no-baselines --sections
+/// SECTIONS --output OUTPUT` in a new scratch parent, which it returns with
+/// the scratch directory that holds it.
+fn quick_sections(sections: &str, output: &str) -> (Scratch, std::path::PathBuf, Output) {
     let scratch = Scratch::new();
     let parent = scratch.path("parent");
     std::fs::create_dir(&parent).expect("cannot create the scratch parent");
-    let csv_path = scratch.path("results.csv");
+    let path = scratch.path(output);
     let output = bench(
         &parent,
         &[
@@ -683,11 +688,18 @@ fn csv_output_has_a_header_and_rows_of_equal_width() {
             "1",
             "--no-baselines",
             "--sections",
-            "throughput,idle",
+            sections,
             "--output",
-            csv_path.to_str().expect("UTF-8 path"),
+            path.to_str().expect("UTF-8 path"),
         ],
     );
+    (scratch, parent, output)
+}
+
+#[test]
+fn csv_output_has_a_header_and_rows_of_equal_width() {
+    let (scratch, parent, output) = quick_sections("throughput,idle", "results.csv");
+    let csv_path = scratch.path("results.csv");
     assert!(
         output.status.success(),
         "bench failed: {}",
@@ -868,23 +880,8 @@ fn floor(bus: &Path, args: &[&str]) -> Command {
 /// fraction of the floor's.
 #[test]
 fn the_floor_passes_every_byte_of_the_throughput_sweep() {
-    let scratch = Scratch::new();
-    let parent = scratch.path("parent");
-    std::fs::create_dir(&parent).expect("cannot create the scratch parent");
+    let (scratch, parent, output) = quick_sections("throughput", "results.json");
     let json_path = scratch.path("results.json");
-    let output = bench(
-        &parent,
-        &[
-            "--quick",
-            "--repeat",
-            "1",
-            "--no-baselines",
-            "--sections",
-            "throughput",
-            "--output",
-            json_path.to_str().expect("UTF-8 path"),
-        ],
-    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),

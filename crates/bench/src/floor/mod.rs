@@ -300,24 +300,25 @@ fn read_number(fd: BorrowedFd<'_>, name: &CStr) -> rustix::io::Result<Option<u64
 
 /// Opens `name` in `dir` for reading; `None` if it is not there.
 fn open_if_there(dir: BorrowedFd<'_>, name: &CStr) -> rustix::io::Result<Option<OwnedFd>> {
-    match rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => Ok(Some(fd)),
-        Err(Errno::NOENT) => Ok(None),
-        Err(errno) => Err(errno),
-    }
+    open_existing(dir, name, OFlags::RDONLY)
 }
 
 /// Opens the directory `name` in `dir`; `None` if it is not there.
 fn open_dir_if_there(dir: BorrowedFd<'_>, name: &CStr) -> rustix::io::Result<Option<OwnedFd>> {
+    open_existing(dir, name, OFlags::DIRECTORY | OFlags::RDONLY)
+}
+
+/// Opens `name` in `dir` with `flags`, never following a symlink; `None`
+/// if it is not there.
+fn open_existing(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    flags: OFlags,
+) -> rustix::io::Result<Option<OwnedFd>> {
     match rustix::fs::openat(
         dir,
         name,
-        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     ) {
         Ok(fd) => Ok(Some(fd)),
