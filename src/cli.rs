@@ -195,14 +195,6 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The benchmark's protocol floor: a minimal filebus that makes only the
-    /// protocol's system calls per chunk, run by `bench` beside the programs
-    /// it measures (hidden: not a program to use)
-    #[command(name = filebus_bench::floor::SUBCOMMAND, hide = true)]
-    BenchFloor {
-        #[command(subcommand)]
-        side: FloorSideArg,
-    },
     /// Print a shell completion script for bash, zsh, fish, elvish or powershell
     Completions {
         /// The shell
@@ -211,6 +203,53 @@ pub enum Command {
     },
     /// Print the manual page (roff), for `man -l -` or a man directory
     Man,
+}
+
+/// `filebus bench-floor`: the benchmark's protocol floor, a minimal filebus
+/// that makes only the protocol's system calls per chunk, which `bench`
+/// runs beside the programs it measures. Not a program to use: it has a
+/// parser of its own, outside [`Cli`], so that no help, manual page or
+/// completion script shows it. It takes the bus options the benchmark gives
+/// every implementation, before the side.
+#[derive(Debug, Parser)]
+#[command(name = "filebus bench-floor", max_term_width = 100)]
+pub struct FloorCli {
+    /// Lossless unicast
+    #[arg(long = "back-pressure", visible_alias = "lossless")]
+    pub back_pressure: bool,
+
+    /// The most bytes read from standard input per chunk
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_BLOCK_SIZE, value_parser = parse_block_size)]
+    pub block_size: NonZeroUsize,
+
+    /// Path of the bus file
+    #[arg(long, value_name = "FILE")]
+    pub filename: PathBuf,
+
+    /// 0: each read of standard input is a chunk; otherwise input that
+    /// keeps coming is gathered for up to this long, as ours does
+    #[arg(long, value_name = "N", default_value = DEFAULT_SLEEP_INTERVAL_TEXT.as_str(),
+          value_parser = parse_sleep_interval)]
+    pub sleep_interval: Duration,
+
+    #[command(subcommand)]
+    pub side: FloorSideArg,
+}
+
+impl FloorCli {
+    /// The floor's options.
+    pub fn options(&self) -> FloorOptions {
+        FloorOptions {
+            bus: self.filename.clone(),
+            lossless: self.back_pressure,
+            block_size: self.block_size.get(),
+            sleep_interval: self.sleep_interval,
+            side: match &self.side {
+                FloorSideArg::Producer { history } => FloorSide::Producer { history: *history },
+                FloorSideArg::Consumer { name } => FloorSide::Consumer { name: name.clone() },
+            },
+        }
+    }
 }
 
 /// The sides of the benchmark's floor, with the options the benchmark
@@ -503,25 +542,6 @@ impl RecordOptions {
 }
 
 impl Cli {
-    /// The floor's options for `side`, or a message if `--filename` is
-    /// missing.
-    pub fn floor_options(&self, side: &FloorSideArg) -> Result<FloorOptions, &'static str> {
-        let bus = self
-            .filename
-            .clone()
-            .ok_or("the --filename FILE option is required")?;
-        Ok(FloorOptions {
-            bus,
-            lossless: self.back_pressure,
-            block_size: self.block_size.get(),
-            sleep_interval: self.sleep_interval,
-            side: match side {
-                FloorSideArg::Producer { history } => FloorSide::Producer { history: *history },
-                FloorSideArg::Consumer { name } => FloorSide::Consumer { name: name.clone() },
-            },
-        })
-    }
-
     /// What producers and consumers share, or a message if `--filename` is
     /// missing.
     fn bus_options(&self) -> Result<BusOptions, String> {

@@ -10,7 +10,7 @@ use std::sync::PoisonError;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, Parser};
 
-use cli::{BenchArgs, Cli, Command};
+use cli::{BenchArgs, Cli, Command, FloorCli};
 use filebus_bench::BenchError;
 use filebus_core::{ConsumerOptions, Error, ProducerOptions, RateMeter, Report, SharedStats};
 
@@ -23,6 +23,14 @@ fn main() -> ExitCode {
     if let Err(error) = signals::die_quietly_on_broken_pipe() {
         return report(Err(Error::stream("cannot set up signals", error)));
     }
+    // The benchmark's protocol floor is a command of its own, hidden from
+    // the command line's help, manual page and completions.
+    if std::env::args_os().nth(1).as_deref() == Some(filebus_bench::floor::SUBCOMMAND.as_ref()) {
+        return match FloorCli::try_parse_from(std::env::args_os().skip(1)) {
+            Ok(floor) => run_floor(&floor.options()),
+            Err(error) => report_usage_error(error),
+        };
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => return report_usage_error(error),
@@ -30,10 +38,6 @@ fn main() -> ExitCode {
     logging::init(cli.verbose, cli.quiet);
     match &cli.command {
         Command::Bench(args) => run_bench(args),
-        Command::BenchFloor { side } => match cli.floor_options(side) {
-            Ok(options) => run_floor(&options),
-            Err(message) => usage_error(message),
-        },
         Command::Stat {
             file,
             watch,

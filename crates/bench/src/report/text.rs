@@ -759,6 +759,13 @@ fn idle_table(results: &Results, out: &mut String) {
         table.row(idle_cells(m));
     }
     table.render(out);
+    if floor_name(results).is_some() {
+        let _ = writeln!(
+            out,
+            "  The floor idles blocked in read(2): its figures are shown, but nothing is given as \
+             a fraction of them."
+        );
+    }
 }
 
 fn idle_cells(m: &Measurement) -> Vec<String> {
