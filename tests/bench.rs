@@ -153,7 +153,17 @@ fn check_json_report(report: &Value) {
             assert_eq!(found.len(), 1, "{metric} of {system} {mode}");
             number(found[0], "value")
         };
-        assert_eq!(of_ours("records_delivered"), of_ours("records_sent"));
+        let (delivered, sent) = (of_ours("records_delivered"), of_ours("records_sent"));
+        if system == "floor" && mode == "lossy" {
+            // The floor has none of our care for wake-ups: on a busy machine
+            // its lossy consumer may miss a record of 100 a second.
+            assert!(
+                delivered >= 0.9 * sent,
+                "{system} {mode}: {delivered} of {sent}"
+            );
+        } else {
+            assert_eq!(delivered, sent, "{system} {mode}");
+        }
         let quantiles = ["min", "p50", "p90", "p99", "p99.9", "max"].map(of_ours);
         assert!(quantiles[0] > 0.0, "{mode}: {quantiles:?}");
         assert!(

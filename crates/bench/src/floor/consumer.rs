@@ -20,7 +20,10 @@ use crate::BenchError;
 /// entries it missed, and ends at an end-of-stream chunk), named if `name`
 /// is given.
 pub(super) fn run(options: &FloorOptions, name: Option<&str>) -> Result<(), BenchError> {
-    let bus = Bus::open(&options.bus, WatchFlags::CREATE | WatchFlags::MOVED_TO)?;
+    let bus = Bus::open(
+        &options.bus,
+        Some(WatchFlags::CREATE | WatchFlags::MOVED_TO),
+    )?;
     let mut output = Output::new();
     if options.lossless {
         return take_each(&bus, &mut output);

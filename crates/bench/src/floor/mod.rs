@@ -140,8 +140,9 @@ struct Bus {
 
 impl Bus {
     /// Opens the bus's directory and lock file (created when missing) and
-    /// watches the directory for `watch` events.
-    fn open(path: &Path, watch: WatchFlags) -> Result<Bus, BenchError> {
+    /// watches the directory for `watch` events, if any (a lossy producer
+    /// waits for no change of the directory).
+    fn open(path: &Path, watch: Option<WatchFlags>) -> Result<Bus, BenchError> {
         let parent = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
             _ => Path::new("."),
@@ -175,12 +176,14 @@ impl Bus {
         })?;
         let events = inotify::init(inotify::CreateFlags::CLOEXEC)
             .map_err(|errno| BenchError::io("cannot create an inotify descriptor", errno))?;
-        inotify::add_watch(&events, parent, watch).map_err(|errno| {
-            BenchError::io(
-                format!("cannot watch directory {}", parent.display()),
-                errno,
-            )
-        })?;
+        if let Some(watch) = watch {
+            inotify::add_watch(&events, parent, watch).map_err(|errno| {
+                BenchError::io(
+                    format!("cannot watch directory {}", parent.display()),
+                    errno,
+                )
+            })?;
+        }
         Ok(Bus {
             path: path.to_owned(),
             dir,

@@ -1,5 +1,5 @@
-//! The floor's producer: each `read` of standard input becomes one chunk,
-//! published at once.
+//! The floor's producer: standard input cut into chunks ([`Gatherer`]),
+//! each published at once, lossless or lossy (with history if asked).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -27,7 +27,10 @@ struct History {
 /// chunk too, as our producers keeping history do).
 pub(super) fn run(options: &FloorOptions, history: Option<u64>) -> Result<(), BenchError> {
     // A lossless producer waits for the chunk at F to be taken.
-    let bus = Bus::open(&options.bus, WatchFlags::DELETE | WatchFlags::MOVED_FROM)?;
+    let watch = options
+        .lossless
+        .then_some(WatchFlags::DELETE | WatchFlags::MOVED_FROM);
+    let bus = Bus::open(&options.bus, watch)?;
     let history = history.map(|depth| open_history(&bus, depth)).transpose()?;
     let mut cursors = history.as_ref().map(|_| Cursors::new(&bus));
     let stdin = rustix::stdio::stdin();
@@ -38,7 +41,6 @@ pub(super) fn run(options: &FloorOptions, history: Option<u64>) -> Result<(), Be
         latest: None,
     };
     let mut sequence = bus.counter()?;
-    let new_name = bus.sibling(".__new__");
     loop {
         let count = input.next(&mut buffer)?;
         if count == 0 && !options.lossless && history.is_none() {
@@ -51,43 +53,9 @@ pub(super) fn run(options: &FloorOptions, history: Option<u64>) -> Result<(), Be
             hand_over(&bus, &chunk, sequence)?;
         } else {
             bus.lock(true)?;
-            write_number(bus.lock.as_fd(), SEQUENCE, sequence).map_err(|errno| {
-                failed(
-                    &format!("cannot set the counter on {}", bus.display(".lock")),
-                    errno,
-                )
-            })?;
-            if let Some(history) = &history {
-                if let Some(cursors) = cursors.as_mut()
-                    && sequence > history.depth
-                {
-                    cursors.wait_until_written(&bus, sequence - history.depth)?;
-                }
-                link_as(chunk.as_fd(), history.dir.as_fd(), &entry_name(sequence)).map_err(
-                    |errno| {
-                        failed(
-                            &format!("cannot link a chunk into {}", bus.display(".history")),
-                            errno,
-                        )
-                    },
-                )?;
-            }
-            publish(&bus, &chunk, &new_name)?;
-            if let Some(history) = &history
-                && sequence > history.depth
-            {
-                let leaving = entry_name(sequence - history.depth);
-                match rustix::fs::unlinkat(&history.dir, &leaving, AtFlags::empty()) {
-                    Ok(()) | Err(Errno::NOENT) => {}
-                    Err(errno) => {
-                        return Err(failed(
-                            &format!("cannot unlink an entry of {}", bus.display(".history")),
-                            errno,
-                        ));
-                    }
-                }
-            }
+            let published = publish(&bus, &chunk, sequence, history.as_ref(), &mut cursors);
             bus.lock(false)?;
+            published?;
         }
         if count == 0 {
             return Ok(());
@@ -251,10 +219,53 @@ fn hand_over(bus: &Bus, chunk: &OwnedFd, sequence: u64) -> Result<(), BenchError
     }
 }
 
-/// Lossy, holding the lock: links `chunk` as `F`, or where a chunk is
-/// there, as `F.__new__`, exchanged with `F`, and unlinks the chunk it
-/// replaced.
-fn publish(bus: &Bus, chunk: &OwnedFd, new_name: &std::ffi::CStr) -> Result<(), BenchError> {
+/// Lossy, holding the lock: sets the counter; with history, waits for the
+/// named consumers and links `chunk` into the history; links `chunk` as
+/// `F` (or exchanges it with the chunk there, which it then unlinks); with
+/// history, unlinks the entry that left the window.
+fn publish(
+    bus: &Bus,
+    chunk: &OwnedFd,
+    sequence: u64,
+    history: Option<&History>,
+    cursors: &mut Option<Cursors>,
+) -> Result<(), BenchError> {
+    write_number(bus.lock.as_fd(), SEQUENCE, sequence).map_err(|errno| {
+        failed(
+            &format!("cannot set the counter on {}", bus.display(".lock")),
+            errno,
+        )
+    })?;
+    let leaving = history.and_then(|history| sequence.checked_sub(history.depth));
+    if let Some(history) = history {
+        if let (Some(cursors), Some(leaving)) = (cursors.as_mut(), leaving.filter(|&n| n > 0)) {
+            cursors.wait_until_written(bus, leaving)?;
+        }
+        link_as(chunk.as_fd(), history.dir.as_fd(), &entry_name(sequence)).map_err(|errno| {
+            failed(
+                &format!("cannot link a chunk into {}", bus.display(".history")),
+                errno,
+            )
+        })?;
+    }
+    replace_chunk(bus, chunk)?;
+    if let (Some(history), Some(leaving)) = (history, leaving.filter(|&n| n > 0)) {
+        match rustix::fs::unlinkat(&history.dir, entry_name(leaving), AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(errno) => {
+                return Err(failed(
+                    &format!("cannot unlink an entry of {}", bus.display(".history")),
+                    errno,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Links `chunk` as `F`, or where a chunk is there, as `F.__new__`,
+/// exchanged with `F`, and unlinks the chunk it replaced.
+fn replace_chunk(bus: &Bus, chunk: &OwnedFd) -> Result<(), BenchError> {
     match link_as(chunk.as_fd(), bus.dir.as_fd(), &bus.name) {
         Ok(()) => return Ok(()),
         Err(Errno::EXIST) => {}
@@ -265,7 +276,8 @@ fn publish(bus: &Bus, chunk: &OwnedFd, new_name: &std::ffi::CStr) -> Result<(), 
             ));
         }
     }
-    link_as(chunk.as_fd(), bus.dir.as_fd(), new_name).map_err(|errno| {
+    let new_name = bus.sibling(".__new__");
+    link_as(chunk.as_fd(), bus.dir.as_fd(), &new_name).map_err(|errno| {
         failed(
             &format!("cannot link a chunk as {}", bus.display(".__new__")),
             errno,
@@ -273,7 +285,7 @@ fn publish(bus: &Bus, chunk: &OwnedFd, new_name: &std::ffi::CStr) -> Result<(), 
     })?;
     rustix::fs::renameat_with(
         &bus.dir,
-        new_name,
+        &new_name,
         &bus.dir,
         &bus.name,
         RenameFlags::EXCHANGE,
@@ -288,7 +300,7 @@ fn publish(bus: &Bus, chunk: &OwnedFd, new_name: &std::ffi::CStr) -> Result<(), 
             errno,
         )
     })?;
-    rustix::fs::unlinkat(&bus.dir, new_name, AtFlags::empty())
+    rustix::fs::unlinkat(&bus.dir, &new_name, AtFlags::empty())
         .map_err(|errno| failed(&format!("cannot unlink {}", bus.display(".__new__")), errno))
 }
 
