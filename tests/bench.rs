@@ -137,22 +137,51 @@ fn check_json_report(report: &Value) {
     );
 
     // Latency: every record of ours and of the floor delivered in both
-    // modes, quantiles in order.
-    for (system, mode) in [
-        ("ours", "lossy"),
-        ("ours", "lossless"),
-        ("floor", "lossy"),
-        ("floor", "lossless"),
+    // modes, quantiles in order, at 100 records/s with the low-latency
+    // --sleep-interval and at 50 and 5 records/s (one every 20 ms and 200
+    // ms) with default options; ours beside the floor at each.
+    assert_eq!(
+        report["plan"]["latency_points"],
+        serde_json::json!([
+            {"rate": 100, "records": 200, "options": "low-latency --sleep-interval"},
+            {"rate": 50, "records": 40, "options": "default options"},
+            {"rate": 5, "records": 10, "options": "default options"},
+        ])
+    );
+    for (system, mode, rate) in [
+        ("ours", "lossy", 100),
+        ("ours", "lossless", 100),
+        ("floor", "lossy", 100),
+        ("floor", "lossless", 100),
+        ("ours", "lossy", 50),
+        ("ours", "lossless", 50),
+        ("floor", "lossy", 50),
+        ("floor", "lossless", 50),
+        ("ours", "lossy", 5),
+        ("ours", "lossless", 5),
+        ("floor", "lossy", 5),
+        ("floor", "lossless", 5),
     ] {
-        let of_ours = |metric: &str| {
+        let row_of = |metric: &str| {
             let found = rows(report, "latency", metric);
             let found: Vec<_> = found
                 .into_iter()
-                .filter(|row| row["system"] == system && row["mode"] == mode)
+                .filter(|row| row["system"] == system && row["mode"] == mode && row["rate"] == rate)
                 .collect();
-            assert_eq!(found.len(), 1, "{metric} of {system} {mode}");
-            number(found[0], "value")
+            assert_eq!(found.len(), 1, "{metric} of {system} {mode} at {rate}/s");
+            found[0]
         };
+        let of_ours = |metric: &str| number(row_of(metric), "value");
+        let note = if rate == 100 {
+            "--sleep-interval 0"
+        } else {
+            "default options"
+        };
+        assert_eq!(row_of("p50")["note"], note, "{system} {mode} at {rate}/s");
+        if system == "ours" {
+            let fraction = number(row_of("p50"), "fraction_of_floor");
+            assert!(fraction > 0.0, "{mode} at {rate}/s: {fraction}");
+        }
         let (delivered, sent) = (of_ours("records_delivered"), of_ours("records_sent"));
         if system == "floor" && mode == "lossy" {
             // The floor has none of our care for wake-ups: on a busy machine
@@ -174,7 +203,10 @@ fn check_json_report(report: &Value) {
     let distributions = report["latency_distributions"]
         .as_array()
         .expect("latency_distributions");
-    assert!(distributions.len() >= 5, "ours x2, floor x2 and cat|cat");
+    assert!(
+        distributions.len() >= 15,
+        "ours x2, floor x2 and cat|cat at three points"
+    );
     for distribution in distributions {
         let points = distribution["points"].as_array().expect("points");
         let percentiles: Vec<f64> = points

@@ -17,10 +17,8 @@ pub(crate) struct Plan {
     pub throughput_bytes: u64,
     /// Time spent writing per throughput run, at most.
     pub throughput_time: Duration,
-    /// Records per latency run.
-    pub latency_records: u64,
-    /// Records per second in the latency section.
-    pub latency_rate: f64,
+    /// The latency section's points, the first one plotted.
+    pub latency_points: Vec<LatencyPoint>,
     /// Bytes per latency record.
     pub latency_record_size: usize,
     /// Offered rates of the loss sweep, records per second.
@@ -49,6 +47,45 @@ pub(crate) struct Plan {
     pub idle_warm_up_chunks: usize,
 }
 
+/// One point of the latency section: one record every `1 / rate` s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LatencyPoint {
+    /// Records per second.
+    pub rate: u64,
+    /// Records written.
+    pub records: u64,
+    /// Programs run with their default `--sleep-interval` (as users run
+    /// them) rather than their low-latency one.
+    pub default_options: bool,
+}
+
+impl LatencyPoint {
+    const fn low_latency(rate: u64, records: u64) -> LatencyPoint {
+        LatencyPoint {
+            rate,
+            records,
+            default_options: false,
+        }
+    }
+
+    const fn with_defaults(rate: u64, records: u64) -> LatencyPoint {
+        LatencyPoint {
+            rate,
+            records,
+            default_options: true,
+        }
+    }
+
+    /// How the programs were run, for tables and rows.
+    pub(crate) fn options_name(&self) -> &'static str {
+        if self.default_options {
+            "default options"
+        } else {
+            "low-latency --sleep-interval"
+        }
+    }
+}
+
 const KIB: usize = 1024;
 /// The history depth of the history and named modes: 64 chunks, as in the
 /// README's example; with one 4 KiB record per chunk, 256 KiB held, and
@@ -67,8 +104,13 @@ impl Plan {
                 block_sizes: vec![4 * KIB, 64 * KIB, MIB],
                 throughput_bytes: 32 * MIB as u64,
                 throughput_time: Duration::from_millis(500),
-                latency_records: 200,
-                latency_rate: 100.0,
+                // 100 records/s with each program's low-latency interval;
+                // one every 20 ms and every 200 ms as users run them.
+                latency_points: vec![
+                    LatencyPoint::low_latency(100, 200),
+                    LatencyPoint::with_defaults(50, 40),
+                    LatencyPoint::with_defaults(5, 10),
+                ],
                 latency_record_size: 64,
                 loss_rates: vec![1_000, 10_000, 100_000],
                 loss_consumers: vec![1, 4],
@@ -89,8 +131,11 @@ impl Plan {
                 block_sizes: vec![4 * KIB, 16 * KIB, 64 * KIB, 256 * KIB, MIB],
                 throughput_bytes: 256 * MIB as u64,
                 throughput_time: Duration::from_secs(2),
-                latency_records: 2_000,
-                latency_rate: 100.0,
+                latency_points: vec![
+                    LatencyPoint::low_latency(100, 2_000),
+                    LatencyPoint::with_defaults(50, 500),
+                    LatencyPoint::with_defaults(5, 100),
+                ],
                 latency_record_size: 64,
                 loss_rates: vec![100, 300, 1_000, 3_000, 10_000, 30_000, 100_000],
                 loss_consumers: vec![1, 4],
@@ -124,7 +169,7 @@ pub(crate) fn planned_runs(
         .sum();
     match section {
         Section::Throughput => plan.block_sizes.len() * plan.repeat * (implementations + baseline),
-        Section::Latency => 2 * implementations + baseline,
+        Section::Latency => plan.latency_points.len() * (2 * implementations + baseline),
         Section::Loss => {
             plan.loss_rates.len() * plan.loss_consumers.len() * plan.repeat * (modes + baseline)
         }

@@ -133,10 +133,13 @@ fn tick_label(value: f64) -> String {
 }
 
 fn latency_chart(results: &Results) -> Option<Chart> {
+    // The plan's first point (the one with a distribution long enough to
+    // draw); the table has the others.
+    let plotted = *results.meta.plan.latency_points.first()?;
     let outcomes: Vec<_> = results
         .latency
         .iter()
-        .filter(|outcome| outcome.delivered > 0)
+        .filter(|outcome| outcome.delivered > 0 && outcome.point == plotted)
         .collect();
     if outcomes.is_empty() {
         return None;
@@ -196,10 +199,12 @@ fn latency_chart(results: &Results) -> Option<Chart> {
     Some(Chart {
         title: "Latency distribution, producer stdin to consumer stdout".into(),
         subtitle: format!(
-            "{} records of {} bytes at {}/s, one consumer; solid: lossy or pipe, dashed: lossless",
-            plan.latency_records,
+            "{} records of {} bytes at {}/s ({}), one consumer; solid: lossy or pipe, \
+             dashed: lossless",
+            plotted.records,
             plan.latency_record_size,
-            sig(plan.latency_rate)
+            plotted.rate,
+            plotted.options_name()
         ),
         x_label: "percentile".into(),
         y_label: "latency (microseconds)".into(),

@@ -68,8 +68,7 @@ struct PlanEntry {
     block_sizes: Vec<usize>,
     throughput_max_bytes: u64,
     throughput_max_seconds: f64,
-    latency_records: u64,
-    latency_rate: f64,
+    latency_points: Vec<LatencyPointEntry>,
     latency_record_size: usize,
     loss_rates: Vec<u64>,
     loss_consumers: Vec<usize>,
@@ -91,9 +90,21 @@ struct PlanEntry {
 struct Distribution<'a> {
     system: &'a str,
     mode: &'static str,
+    /// Records per second.
+    rate: u64,
     /// Always "us".
     unit: &'static str,
     points: Vec<(f64, f64)>,
+}
+
+/// One point of the latency section.
+#[derive(Debug, Serialize)]
+struct LatencyPointEntry {
+    /// Records per second.
+    rate: u64,
+    records: u64,
+    /// "default options" or "low-latency --sleep-interval".
+    options: &'static str,
 }
 
 #[derive(Debug, Serialize)]
@@ -140,6 +151,7 @@ fn report(results: &Results) -> Report<'_> {
             .map(|outcome| Distribution {
                 system: &outcome.system,
                 mode: mode_name(outcome.mode),
+                rate: outcome.point.rate,
                 unit: "us",
                 points: distribution(outcome),
             })
@@ -174,8 +186,15 @@ fn plan(meta: &Meta) -> PlanEntry {
         block_sizes: plan.block_sizes.clone(),
         throughput_max_bytes: plan.throughput_bytes,
         throughput_max_seconds: plan.throughput_time.as_secs_f64(),
-        latency_records: plan.latency_records,
-        latency_rate: plan.latency_rate,
+        latency_points: plan
+            .latency_points
+            .iter()
+            .map(|point| LatencyPointEntry {
+                rate: point.rate,
+                records: point.records,
+                options: point.options_name(),
+            })
+            .collect(),
         latency_record_size: plan.latency_record_size,
         loss_rates: plan.loss_rates.clone(),
         loss_consumers: plan.loss_consumers.clone(),

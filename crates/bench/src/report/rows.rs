@@ -251,11 +251,13 @@ fn latency_rows(outcome: &Latency, rows: &mut Vec<Row>) {
         system: outcome.system.clone(),
         mode: mode_name(outcome.mode),
         block_size: Some(4096),
+        rate: Some(outcome.point.rate),
         consumers: Some(1),
-        note: outcome
-            .sleep_interval
-            .map(|interval| format!("--sleep-interval {}", format_seconds(interval)))
-            .unwrap_or_default(),
+        note: match (outcome.sleep_interval, outcome.mode) {
+            (Some(interval), _) => format!("--sleep-interval {}", format_seconds(interval)),
+            (None, Some(_)) => "default options".to_owned(),
+            (None, None) => String::new(),
+        },
         ..Row::default()
     };
     rows.push(Row {

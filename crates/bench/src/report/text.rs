@@ -296,17 +296,34 @@ fn throughput_table(results: &Results, out: &mut String) {
 
 fn latency_table(results: &Results, out: &mut String) {
     let plan = &results.meta.plan;
+    let points: Vec<String> = plan
+        .latency_points
+        .iter()
+        .map(|point| {
+            format!(
+                "{} at {}/s ({})",
+                point.records,
+                point.rate,
+                point.options_name()
+            )
+        })
+        .collect();
     let _ = writeln!(
         out,
-        "\n2. Latency from the producer's stdin to the consumer's stdout, in microseconds: {} \
-         records of {} bytes\n   at {} records/s, one consumer, block size 4096; timestamps \
-         taken by the benchmark on the monotonic clock.",
-        plan.latency_records,
+        "\n2. Latency from the producer's stdin to the consumer's stdout, in microseconds: \
+         records of {} bytes,\n   {}; one consumer, block size 4096; timestamps taken by the \
+         benchmark on the monotonic clock.",
         plan.latency_record_size,
-        sig(plan.latency_rate)
+        points.join(", ")
     );
     let floor = floor_name(results);
-    let mut header = vec!["system", "mode", "--sleep-interval", "delivered"];
+    let mut header = vec![
+        "records/s",
+        "system",
+        "mode",
+        "--sleep-interval",
+        "delivered",
+    ];
     header.extend(QUANTILES.iter().map(|(_, name)| *name));
     header.push("max");
     if floor.is_some() {
@@ -314,25 +331,50 @@ fn latency_table(results: &Results, out: &mut String) {
     }
     let mut table = Table::new(&header);
     let mut outcomes: Vec<&crate::latency::Outcome> = results.latency.iter().collect();
-    // Each mode's rows together, the floor's after the others.
+    // Each point's rows together, in the plan's order; in a point each mode's
+    // rows together, the floor's after the others.
+    let point_rank = |outcome: &crate::latency::Outcome| {
+        plan.latency_points
+            .iter()
+            .position(|point| *point == outcome.point)
+    };
     outcomes.sort_by_key(|outcome| {
         (
+            point_rank(outcome),
             mode_rank(outcome.mode),
             Some(outcome.system.as_str()) == floor,
         )
     });
-    let floor_outcome = |mode: Option<Mode>| {
+    let floor_outcome = |of: &crate::latency::Outcome| {
         results.latency.iter().find(|outcome| {
-            Some(outcome.system.as_str()) == floor && outcome.mode == mode && outcome.delivered > 0
+            Some(outcome.system.as_str()) == floor
+                && outcome.mode == of.mode
+                && outcome.point == of.point
+                && outcome.delivered > 0
         })
     };
+    let mut previous_point = None;
     for outcome in outcomes {
+        let first_of_point = previous_point != Some(outcome.point);
+        previous_point = Some(outcome.point);
         let mut cells = vec![
+            if first_of_point {
+                group_digits(outcome.point.rate)
+            } else {
+                String::new()
+            },
             outcome.system.clone(),
             mode_name(outcome.mode).to_owned(),
-            outcome
-                .sleep_interval
-                .map_or_else(|| "-".to_owned(), format_seconds),
+            outcome.sleep_interval.map_or_else(
+                || {
+                    if outcome.mode.is_some() {
+                        "default".to_owned()
+                    } else {
+                        "-".to_owned()
+                    }
+                },
+                format_seconds,
+            ),
             format!("{}/{}", outcome.delivered, outcome.sent),
         ];
         if outcome.delivered > 0 {
@@ -343,7 +385,7 @@ fn latency_table(results: &Results, out: &mut String) {
             );
             cells.push(micros(outcome.histogram.max()));
             if floor.is_some() {
-                let base = floor_outcome(outcome.mode)
+                let base = floor_outcome(outcome)
                     .filter(|base| base.system != outcome.system && outcome.mode.is_some());
                 for quantile in [0.5, 0.99] {
                     let at = |outcome: &crate::latency::Outcome| {
