@@ -129,6 +129,24 @@ fn check_json_report(report: &Value) {
         assert_eq!(row["unit"], "MB/s");
         assert_eq!(row["runs"], 1);
     }
+    // CPU per chunk of the producer and consumer, ours beside the floor's.
+    let cpu = rows(report, "throughput", "cpu_per_chunk");
+    for system in ["ours", "floor"] {
+        let mut sizes: Vec<u64> = cpu
+            .iter()
+            .filter(|row| row["system"] == system)
+            .map(|row| {
+                assert!(number(row, "value") > 0.0, "{row}");
+                assert_eq!(row["unit"], "us");
+                if system == "ours" {
+                    assert!(number(row, "fraction_of_floor") > 0.0, "{row}");
+                }
+                row["block_size"].as_u64().expect("block_size")
+            })
+            .collect();
+        sizes.sort_unstable();
+        assert_eq!(sizes, [4096, 65536, 1048576], "CPU per chunk of {system}");
+    }
     let ours_lossless = |row: &&&Value| row["system"] == "ours" && row["mode"] == "lossless";
     assert_eq!(
         throughput.iter().filter(ours_lossless).count(),

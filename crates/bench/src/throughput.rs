@@ -40,6 +40,10 @@ pub(crate) struct Run {
     pub producer_rss_kib: Option<u64>,
     /// Peak RSS of the consumer (or last stage), KiB.
     pub consumer_rss_kib: Option<u64>,
+    /// CPU time (user and system) of the producer and the consumer (or both
+    /// stages) over the whole run, start-up and warm-up included, per chunk
+    /// of the block size; nanoseconds.
+    pub cpu_ns_per_chunk: Option<f64>,
 }
 
 impl Run {
@@ -135,11 +139,17 @@ fn run_once(
         )));
     }
     running.finish(true, Duration::from_secs(10))?;
+    let cpu_ns = running
+        .cpu_ns_at_exit(Role::Producer)
+        .zip(running.cpu_ns_at_exit(Role::Consumer))
+        .map(|(producer, consumer)| producer + consumer);
+    let chunks = pump.read.div_ceil(block_size as u64).max(1);
     let end = pump.last_read_at.unwrap_or(start);
     Ok(Run {
         bytes: pump.read - warm_up,
         seconds: end.duration_since(start).as_secs_f64().max(1e-9),
         producer_rss_kib: running.peak_rss_kib(Role::Producer),
         consumer_rss_kib: running.peak_rss_kib(Role::Consumer),
+        cpu_ns_per_chunk: cpu_ns.map(|cpu_ns| cpu_ns as f64 / chunks as f64),
     })
 }

@@ -82,6 +82,16 @@ pub(crate) fn rows(results: &Results) -> Vec<Row> {
         rows.push(summary_row(&base, "chunks_per_second", "chunks/s", chunks));
         let bytes = Summary::of(point.runs.iter().map(|run| run.bytes as f64));
         rows.push(summary_row(&base, "bytes_timed", "bytes", bytes));
+        let cpu = Summary::of(
+            point
+                .runs
+                .iter()
+                .filter_map(|run| run.cpu_ns_per_chunk)
+                .map(|nanos| nanos / 1e3),
+        );
+        if cpu.is_some() {
+            rows.push(summary_row(&base, "cpu_per_chunk", "us", cpu));
+        }
         for (role, rss) in [
             (
                 "producer",

@@ -265,6 +265,44 @@ fn throughput_table(results: &Results, out: &mut String) {
             }
         }
     }
+    let cpu_median = |system: &str, block: usize| {
+        let point = results
+            .throughput
+            .iter()
+            .find(|point| point.system == system && point.block_size == block)?;
+        Summary::of(point.runs.iter().filter_map(|run| run.cpu_ns_per_chunk)).map(|s| s.median)
+    };
+    for system in systems.iter().filter(|system| !is_pipe(system)) {
+        let points: Vec<String> = plan
+            .block_sizes
+            .iter()
+            .filter_map(|&block| {
+                let cpu = cpu_median(system, block)?;
+                let of_floor = floor
+                    .filter(|_| compared(system))
+                    .and_then(|floor| cpu_median(floor, block))
+                    .map(|floor_cpu| format!(" ({})", times(Some(cpu), Some(floor_cpu))))
+                    .unwrap_or_default();
+                Some(format!(
+                    "{} {}{of_floor}",
+                    bytes_label(block as u64),
+                    sig(cpu / 1e3)
+                ))
+            })
+            .collect();
+        if !points.is_empty() {
+            let _ = writeln!(
+                out,
+                "  {system}: CPU per chunk, producer and consumer, user + system, microseconds{}: {}",
+                if compared(system) {
+                    " (x the floor's)"
+                } else {
+                    ""
+                },
+                points.join(", ")
+            );
+        }
+    }
     let rss: Vec<String> = systems
         .iter()
         .filter_map(|system| {
