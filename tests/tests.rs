@@ -5,6 +5,7 @@
 mod util;
 
 mod bench;
+mod busy_directory;
 mod command_line;
 mod fast_by_default;
 mod faults;

@@ -31,7 +31,20 @@ pub struct BusStatus {
     pub history: Option<HistoryStatus>,
     /// Its named consumers, sorted by name.
     pub consumers: Vec<ConsumerStatus>,
+    /// Other programs' files arriving in the bus directory, per second
+    /// (measured over [`BUSY_WINDOW`]); `None` where waiters poll.
+    pub foreign_arrivals: Option<u64>,
 }
+
+/// How long `stat` watches the bus directory for other programs' files.
+pub const BUSY_WINDOW: Duration = Duration::from_millis(100);
+
+/// From how many files of other programs arriving per second `stat` calls
+/// the bus directory busy. A consumer waiting for a missing bus file wakes
+/// for each, at about 2.5 µs of CPU a wake-up on a 2-CPU virtual machine
+/// (`results/2026-12-03-idle-consumer/`): 1,000 a second cost each such
+/// waiter about 0.25% of a CPU there.
+pub const BUSY_ARRIVALS_PER_SECOND: u64 = 1000;
 
 /// The history of a bus (`F.history`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +136,7 @@ pub fn status(path: &Path) -> Result<BusStatus> {
         wake_up: watch::wake_up(&bus, true),
         history,
         consumers: consumers(&bus, newest),
+        foreign_arrivals: watch::foreign_arrivals_per_second(&bus, BUSY_WINDOW),
     })
 }
 
@@ -282,7 +296,31 @@ impl BusStatus {
                  (a local filesystem; --no-file-monitoring polls instead)\n",
             ),
         }
+        match (self.foreign_arrivals, self.directory_busy()) {
+            (Some(arrivals), Some(true)) => {
+                let _ = writeln!(
+                    text,
+                    "directory: busy: {arrivals} files of other programs arrive a second; \
+                     a consumer waiting for a chunk that is not there (lossless, or before \
+                     the first) wakes up for each: give the bus a directory of its own"
+                );
+            }
+            (Some(arrivals), _) => {
+                let _ = writeln!(
+                    text,
+                    "directory: quiet ({arrivals} files of other programs arrive a second)"
+                );
+            }
+            (None, _) => {}
+        }
         text
+    }
+
+    /// Whether other programs' files arrive in the bus directory at
+    /// [`BUSY_ARRIVALS_PER_SECOND`] or more; `None` where waiters poll.
+    pub fn directory_busy(&self) -> Option<bool> {
+        self.foreign_arrivals
+            .map(|arrivals| arrivals >= BUSY_ARRIVALS_PER_SECOND)
     }
 
     /// The status as one JSON object.
@@ -317,6 +355,8 @@ impl BusStatus {
                 WakeUp::Polling { remote_filesystem } => remote_filesystem,
                 WakeUp::Events => None,
             },
+            foreign_arrivals_per_second: self.foreign_arrivals,
+            directory_busy: self.directory_busy(),
         };
         to_json(&status)
     }
@@ -340,7 +380,7 @@ impl RateMeter {
         let bus = Bus::open(path)?;
         // Events, whatever the filesystem: chunks are counted from them only
         // where the chunks carry no sequence stamps.
-        let watcher = Watcher::new(&bus, true, Duration::from_millis(100))?;
+        let watcher = Watcher::counting_arrivals(&bus)?;
         let last_sequence = current_sequence(&bus);
         Ok(RateMeter {
             bus,
@@ -428,6 +468,8 @@ struct StatusJson<'a> {
     consumers: Vec<ConsumerJson<'a>>,
     wake_up: &'static str,
     remote_filesystem: Option<&'static str>,
+    foreign_arrivals_per_second: Option<u64>,
+    directory_busy: Option<bool>,
 }
 
 #[derive(Debug, Serialize)]

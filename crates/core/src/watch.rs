@@ -6,23 +6,40 @@
 //! rename. Between events it sleeps in `poll(2)` with no timeout, so an idle
 //! consumer or a blocked lossless producer costs no CPU at all.
 //!
+//! A directory watch cannot be told which names matter: every file another
+//! program creates, writes, renames or deletes in the directory wakes the
+//! waiter, only to be filtered out (a churning neighbour cost an idle
+//! consumer 20% of a CPU). So once a bus watcher has seen another program's
+//! name change, it follows the file at `F` itself instead: a watch on that
+//! file's inode reports its replacement (`IN_ATTRIB` for the link count a
+//! rename over it or an unlink drops, `IN_MOVE_SELF` for an exchange or a
+//! rename away), and the directory's watch is narrowed to its own removal,
+//! or, while there is no file at `F`, to names arriving. A waiter for a
+//! missing `F` (a consumer before the first chunk) still wakes for other
+//! programs' new names, and so do lossless consumers and producers, which
+//! watch only the one kind of change they wait for (arrivals, departures)
+//! and do not follow: `filebus stat` says when a directory is that busy,
+//! and the remedy is a directory of the bus's own.
+//!
 //! Inotify only reports changes made through this kernel, so on network and
 //! FUSE filesystems (and with `--no-file-monitoring`, or when inotify cannot
 //! be set up) the waiter polls every `--sleep-interval` instead.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use inotify::{EventMask, Inotify, WatchMask};
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 
 use crate::bus::Bus;
+use crate::bus::names;
 use crate::error::{Error, Result};
 use crate::stop::StopFlag;
 
 /// The events on the bus directory a waiter for any change of the bus file
-/// watches for.
+/// watches for, while the directory is quiet.
 const ANY_CHANGE: WatchMask = WatchMask::CREATE
     .union(WatchMask::MOVED_TO)
     .union(WatchMask::MOVED_FROM)
@@ -32,12 +49,37 @@ const ANY_CHANGE: WatchMask = WatchMask::CREATE
 /// The shortest polling interval: a zero `--sleep-interval` would spin.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(1);
 
+/// The events on the bus directory that put a file at a name: what a
+/// lossless consumer waits for, and all a waiter that follows the file at
+/// `F` needs of the directory while there is none (a file at `F` can only
+/// appear so).
+const ARRIVALS: WatchMask = WatchMask::CREATE.union(WatchMask::MOVED_TO);
+/// What a watch on a directory always reports: its own removal, which turns
+/// the waiter to polling.
+const DIRECTORY_SELF_MASK: WatchMask = WatchMask::DELETE_SELF
+    .union(WatchMask::MOVE_SELF)
+    .union(WatchMask::ONLYDIR);
+/// What a watch on the file at `F` reports: `ATTRIB` when a rename over it or
+/// an unlink drops its link count (with or without other links, as in the
+/// history), `MOVE_SELF` when it is exchanged or renamed away, `DELETE_SELF`,
+/// and `CLOSE_WRITE` as the directory's watch would (a file written in place).
+/// A symlink at `F` is watched itself, never its target.
+const FILE_MASK: WatchMask = WatchMask::ATTRIB
+    .union(WatchMask::MOVE_SELF)
+    .union(WatchMask::DELETE_SELF)
+    .union(WatchMask::CLOSE_WRITE)
+    .union(WatchMask::DONT_FOLLOW);
+
 /// Waits for changes to a bus file (or, for a producer waiting on named
 /// consumers, to anything in a directory).
 #[derive(Debug)]
 pub struct Watcher {
     /// The name whose changes count (`None`: every name in the directory).
     name: Option<OsString>,
+    /// The watched directory, and the bus file's path in it (for a watch on
+    /// the file itself).
+    dir_path: PathBuf,
+    file_path: PathBuf,
     mode: Mode,
     /// The interval if events become unavailable.
     poll_interval: Duration,
@@ -47,20 +89,74 @@ pub struct Watcher {
 
 #[derive(Debug)]
 enum Mode {
-    Events { inotify: Inotify, buffer: Vec<u8> },
-    Polling { interval: Duration },
+    Events {
+        inotify: Inotify,
+        buffer: Vec<u8>,
+        watches: Watches,
+    },
+    Polling {
+        interval: Duration,
+    },
+}
+
+/// The watches of one inotify instance: the directory's, and, while
+/// following the file at `F`, that file's.
+#[derive(Debug)]
+struct Watches {
+    directory: WatchDescriptor,
+    /// What the directory's watch reports now, besides its own removal.
+    directory_mask: WatchMask,
+    follow: Follow,
+    /// The watch on the file found at `F` when last armed (see
+    /// [`Watcher::arm`]); `None` where there was none or it cannot be watched.
+    file: Option<WatchDescriptor>,
+}
+
+/// Whether a bus watcher follows the file at `F` rather than every change
+/// in its directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Follow {
+    /// Never: a directory watcher, or one counting arrivals at `F` (which
+    /// needs every rename onto it, not one wake-up per look).
+    Never,
+    /// Once another program's name changes in the directory (until then the
+    /// directory's events cost nothing more, and need no calls to re-arm).
+    WhenBusy,
+    /// From now on.
+    Now,
 }
 
 impl Watcher {
     /// Prepares to wait for changes of `bus`. Must be created before the
     /// caller first looks at the bus, so that no change can slip in between.
     pub fn new(bus: &Bus, file_monitoring: bool, sleep_interval: Duration) -> Result<Self> {
-        Self::watching(bus, file_monitoring, sleep_interval, ANY_CHANGE)
+        Self::watching(
+            bus,
+            file_monitoring,
+            sleep_interval,
+            ANY_CHANGE,
+            Follow::WhenBusy,
+        )
+    }
+
+    /// Prepares to count the chunks that arrive at the bus file (see
+    /// [`Watcher::count_arrivals_until`]), by events whatever the filesystem.
+    pub fn counting_arrivals(bus: &Bus) -> Result<Self> {
+        Self::watching(
+            bus,
+            true,
+            Duration::from_millis(100),
+            ANY_CHANGE,
+            Follow::Never,
+        )
     }
 
     /// Prepares to wait for `change` of `bus` only ([`Watcher::wait_for`]),
     /// as a lossless consumer (arrivals) or producer (departures) does: the
-    /// other changes, its own among them, do not wake it.
+    /// other changes, its own among them, do not wake it. (Nor does it follow
+    /// the file at `F` in a busy directory: a lossless consumer waits while
+    /// there is none, when the directory's arrivals are all there is to
+    /// watch.)
     pub(crate) fn new_for(
         bus: &Bus,
         change: Change,
@@ -68,10 +164,10 @@ impl Watcher {
         sleep_interval: Duration,
     ) -> Result<Self> {
         let mask = match change {
-            Change::Arrival => WatchMask::CREATE | WatchMask::MOVED_TO,
+            Change::Arrival => ARRIVALS,
             Change::Departure => WatchMask::DELETE | WatchMask::MOVED_FROM,
         };
-        Self::watching(bus, file_monitoring, sleep_interval, mask)
+        Self::watching(bus, file_monitoring, sleep_interval, mask, Follow::Never)
     }
 
     fn watching(
@@ -79,12 +175,19 @@ impl Watcher {
         file_monitoring: bool,
         sleep_interval: Duration,
         mask: WatchMask,
+        follow: Follow,
     ) -> Result<Self> {
         let poll_interval = sleep_interval.max(MIN_POLL_INTERVAL);
         let mode = match events_for(bus, file_monitoring, mask) {
-            Some(inotify) => Mode::Events {
+            Some((inotify, directory)) => Mode::Events {
                 inotify,
                 buffer: vec![0; 64 * 1024],
+                watches: Watches {
+                    directory,
+                    directory_mask: mask,
+                    follow,
+                    file: None,
+                },
             },
             None => Mode::Polling {
                 interval: poll_interval,
@@ -92,6 +195,8 @@ impl Watcher {
         };
         Ok(Watcher {
             name: Some(bus.name().to_owned()),
+            dir_path: bus.dir_path().to_owned(),
+            file_path: bus.dir_path().join(bus.name()),
             mode,
             poll_interval,
             stop: bus.stop_flag(),
@@ -113,16 +218,23 @@ impl Watcher {
         let watched = use_events
             .then(|| {
                 let inotify = Inotify::init().ok()?;
-                let mask =
-                    mask | WatchMask::DELETE_SELF | WatchMask::MOVE_SELF | WatchMask::ONLYDIR;
-                inotify.watches().add(path, mask).ok()?;
-                Some(inotify)
+                let directory = inotify
+                    .watches()
+                    .add(path, mask | DIRECTORY_SELF_MASK)
+                    .ok()?;
+                Some((inotify, directory))
             })
             .flatten();
         let mode = match watched {
-            Some(inotify) => Mode::Events {
+            Some((inotify, directory)) => Mode::Events {
                 inotify,
                 buffer: vec![0; 16 * 1024],
+                watches: Watches {
+                    directory,
+                    directory_mask: mask,
+                    follow: Follow::Never,
+                    file: None,
+                },
             },
             None => {
                 log::info!("watching {} by polling", path.display());
@@ -133,6 +245,8 @@ impl Watcher {
         };
         Watcher {
             name: None,
+            dir_path: path.to_owned(),
+            file_path: path.to_owned(),
             mode,
             poll_interval,
             stop: bus.stop_flag(),
@@ -153,6 +267,9 @@ impl Watcher {
         // change of the bus) tell nothing that `ready()` will not see now:
         // dropping them saves a wake-up and a second check for each.
         self.discard_queued()?;
+        // What was dropped may have said that the file followed was
+        // replaced: point the watches at what is there before looking.
+        self.arm()?;
         while !ready()? {
             self.wait_for_change()?;
         }
@@ -185,7 +302,7 @@ impl Watcher {
                 .next_events(None)?
                 .is_some_and(|events| events.may_show(change))
             {
-                return Ok(());
+                return self.arm();
             }
         }
     }
@@ -196,8 +313,67 @@ impl Watcher {
         self.stop.check()?;
         loop {
             match self.next_events(None)? {
-                Some(events) if events.relevant => return Ok(()),
+                Some(events) if events.relevant => return self.arm(),
                 _ => continue,
+            }
+        }
+    }
+    /// While following the file at `F`, points the watches at what is there
+    /// now; otherwise does nothing. Called before every return to a caller
+    /// that will look at the bus: whatever it then sees, any later change
+    /// wakes us. Either the file at `F` is watched (the caller sees that file,
+    /// or a later one whose arrival that watch has reported), or there is
+    /// none and the directory reports names arriving. The directory's watch
+    /// keeps its wider mask until the file's watch is set, so no change
+    /// falls between the two.
+    fn arm(&mut self) -> Result<()> {
+        let Mode::Events {
+            inotify, watches, ..
+        } = &mut self.mode
+        else {
+            return Ok(());
+        };
+        if watches.follow != Follow::Now {
+            return Ok(());
+        }
+        let mut list = inotify.watches();
+        loop {
+            let (file, directory_mask) = match list.add(&self.file_path, FILE_MASK) {
+                Ok(file) => (Some(file), WatchMask::empty()),
+                Err(error) if error.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => {
+                    (None, ARRIVALS)
+                }
+                // Unreadable, say: the directory's watch tells, as before.
+                Err(error) => {
+                    log::debug!("cannot watch {}: {error}", self.file_path.display());
+                    (None, ANY_CHANGE)
+                }
+            };
+            let found = file.is_some();
+            // The same file keeps its descriptor; one replaced is dropped.
+            if file != watches.file
+                && let Some(old) = std::mem::replace(&mut watches.file, file)
+            {
+                // Fails only if the kernel dropped it already (deleted).
+                let _ = list.remove(old);
+            }
+            if directory_mask == watches.directory_mask {
+                return Ok(());
+            }
+            let reported_arrivals = watches.directory_mask.contains(ARRIVALS);
+            let changed = list.add(&self.dir_path, directory_mask | DIRECTORY_SELF_MASK);
+            if !changed.is_ok_and(|directory| directory == watches.directory) {
+                log::warn!("the bus directory was removed or moved: polling from now on");
+                self.mode = Mode::Polling {
+                    interval: self.poll_interval,
+                };
+                return Ok(());
+            }
+            watches.directory_mask = directory_mask;
+            // No file was at `F` a moment ago, but one may have arrived
+            // before the directory reported arrivals again: look once more.
+            if found || reported_arrivals {
+                return Ok(());
             }
         }
     }
@@ -253,7 +429,12 @@ impl Watcher {
     /// Reads the events queued now, without blocking, and sums them up;
     /// `None` if there are none (or the watcher polls).
     fn queued_events(&mut self) -> Result<Option<Events>> {
-        let Mode::Events { inotify, buffer } = &mut self.mode else {
+        let Mode::Events {
+            inotify,
+            buffer,
+            watches,
+        } = &mut self.mode
+        else {
             return Ok(None);
         };
         let read = match inotify.read_events(buffer) {
@@ -268,20 +449,35 @@ impl Watcher {
             departures: 0,
         };
         let mut watch_gone = false;
+        // The first name of another program's in this batch, if any.
+        let mut foreign: Option<OsString> = None;
         for event in read {
-            if event
-                .mask
-                .intersects(EventMask::IGNORED | EventMask::DELETE_SELF | EventMask::MOVE_SELF)
-            {
-                watch_gone = true;
-            }
-            let names_bus = match &self.name {
-                Some(watched) => event.name.is_some_and(|name| name == watched.as_os_str()),
-                None => true,
-            };
             let overflow = event.mask.contains(EventMask::Q_OVERFLOW);
-            events.relevant |= names_bus || overflow;
+            events.relevant |= overflow;
             events.uncertain |= overflow;
+            if event.wd != watches.directory {
+                // The file followed was replaced or changed, in a way its
+                // own events cannot tell (the kernel's own IGNORED follows a
+                // removal we asked for, or one already reported); events of
+                // files followed before are old news.
+                let followed = Some(&event.wd) == watches.file.as_ref()
+                    && !event.mask.contains(EventMask::IGNORED);
+                events.relevant |= followed;
+                events.uncertain |= followed;
+                continue;
+            }
+            watch_gone |= removes_watch(event.mask);
+            let names_bus = match (&self.name, event.name) {
+                (Some(watched), Some(name)) => {
+                    if foreign.is_none() && !names::is_bus_name(watched, name) && !anonymous(name) {
+                        foreign = Some(name.to_owned());
+                    }
+                    name == watched.as_os_str()
+                }
+                (Some(_), None) => false,
+                (None, _) => true,
+            };
+            events.relevant |= names_bus;
             if names_bus
                 && event
                     .mask
@@ -297,7 +493,22 @@ impl Watcher {
                 events.departures += 1;
             }
         }
-        if watch_gone {
+        if let Some(name) = foreign.filter(|_| watches.follow == Follow::WhenBusy) {
+            log::info!(
+                "other programs change files in {} ({} first): following {} itself",
+                self.dir_path.display(),
+                name.to_string_lossy(),
+                self.file_path.display()
+            );
+            watches.follow = Follow::Now;
+            // Set now, since this wait goes on; the directory's watch saw
+            // no change of `F` in this batch, and reports any from here on
+            // until the file's watch is set.
+            if !events.relevant {
+                self.arm()?;
+            }
+        }
+        if watch_gone && matches!(self.mode, Mode::Events { .. }) {
             let what = match self.name {
                 Some(_) => "the bus directory",
                 None => "the watched directory",
@@ -348,9 +559,30 @@ pub(crate) enum Change {
     Departure,
 }
 
+/// Whether `name` is what inotify names an anonymous (`O_TMPFILE`) file by
+/// when it is closed after writing: `#` and its inode number. Our producers
+/// write every chunk so before linking it, and nothing tells theirs from
+/// another program's: they are not taken for other programs' files.
+fn anonymous(name: &std::ffi::OsStr) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    name.as_bytes()
+        .strip_prefix(b"#")
+        .is_some_and(|number| !number.is_empty() && number.iter().all(u8::is_ascii_digit))
+}
+
+/// Whether an event of a directory's watch says that the watch is gone (the
+/// directory was removed or moved).
+fn removes_watch(mask: EventMask) -> bool {
+    mask.intersects(EventMask::IGNORED | EventMask::DELETE_SELF | EventMask::MOVE_SELF)
+}
+
 /// An inotify watch on the bus directory, or `None` (with the reason logged)
 /// where the watcher must poll instead.
-fn events_for(bus: &Bus, file_monitoring: bool, mask: WatchMask) -> Option<Inotify> {
+fn events_for(
+    bus: &Bus,
+    file_monitoring: bool,
+    mask: WatchMask,
+) -> Option<(Inotify, WatchDescriptor)> {
     if !file_monitoring {
         log::info!("file monitoring off: polling");
         return None;
@@ -368,15 +600,16 @@ fn events_for(bus: &Bus, file_monitoring: bool, mask: WatchMask) -> Option<Inoti
         );
         return None;
     }
-    let mask = mask | WatchMask::DELETE_SELF | WatchMask::MOVE_SELF | WatchMask::ONLYDIR;
     let watched = Inotify::init().and_then(|inotify| {
-        inotify.watches().add(bus.dir_path(), mask)?;
-        Ok(inotify)
+        let directory = inotify
+            .watches()
+            .add(bus.dir_path(), mask | DIRECTORY_SELF_MASK)?;
+        Ok((inotify, directory))
     });
     match watched {
-        Ok(inotify) => {
+        Ok(watched) => {
             log::debug!("watching {} with inotify", bus.dir_path().display());
-            Some(inotify)
+            Some(watched)
         }
         Err(error) => {
             log::warn!(
@@ -386,6 +619,51 @@ fn events_for(bus: &Bus, file_monitoring: bool, mask: WatchMask) -> Option<Inoti
             None
         }
     }
+}
+
+/// How many files of other programs arrive (are created or moved in) in the
+/// bus directory per second, counted over `window`. A waiter whose bus file
+/// is missing (a lossless consumer between chunks, any consumer before the
+/// first chunk) wakes for each. `None` where waiters poll instead (a shared
+/// filesystem), or inotify cannot watch the directory.
+pub fn foreign_arrivals_per_second(bus: &Bus, window: Duration) -> Option<u64> {
+    if wake_up(bus, true) != WakeUp::Events {
+        return None;
+    }
+    let mut inotify = Inotify::init().ok()?;
+    inotify
+        .watches()
+        .add(bus.dir_path(), ARRIVALS | WatchMask::ONLYDIR)
+        .ok()?;
+    let mut buffer = vec![0; 64 * 1024];
+    let mut arrivals = 0u64;
+    let deadline = Instant::now() + window;
+    while let Some(left) = deadline
+        .checked_duration_since(Instant::now())
+        .filter(|left| !left.is_zero())
+    {
+        let mut fds = [PollFd::new(&inotify, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, Some(&timeout(left))) {
+            Ok(0) => break,
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(_) => return None,
+        }
+        match inotify.read_events(&mut buffer) {
+            Ok(events) => {
+                arrivals += events
+                    .filter(|event| {
+                        event
+                            .name
+                            .is_some_and(|name| !names::is_bus_name(bus.name(), name))
+                    })
+                    .count() as u64;
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return None,
+        }
+    }
+    let seconds = window.as_secs_f64();
+    (seconds > 0.0).then(|| (arrivals as f64 / seconds).round() as u64)
 }
 
 /// Sleeps for `interval`, returning early when a signal asks us to stop.
@@ -434,4 +712,260 @@ pub(crate) fn timeout(duration: Duration) -> Timespec {
         tv_sec: i64::MAX,
         tv_nsec: 0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+    use std::fs;
+    use std::path::Path;
+
+    use rustix::fs::{CWD, RenameFlags};
+
+    use super::*;
+
+    /// Longer than any wake-up takes; what does not wake a watcher within it
+    /// is taken as never waking it.
+    const QUIET: Duration = Duration::from_millis(200);
+
+    /// Whether the watcher wakes up for its bus file within [`QUIET`],
+    /// re-arming as `wait_for_change` does before it returns.
+    fn wakes(watcher: &mut Watcher) -> bool {
+        let deadline = Instant::now() + QUIET;
+        while let Some(left) = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|left| !left.is_zero())
+        {
+            let events = watcher.next_events(Some(left)).expect("events");
+            if events.is_some_and(|events| events.relevant) {
+                watcher.arm().expect("arm");
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Creates, writes, renames and deletes `name` in `dir`, as another
+    /// program writing there does.
+    fn churn(dir: &Path, name: &str) {
+        let staged = dir.join(format!("{name}.part"));
+        fs::write(&staged, b"not a chunk").expect("write");
+        fs::rename(&staged, dir.join(name)).expect("rename");
+        fs::remove_file(dir.join(name)).expect("remove");
+    }
+
+    /// Puts a new file at `name` in `dir` by renaming it over what is there.
+    fn replace(dir: &Path, name: &str) {
+        let staged = dir.join("staged");
+        fs::write(&staged, b"chunk").expect("write");
+        fs::rename(&staged, dir.join(name)).expect("rename");
+    }
+
+    fn following(watcher: &Watcher) -> Option<(Follow, bool, WatchMask)> {
+        match &watcher.mode {
+            Mode::Events { watches, .. } => Some((
+                watches.follow,
+                watches.file.is_some(),
+                watches.directory_mask,
+            )),
+            Mode::Polling { .. } => None,
+        }
+    }
+
+    #[test]
+    fn the_bus_s_own_names_are_told_from_other_programs_names() {
+        let bus = OsStr::new("bus");
+        for own in [
+            "bus",
+            "bus.lock",
+            "bus.__new__",
+            "bus.history",
+            "bus.consumers",
+            "bus.filebus-tmp.4242.0",
+        ] {
+            assert!(names::is_bus_name(bus, OsStr::new(own)), "{own:?}");
+        }
+        for foreign in [
+            "other",
+            "bu",
+            "busy",
+            "bus2",
+            "bus.log",
+            "bus.lock.old",
+            "bus.history~",
+            "bus.filebus-tmp",
+            "",
+        ] {
+            assert!(!names::is_bus_name(bus, OsStr::new(foreign)), "{foreign:?}");
+        }
+        for name in ["#1", "#10259301"] {
+            assert!(anonymous(OsStr::new(name)), "{name:?}");
+        }
+        for name in ["#", "#12a", "12", "a#12", "#-1"] {
+            assert!(!anonymous(OsStr::new(name)), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn other_programs_files_turn_a_waiter_to_following_its_bus_file() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        replace(dir.path(), "bus");
+        let bus = Bus::open(&dir.path().join("bus")).expect("bus");
+        let mut watcher = Watcher::new(&bus, true, Duration::from_millis(100)).expect("watcher");
+        // The bus's own names, and anonymous files as our producers write
+        // chunks, leave it watching the directory.
+        fs::write(dir.path().join("bus.lock"), b"").expect("lock file");
+        fs::write(dir.path().join("bus.__new__"), b"").expect("staged chunk");
+        let anonymous = rustix::fs::open(
+            dir.path(),
+            rustix::fs::OFlags::TMPFILE | rustix::fs::OFlags::WRONLY,
+            rustix::fs::Mode::from_raw_mode(0o644),
+        )
+        .expect("O_TMPFILE");
+        rustix::io::write(&anonymous, b"chunk").expect("write");
+        drop(anonymous);
+        assert!(!wakes(&mut watcher));
+        assert_eq!(
+            following(&watcher),
+            Some((Follow::WhenBusy, false, ANY_CHANGE))
+        );
+        churn(dir.path(), "other");
+        assert!(!wakes(&mut watcher), "woken by another program's file");
+        assert_eq!(
+            following(&watcher),
+            Some((Follow::Now, true, WatchMask::empty()))
+        );
+        for round in 0..3 {
+            churn(dir.path(), "other");
+            assert!(!wakes(&mut watcher), "woken by churn, round {round}");
+        }
+    }
+
+    #[test]
+    fn a_followed_bus_file_wakes_its_waiter_however_it_is_replaced_or_removed() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = |name: &str| dir.path().join(name);
+        replace(dir.path(), "bus");
+        let bus = Bus::open(&path("bus")).expect("bus");
+        let mut watcher = Watcher::new(&bus, true, Duration::from_millis(100)).expect("watcher");
+        churn(dir.path(), "other");
+        assert!(!wakes(&mut watcher));
+
+        replace(dir.path(), "bus");
+        assert!(wakes(&mut watcher), "renamed over");
+        churn(dir.path(), "other");
+        assert!(!wakes(&mut watcher), "woken by churn after a rename");
+
+        // Renamed over while another link holds it (the history's).
+        fs::hard_link(path("bus"), path("held")).expect("link");
+        replace(dir.path(), "bus");
+        assert!(wakes(&mut watcher), "renamed over a linked chunk");
+
+        // Exchanged (our producers), then the old chunk deleted.
+        fs::write(path("bus.__new__"), b"chunk").expect("write");
+        rustix::fs::renameat_with(
+            CWD,
+            path("bus.__new__"),
+            CWD,
+            path("bus"),
+            RenameFlags::EXCHANGE,
+        )
+        .expect("exchange");
+        assert!(wakes(&mut watcher), "exchanged");
+        fs::remove_file(path("bus.__new__")).expect("remove");
+        assert!(!wakes(&mut watcher), "woken by the old chunk's deletion");
+
+        // Taken (lossless), then no file: the directory reports arrivals.
+        fs::remove_file(path("bus")).expect("take");
+        assert!(wakes(&mut watcher), "taken");
+        assert_eq!(following(&watcher), Some((Follow::Now, false, ARRIVALS)));
+        fs::write(path("bus.__new__"), b"chunk").expect("write");
+        fs::hard_link(path("bus.__new__"), path("bus")).expect("link");
+        assert!(wakes(&mut watcher), "linked as the bus file");
+        assert_eq!(
+            following(&watcher),
+            Some((Follow::Now, true, WatchMask::empty()))
+        );
+
+        fs::rename(path("bus"), path("moved")).expect("rename away");
+        assert!(wakes(&mut watcher), "renamed away");
+        replace(dir.path(), "bus");
+        assert!(wakes(&mut watcher), "renamed into place");
+
+        fs::write(path("bus"), b"written in place").expect("write");
+        assert!(wakes(&mut watcher), "written in place");
+    }
+
+    #[test]
+    fn a_bus_file_that_arrives_before_a_waiter_looks_is_followed() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("bus");
+        replace(dir.path(), "bus");
+        let bus = Bus::open(&path).expect("bus");
+        let mut watcher = Watcher::new(&bus, true, Duration::from_millis(100)).expect("watcher");
+        churn(dir.path(), "other");
+        assert!(!wakes(&mut watcher));
+        // As a lossless producer sees it: the chunk followed is taken and a
+        // new one published before the waiter looks (the events that said
+        // so are dropped as stale); then that one is taken too.
+        fs::remove_file(&path).expect("take");
+        replace(dir.path(), "bus");
+        let (done, waited) = std::sync::mpsc::channel();
+        std::thread::spawn({
+            let path = path.clone();
+            move || {
+                let mut looks = 0;
+                let outcome = watcher.wait_until(|| {
+                    looks += 1;
+                    Ok(!path.exists())
+                });
+                let _ = done.send((outcome, looks));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        fs::remove_file(&path).expect("take");
+        // A waiter that still followed the first chunk would never wake.
+        let (outcome, looks) = waited
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the waiter did not see the second chunk taken");
+        outcome.expect("wait");
+        assert!(looks >= 2, "{looks} looks");
+    }
+
+    #[test]
+    fn a_counting_watcher_counts_every_arrival_amid_other_programs_files() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let bus = Bus::open(&dir.path().join("bus")).expect("bus");
+        let mut watcher = Watcher::counting_arrivals(&bus).expect("watcher");
+        for _ in 0..3 {
+            churn(dir.path(), "other");
+            replace(dir.path(), "bus");
+        }
+        let arrivals = watcher
+            .count_arrivals_until(Instant::now() + QUIET)
+            .expect("count");
+        assert_eq!(arrivals, 3);
+    }
+
+    #[test]
+    fn other_programs_files_arriving_are_counted_for_stat() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let bus = Bus::open(&dir.path().join("bus")).expect("bus");
+        let counter = std::thread::spawn({
+            let dir = dir.path().to_owned();
+            move || {
+                std::thread::sleep(Duration::from_millis(20));
+                for _ in 0..10 {
+                    churn(&dir, "other");
+                    replace(&dir, "bus");
+                }
+            }
+        });
+        let per_second = foreign_arrivals_per_second(&bus, Duration::from_millis(500));
+        counter.join().expect("churn");
+        // Each round, `other.part` and `staged` are created and `other`
+        // moved in: 30 in half a second. The bus file's arrivals are not
+        // counted.
+        assert_eq!(per_second, Some(60));
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -21,6 +22,24 @@ pub const NEW_SUFFIX: &str = ".__new__";
 
 /// The suffixes of the names derived from `F` in its directory.
 const DERIVED_SUFFIXES: &[&str] = &[NEW_SUFFIX, LOCK_SUFFIX, HISTORY_SUFFIX, CONSUMERS_SUFFIX];
+
+/// The start of the suffix of a named temporary file, `F.filebus-tmp.PID.N`
+/// (where `O_TMPFILE` is refused).
+pub(crate) const TEMP_SUFFIX_START: &str = ".filebus-tmp.";
+
+/// Whether `name`, in the bus directory, is one of the names of the bus whose
+/// file is named `bus_name`: `F` itself, a name derived from it, or one of
+/// our named temporary files. Any other name is another program's.
+pub fn is_bus_name(bus_name: &OsStr, name: &OsStr) -> bool {
+    let Some(rest) = name.as_bytes().strip_prefix(bus_name.as_bytes()) else {
+        return false;
+    };
+    rest.is_empty()
+        || DERIVED_SUFFIXES
+            .iter()
+            .any(|suffix| rest == suffix.as_bytes())
+        || rest.starts_with(TEMP_SUFFIX_START.as_bytes())
+}
 
 /// The longest file name on Linux filesystems, where `statvfs` cannot say.
 const DEFAULT_NAME_MAX: u64 = 255;

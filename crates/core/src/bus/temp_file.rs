@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::names::with_suffix;
+use super::names::{TEMP_SUFFIX_START, with_suffix};
 use super::{Bus, Refusals};
 use crate::error::{Error, Result};
 
@@ -74,7 +74,7 @@ impl Bus {
             OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::RDWR | OFlags::CLOEXEC;
         let pid = rustix::process::getpid().as_raw_nonzero().get();
         for attempt in 0u32.. {
-            let name = with_suffix(&self.name, &format!(".filebus-tmp.{pid}.{attempt}"));
+            let name = with_suffix(&self.name, &format!("{TEMP_SUFFIX_START}{pid}.{attempt}"));
             match rustix::fs::openat(&self.dir, name.as_os_str(), flags, mode) {
                 Ok(fd) => {
                     let dir = self.dir.try_clone().map_err(|error| {
