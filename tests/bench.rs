@@ -375,7 +375,8 @@ fn check_json_report(report: &Value) {
         assert!(row.get("fraction_of_floor").is_none(), "{row}");
     }
 
-    // Idle: both roles of ours in both modes.
+    // Idle: both roles of ours in both modes, in a quiet directory and in
+    // a busy one.
     let idle = rows(report, "idle", "peak_rss");
     for (mode, role) in [
         ("lossy", "producer"),
@@ -383,11 +384,19 @@ fn check_json_report(report: &Value) {
         ("lossless", "producer"),
         ("lossless", "consumer"),
     ] {
-        let found = idle
+        let found: Vec<_> = idle
             .iter()
-            .find(|row| row["system"] == "ours" && row["mode"] == mode && row["role"] == role)
-            .unwrap_or_else(|| panic!("no idle {mode} {role}"));
-        assert!(number(found, "value") > 0.0, "{found}");
+            .filter(|row| row["system"] == "ours" && row["mode"] == mode && row["role"] == role)
+            .collect();
+        let directories: Vec<_> = found
+            .iter()
+            .map(|row| row["note"].as_str().unwrap_or_default())
+            .map(|note| note.contains("directory busy: "))
+            .collect();
+        assert_eq!(directories, [false, true], "idle {mode} {role}: {found:?}");
+        for row in found {
+            assert!(number(row, "value") > 0.0, "{row}");
+        }
     }
 }
 

@@ -9,7 +9,15 @@
 //! ([`super::procfs`]): CPU time, voluntary context switches (wake-ups) and
 //! involuntary ones, and the peak resident set size (`VmHWM`, or `ru_maxrss`
 //! from `wait4` if larger).
+//!
+//! Then a second window of the same length in a busy directory: a thread of
+//! the benchmark creates, writes, renames and deletes files of other names in
+//! every bus's directory, in turn, as fast as it goes (another program
+//! writing beside the bus), and the same counters are read again.
 
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::pattern::Pattern;
@@ -40,6 +48,9 @@ pub(crate) struct Measurement {
     pub involuntary: u64,
     /// Peak RSS over the whole life of the process, KiB.
     pub peak_rss_kib: u64,
+    /// Files of another program made per second in the bus's directory
+    /// during the window (`None`: a quiet directory).
+    pub busy_directory: Option<f64>,
 }
 
 impl Measurement {
@@ -105,11 +116,12 @@ pub(crate) fn run(context: &mut Context<'_>, results: &mut Results) -> Result<()
         pairs.len()
     );
     context.progress.run(&window, 1, 1);
-    let before = sample_all(&pairs);
-    let start = Instant::now();
-    interrupt::sleep(plan.idle_window)?;
-    let after = sample_all(&pairs);
-    let window_seconds = start.elapsed().as_secs_f64();
+    let quiet = measure(&pairs, plan.idle_window, None)?;
+    context
+        .progress
+        .run(&format!("{window} in busy directories"), 1, 1);
+    let dirs = pairs.iter().map(|pair| pair.running.dir().to_owned());
+    let busy = measure(&pairs, plan.idle_window, Some(Churn::start(dirs.collect())))?;
     for (index, mut pair) in pairs.into_iter().enumerate() {
         let point = || pair.mode.name().to_owned();
         let alive = pair
@@ -125,19 +137,23 @@ pub(crate) fn run(context: &mut Context<'_>, results: &mut Results) -> Result<()
         let finished = pair
             .running
             .finish(pair.mode == Mode::Lossless, Duration::from_secs(10));
-        if let (Some(before), Some(after)) = (&before[index], &after[index]) {
+        for window in [&quiet, &busy] {
+            let (Some(before), Some(after)) = (&window.before[index], &window.after[index]) else {
+                continue;
+            };
             for ((role, earlier), (_, last)) in before.iter().zip(after) {
                 let rss_at_exit = pair.running.peak_rss_kib(*role).unwrap_or(0);
                 results.idle.push(Measurement {
                     system: pair.system.clone(),
                     mode: pair.mode,
                     role: *role,
-                    window_seconds,
+                    window_seconds: window.seconds,
                     cpu_ns: last.cpu_ns.saturating_sub(earlier.cpu_ns),
                     cpu_exact: last.cpu_exact && earlier.cpu_exact,
                     voluntary: last.voluntary.saturating_sub(earlier.voluntary),
                     involuntary: last.involuntary.saturating_sub(earlier.involuntary),
                     peak_rss_kib: last.peak_rss_kib.max(rss_at_exit),
+                    busy_directory: window.busy_directory,
                 });
             }
         }
@@ -147,6 +163,87 @@ pub(crate) fn run(context: &mut Context<'_>, results: &mut Results) -> Result<()
         })?;
     }
     Ok(())
+}
+
+/// The counters of every pair at both ends of one window.
+struct Window {
+    before: Vec<Option<Vec<(Role, Sample)>>>,
+    after: Vec<Option<Vec<(Role, Sample)>>>,
+    seconds: f64,
+    /// Files made per second in each bus directory, if it was busy.
+    busy_directory: Option<f64>,
+}
+
+/// Samples every pair at both ends of `length`, with `churn` (stopped at
+/// the end) making the directories busy meanwhile.
+fn measure(pairs: &[Pair], length: Duration, churn: Option<Churn>) -> Result<Window, BenchError> {
+    let before = sample_all(pairs);
+    let start = Instant::now();
+    interrupt::sleep(length)?;
+    let after = sample_all(pairs);
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(Window {
+        before,
+        after,
+        seconds,
+        busy_directory: churn.map(|mut churn| churn.finish() as f64 / seconds),
+    })
+}
+
+/// Another program writing beside the buses: a thread that creates, writes,
+/// renames and deletes a file of another name in each directory in turn,
+/// until finished or dropped.
+struct Churn {
+    stop: Arc<AtomicBool>,
+    /// Files made in each directory so far.
+    files: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Churn {
+    fn start(dirs: Vec<PathBuf>) -> Churn {
+        let stop = Arc::new(AtomicBool::new(false));
+        let files = Arc::new(AtomicU64::new(0));
+        let thread = std::thread::spawn({
+            let (stop, files) = (stop.clone(), files.clone());
+            move || {
+                let names: Vec<_> = dirs
+                    .iter()
+                    .map(|dir| (dir.join("other.part"), dir.join("other")))
+                    .collect();
+                while !stop.load(Ordering::Relaxed) {
+                    for (staged, named) in &names {
+                        // A directory already removed makes no file; the
+                        // window's checks report why.
+                        let _ = std::fs::write(staged, b"another program's file")
+                            .and_then(|()| std::fs::rename(staged, named))
+                            .and_then(|()| std::fs::remove_file(named));
+                    }
+                    files.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        Churn {
+            stop,
+            files,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops the thread; how many files it made in each directory.
+    fn finish(&mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        self.files.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Churn {
+    fn drop(&mut self) {
+        self.finish();
+    }
 }
 
 /// A failed run's message with `note` on when it failed; other errors as they are.

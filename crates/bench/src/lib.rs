@@ -10,7 +10,7 @@
 //! | latency | producer stdin → consumer stdout at a low rate, as an HDR histogram | `latency` |
 //! | loss | delivered, missing, duplicated, torn and reordered records, rate achieved and CPU per record versus rate, 1 and 4 consumers, in every multicast mode | `loss` |
 //! | fan-out | delivered share, rate achieved, CPU and memory versus the number of consumers (up to 64) at one rate | `fanout` |
-//! | idle | CPU time, wake-ups and peak RSS of an idle producer and consumer | `idle` |
+//! | idle | CPU time, wake-ups and peak RSS of an idle producer and consumer, in a quiet and in a busy directory | `idle` |
 //!
 //! How a run goes: `plan` says how much to measure; `system` starts the
 //! processes (a filebus bus with any compatible program, `cat | cat`, or

@@ -186,6 +186,11 @@ impl Running {
         self.input = None;
     }
 
+    /// The run's directory: the bus's, for a bus.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The children with their roles.
     pub(crate) fn children(&self) -> impl Iterator<Item = (Role, &Child)> {
         self.children.iter().map(|(role, child)| (*role, child))

@@ -154,13 +154,17 @@ pub(crate) fn rows(results: &Results) -> Vec<Row> {
             block_size: Some(results.meta.plan.idle_block_size as u64),
             role: role_name(m.role),
             note: format!(
-                "window {} s; CPU from {}",
+                "window {} s; CPU from {}; directory {}",
                 sig(m.window_seconds),
                 if m.cpu_exact {
                     "schedstat"
                 } else {
                     "clock ticks"
-                }
+                },
+                m.busy_directory.map_or("quiet".to_owned(), |files| format!(
+                    "busy: {} files of another program/s",
+                    sig(files)
+                ))
             ),
             ..Row::default()
         };

@@ -815,7 +815,9 @@ fn idle_table(results: &Results, out: &mut String) {
         "\n5. Idle cost: producer (input open, nothing written) and consumer, {} blocks, default \
          --sleep-interval,\n   after {} chunks went through; one window of {} s for all. CPU \
          time from {}; wake-ups = voluntary\n   context switches, all threads; peak RSS = VmHWM \
-         (or ru_maxrss if larger), whole life.",
+         (or ru_maxrss if larger), whole life. Then the same window in busy directories:\n   \
+         a thread of the bench creates, renames and deletes files of other names in each bus's \
+         directory.",
         bytes_label(plan.idle_block_size as u64),
         plan.idle_warm_up_chunks,
         sig(window),
@@ -829,6 +831,7 @@ fn idle_table(results: &Results, out: &mut String) {
         "system",
         "mode",
         "role",
+        "directory",
         "CPU ms",
         "CPU ms/10 s",
         "wake-ups/s",
@@ -853,6 +856,9 @@ fn idle_cells(m: &Measurement) -> Vec<String> {
         m.system.clone(),
         m.mode.name().to_owned(),
         role_name(m.role).to_owned(),
+        m.busy_directory.map_or("quiet".to_owned(), |files| {
+            format!("{} files/s", short_rate(files))
+        }),
         sig(m.cpu_ns as f64 / 1e6),
         sig(m.cpu_ms_per_10s()),
         sig(m.wakeups_per_s()),
