@@ -41,9 +41,9 @@ pub const BUSY_WINDOW: Duration = Duration::from_millis(100);
 
 /// From how many files of other programs arriving per second `stat` calls
 /// the bus directory busy. A consumer waiting for a missing bus file wakes
-/// for each, at about 2.5 µs of CPU a wake-up on a 2-CPU virtual machine
-/// (`results/2026-12-03-idle-consumer/`): 1,000 a second cost each such
-/// waiter about 0.25% of a CPU there.
+/// for each, at 2 to 2.7 µs of CPU an arrival on the 2-CPU development
+/// machine (`results/2026-12-03-idle-consumer/`): 1,000 a second cost each
+/// such waiter 0.2 to 0.3% of a CPU there, where it starts to show.
 pub const BUSY_ARRIVALS_PER_SECOND: u64 = 1000;
 
 /// The history of a bus (`F.history`).
