@@ -22,7 +22,8 @@
 //!    onto `F` with `RENAME_EXCHANGE` (the previous chunk then deleted); with
 //!    a history (`history/`) also linked into `F.history/`, after waiting
 //!    for named consumers (`cursor/`) to write out the entry that leaves;
-//! 3. wake-up (`watch.rs`): inotify on the bus directory, polling where
+//! 3. wake-up (`watch.rs`): inotify on the bus directory (on the file at
+//!    `F` itself once other programs' files change there), polling where
 //!    events cannot be trusted;
 //! 4. consumer (`consumer/`): look at `F` (lossy), take it (lossless), or
 //!    follow the history → the output (`sink.rs`), by `splice`,

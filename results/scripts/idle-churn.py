@@ -9,7 +9,8 @@ beside it; the consumer's utime+stime (clock ticks, /proc/PID/stat, all
 threads) and voluntary context switches (wake-ups, all threads) are read
 before and after.
 
-Usage: idle_churn.py CHURN WORKDIR REPEATS SECONDS NAME=FILEBUS...
+Usage: idle-churn.py CHURN WORKDIR REPEATS SECONDS NAME=FILEBUS...
+(CHURN: results/scripts/idle-churn.c, built with cc -O2)
 """
 import os
 import shutil
