@@ -1,7 +1,7 @@
 //! A bus in a directory where other programs create, write, rename and
-//! delete files all the time: consumers, once they follow their bus file
-//! instead of the whole directory, still see every chunk; `stat` says how
-//! busy the directory is. (What waiting there costs is measured by
+//! delete files all the time: consumers (lossy and named ones once they
+//! follow their bus file instead of the whole directory) still see every
+//! chunk; `stat` says how busy the directory is. (What waiting there costs is measured by
 //! `filebus bench --only idle`, not asserted here.)
 
 use std::path::{Path, PathBuf};
@@ -96,14 +96,10 @@ fn a_lossy_consumer_sees_every_chunk_while_other_programs_churn_its_directory() 
     );
 }
 
-/// Once `consumer` follows its bus file, passes 3,000 numbered records
-/// through `bus` with a producer given `mode` (its options before
-/// `producer`), and checks that the consumer wrote out every byte in order
-/// and exited 0.
+/// Passes 3,000 numbered records through `bus` with a producer given `mode`
+/// (its options before `producer`), and checks that `consumer` wrote out
+/// every byte in order and exited 0.
 fn every_byte_through(bus: &Path, consumer: Running, mode: &[&str]) {
-    wait_until("the consumer to follow its bus file", || {
-        consumer.stderr().contains(FOLLOWING)
-    });
     let aux = Scratch::new();
     let input = numbered_records(3000);
     let mut args = mode.to_vec();
@@ -124,8 +120,8 @@ fn a_lossless_consumer_takes_every_chunk_while_other_programs_churn_its_director
     let scratch = Scratch::new();
     let bus = scratch.bus();
     let _churn = Churn::start(scratch.dir.path());
-    // Waiting for a chunk that is not there, it follows the directory's
-    // arrivals only.
+    // It watches arrivals only, and the producer departures only (neither
+    // follows the bus file): other programs' files wake them for nothing.
     let consumer = Running::consumer(&bus, &["--lossless", "-v"]);
     every_byte_through(&bus, consumer, &["--lossless"]);
 }
@@ -138,6 +134,9 @@ fn a_named_consumer_writes_out_every_chunk_while_other_programs_churn_its_direct
     run(filebus(&bus, &["producer", "--history", "4"]), b"").assert_success();
     let consumer = Running::start(filebus(&bus, &["-v", "consumer", "--name", "reader"]), None);
     let _churn = Churn::start(scratch.dir.path());
+    wait_until("the consumer to follow its bus file", || {
+        consumer.stderr().contains(FOLLOWING)
+    });
     every_byte_through(&bus, consumer, &[]);
 }
 
