@@ -6,7 +6,16 @@
 //!   splice) and renaming it onto the bus under the lock;
 //! - `emit/<sink>/<method>/<block>`: writing a published chunk to a pipe or
 //!   to /dev/null with splice, sendfile or read/write;
-//! - `lock_and_rename`: the part of a publish done while holding the lock.
+//! - `publish_exchange`: the part of a lossy publish done while holding the
+//!   lock, over a chunk already at `F` (stamp, link, exchange, delete);
+//! - `lossless_handoff/<block>`: a lossless producer's publish and a lossless
+//!   consumer's take of one chunk, in one process;
+//! - `open_current/<present|absent>`: a consumer's look at `F`;
+//! - `history_publish/<depth>/<block>`: a lossy publish through the history
+//!   writer, without a history and with one of 64 chunks.
+//!
+//! The chunker's cut decisions and the tar codec, which do no I/O, are in
+//! `benches/chunker.rs` and `benches/tar_codec.rs`.
 //!
 //! Run with `cargo bench --bench data_path`; the bus lives in `/tmp` (ext4
 //! here) unless `FILEBUS_BENCH_DIR` names another directory.
@@ -19,11 +28,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use filebus_core::testing::{Bus, ChunkBuilder, Current, LockFile, Sink};
-use filebus_core::{Format, InputMethod, OutputMethod};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use filebus_core::testing::{
+    Bus, ChunkBuilder, Current, HistoryWriter, LockFile, Sink, write_chunk,
+};
+use filebus_core::{DEFAULT_SLEEP_INTERVAL, Format, InputMethod, OutputMethod};
 
 const BLOCK_SIZES: [usize; 4] = [4 << 10, 64 << 10, 1 << 20, 4 << 20];
+
+/// The chunk size of the benches of one chunk's way through the protocol:
+/// small, so that the protocol's system calls, not the copy, dominate.
+const SMALL_CHUNK: usize = 4 << 10;
 
 /// A scratch directory holding a bus.
 fn scratch() -> (tempfile::TempDir, PathBuf) {
@@ -123,6 +138,9 @@ fn build_and_publish(
     bus.publish(temp, &guard).expect("publish");
 }
 
+/// `publish/<method>/<block>`: a producer's whole publish of one chunk of
+/// `block` bytes read from a pipe kept full, by each input method: fill the
+/// chunk file, take the lock, stamp, and put it at `F` over the last one.
 fn publish(c: &mut Criterion) {
     let mut group = c.benchmark_group("publish");
     let (_dir, path) = scratch();
@@ -180,6 +198,9 @@ impl Drop for Drain {
     }
 }
 
+/// `emit/<sink>/<method>/<block>`: a consumer writing out a chunk of `block`
+/// bytes already open, to a pipe a thread drains or to `/dev/null`, by each
+/// output method.
 fn emit(c: &mut Criterion) {
     let mut group = c.benchmark_group("emit");
     let (_dir, path) = scratch();
@@ -223,11 +244,16 @@ fn emit(c: &mut Criterion) {
     group.finish();
 }
 
-fn lock_and_rename(c: &mut Criterion) {
+/// `publish_exchange` (called `lock_and_rename` before 2026-12-03): the part
+/// of a lossy publish done while holding the lock, for an empty chunk and
+/// with a chunk already at `F`: lock, stamp, link as `F.__new__`, exchange
+/// with `F`, delete the old chunk, unlock. Building the chunk file is not
+/// measured.
+fn publish_exchange(c: &mut Criterion) {
     let (_dir, path) = scratch();
     let bus = Bus::open(&path).expect("bus");
     let mut lock = bus.lock_file().expect("lock file");
-    c.bench_function("lock_and_rename", |b| {
+    c.bench_function("publish_exchange", |b| {
         b.iter_batched(
             || {
                 ChunkBuilder::new(&bus, 0, InputMethod::Write, true, Format::Raw)
@@ -239,10 +265,129 @@ fn lock_and_rename(c: &mut Criterion) {
                 let guard = lock.acquire().expect("lock");
                 bus.publish(temp, &guard).expect("publish");
             },
-            criterion::BatchSize::SmallInput,
+            BatchSize::SmallInput,
         )
     });
 }
 
-criterion_group!(benches, publish, emit, lock_and_rename);
+/// `lossless_handoff/4096`: one chunk handed from a lossless producer to a
+/// lossless consumer, in one process and without their waits: the producer
+/// locks, publishes the chunk if `F` is empty (`publish_if_absent`: stamp,
+/// link as `F`) and unlocks; the consumer locks, opens `F`, writes it to
+/// `/dev/null` (default output method), deletes it (`remove_current`),
+/// unlocks and closes it (which frees the file). Each side has its own lock
+/// file description, as two processes would. Writing the chunk file is not
+/// measured.
+fn lossless_handoff(c: &mut Criterion) {
+    let mut group = c.benchmark_group("lossless_handoff");
+    let (_dir, path) = scratch();
+    let bus = Bus::open(&path).expect("bus");
+    let mut producer_lock = bus.lock_file().expect("lock file");
+    let mut consumer_lock = bus.lock_file().expect("lock file");
+    let null = File::options()
+        .write(true)
+        .open("/dev/null")
+        .expect("/dev/null");
+    let mut sink = Sink::new(null.as_fd(), OutputMethod::default()).expect("sink");
+    let content = vec![0xA5u8; SMALL_CHUNK];
+    group.throughput(Throughput::Bytes(SMALL_CHUNK as u64));
+    group.bench_function(BenchmarkId::from_parameter(SMALL_CHUNK), |b| {
+        b.iter_batched(
+            || write_chunk(&bus, &content, true, Format::Raw).expect("chunk"),
+            |temp| {
+                let guard = producer_lock.acquire().expect("lock");
+                let refused = bus.publish_if_absent(temp, &guard).expect("publish");
+                assert!(refused.is_none(), "F was not empty");
+                drop(guard);
+                let guard = consumer_lock.acquire().expect("lock");
+                let Current::Chunk(chunk) = bus.open_current().expect("open") else {
+                    panic!("no chunk at {}", path.display())
+                };
+                let written = sink.emit(&chunk.file, chunk.len).expect("emit");
+                assert_eq!(written, SMALL_CHUNK as u64);
+                bus.remove_current(&guard).expect("take");
+                drop(guard);
+                drop(chunk);
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+/// `open_current/present`: a consumer's look at `F` holding a 4 KiB chunk:
+/// open (no symlink followed, non-blocking), `statx`, and the close when the
+/// chunk is dropped. `open_current/absent`: the same look at an empty bus
+/// (the open fails with `ENOENT`).
+fn open_current(c: &mut Criterion) {
+    let mut group = c.benchmark_group("open_current");
+    let (_dir, path) = scratch();
+    let bus = Bus::open(&path).expect("bus");
+    std::fs::write(&path, vec![0xA5u8; SMALL_CHUNK]).expect("write chunk");
+    group.bench_function("present", |b| {
+        b.iter(|| match bus.open_current().expect("open") {
+            Current::Chunk(chunk) => chunk,
+            _ => panic!("no chunk at {}", path.display()),
+        })
+    });
+    std::fs::remove_file(&path).expect("remove chunk");
+    group.bench_function("absent", |b| {
+        b.iter(|| {
+            let current = bus.open_current().expect("open");
+            assert!(
+                matches!(current, Current::Absent),
+                "a chunk at {}",
+                path.display()
+            );
+        })
+    });
+    group.finish();
+}
+
+/// `history_publish/<depth>/4096`: a lossy producer's publish of a 4 KiB
+/// chunk through its history writer, over a chunk already at `F`, lock
+/// included. `none`: a bus without history (the writer only looks for
+/// `F.history`; the rest is `publish_exchange`'s work). `64`: a history of 64
+/// chunks, kept full, so that each publish also links the chunk into
+/// `F.history/` and drops the entry leaving the window; nobody is named, so
+/// no consumer is waited for. Writing the chunk file is not measured.
+fn history_publish(c: &mut Criterion) {
+    let mut group = c.benchmark_group("history_publish");
+    group.throughput(Throughput::Bytes(SMALL_CHUNK as u64));
+    let content = vec![0x5Au8; SMALL_CHUNK];
+    for depth in [None, Some(64)] {
+        let (_dir, path) = scratch();
+        let bus = Bus::open(&path).expect("bus");
+        let mut lock = bus.lock_file().expect("lock file");
+        let history = HistoryWriter::new(depth, DEFAULT_SLEEP_INTERVAL, true);
+        let mut publish = |temp| {
+            let guard = lock.acquire().expect("lock");
+            history.publish(&bus, temp, &guard).expect("publish");
+        };
+        // Fill the window, so that the measured publishes each drop an entry.
+        for _ in 0..=depth.unwrap_or(0) {
+            publish(write_chunk(&bus, &content, true, Format::Raw).expect("chunk"));
+        }
+        assert_eq!(history.is_active(), depth.is_some());
+        let label = depth.map_or_else(|| "none".to_owned(), |depth| depth.to_string());
+        group.bench_function(BenchmarkId::new(label, SMALL_CHUNK), |b| {
+            b.iter_batched(
+                || write_chunk(&bus, &content, true, Format::Raw).expect("chunk"),
+                &mut publish,
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    publish,
+    emit,
+    publish_exchange,
+    lossless_handoff,
+    open_current,
+    history_publish
+);
 criterion_main!(benches);
