@@ -1,4 +1,4 @@
-//! The NFS-like test filesystem (`tests/shared_fs/nfs_fs.py`, mounted twice
+//! The NFS-like test filesystem (`tests/util/nfs_fs.py`, mounted twice
 //! by [`SharedDir::nfs_like`]) does what an NFSv3 client does, through the
 //! real mounts: each test asserts one behaviour that other tests rely on.
 //!
@@ -14,9 +14,7 @@ use std::time::{Duration, SystemTime};
 use rustix::fs::{FlockOperation, Mode, OFlags, RenameFlags, XattrFlags};
 use rustix::io::Errno;
 
-use crate::shared_fs::fuse::{
-    NFS_FINE_TIMES, NFS_FORWARD_LOCKS, NFS_STALE_EFAULT, SharedDir, wait_for,
-};
+use crate::util::fuse::{NFS_FINE_TIMES, NFS_FORWARD_LOCKS, NFS_STALE_EFAULT, SharedDir, wait_for};
 use crate::util::put_chunk_by_hand;
 
 /// The inode number `path` reports (following nothing: our files are

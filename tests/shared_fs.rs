@@ -1,18 +1,16 @@
 //! A bus on a shared filesystem, proven on a real FUSE mount (`bindfs`, see
-//! `tests/shared_fs/fuse.rs`): one side of each test works through the mount, the
+//! `tests/util/fuse.rs`): one side of each test works through the mount, the
 //! other through the directory underneath, as another machine would.
 //!
 //! The data are numbered records cut into chunks of exactly [`CHUNK`] bytes,
 //! so a lost, duplicated, reordered or torn chunk is visible.
-
-pub mod fuse;
 
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use self::fuse::{
+use crate::util::fuse::{
     LONG_ATTRIBUTE_CACHE, NFS_FROZEN_TIMES, NO_ATTRIBUTE_CACHE, NO_XATTRS, SharedDir, wait_for,
 };
 use crate::util::{
@@ -554,8 +552,8 @@ fn a_failing_test_leaves_no_mount_behind() {
     assert!(outcome.is_err(), "the closure was meant to panic");
     let mount = mount.expect("the mount was made");
     assert_ne!(
-        fuse::filesystem_magic(&mount),
-        fuse::FUSE_SUPER_MAGIC,
+        crate::util::fuse::filesystem_magic(&mount),
+        crate::util::fuse::FUSE_SUPER_MAGIC,
         "{} is still mounted",
         mount.display()
     );

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Stdio};
 
-use crate::shared_fs::fuse::{NFS_FORWARD_LOCKS, SharedDir};
+use crate::util::fuse::{NFS_FORWARD_LOCKS, SharedDir};
 use crate::util::{
     CHUNK, CHUNK_ARG, RECORDS_PER_CHUNK, Running, Scratch, Tmpfs, check_full_chunks, filebus,
     records, wait_until,

@@ -137,7 +137,7 @@ impl SharedDir {
     pub fn stale() -> SharedDir {
         let mut shared = SharedDir::unmounted();
         let python = fusepy_python();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/shared_fs/stale_fs.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/util/stale_fs.py");
         let log = std::fs::File::create(shared.aux().join("stale_fs.log"))
             .expect("cannot create the FUSE daemon's log");
         let daemon = Command::new(&python)
@@ -497,7 +497,7 @@ impl SharedDir {
     pub fn nfs_like(options: &[&str]) -> SharedDir {
         let mut shared = SharedDir::unmounted();
         let python = fusepy_python();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/shared_fs/nfs_fs.py");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/util/nfs_fs.py");
         let state = shared.aux().join("nfs_state");
         let second = shared.aux().join("mnt2");
         for dir in [&state, &second] {
