@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    Running, Scratch, binary_data, filebus, input_file, put_chunk_by_hand, take_chunks_by_hand,
+    Running, Scratch, binary_data, filebus, input_in, put_chunk_by_hand, take_chunks_by_hand,
 };
 
 /// The `--sleep-interval` of these tests.
@@ -108,7 +108,7 @@ fn the_default_block_size_is_1_mib_and_no_chunk_exceeds_it() {
         let scratch = Scratch::new();
         let input = binary_data(len);
         // A regular file is always ready, so every chunk but the last is full.
-        let stdin = input_file(&scratch, "input", &input);
+        let stdin = input_in(scratch.dir.path(), "input", &input);
         let mut command = filebus(&scratch.bus(), &["--lossless", "producer"]);
         command.stdin(Stdio::from(stdin));
         let producer = Running::with_own_stdin(command);

@@ -24,42 +24,10 @@ use libc::{SIGKILL, SIGUSR1};
 
 use crate::util::{
     CHUNK, CHUNK_ARG, RECORDS_PER_CHUNK, Rng, Running, Scratch, assert_one_line_error,
-    check_full_chunks, command_for, ended_by, filebus, input_in, parse_records, records,
-    reference_filebus, run_with_input, wait_until,
+    check_full_chunks, command_for, ended_by, filebus, history_bus, history_dir, history_entries,
+    input_in, parse_records, produce, ready_consumer, records, reference_filebus, run_with_input,
+    wait_until, wait_until_ready,
 };
-
-/// Runs `filebus --filename BUS producer ARGS...` to completion with
-/// `input` from a regular file, and asserts that it succeeded.
-fn produce(bus: &Path, args: &[&str], input: &[u8], aux: &Path) {
-    let mut all = vec!["producer"];
-    all.extend_from_slice(args);
-    let (status, stderr) = run_with_input(filebus(bus, &all), input, aux);
-    assert!(
-        status.success(),
-        "producer {all:?} failed: {status:?}; stderr:\n{stderr}"
-    );
-}
-
-/// What a history consumer says on stderr (with `-vvv`) once it has decided
-/// where to start: from then on it receives every chunk published.
-const READY: &str = "history consumer: starting";
-
-/// The sequence numbers of the entries in `BUS.history`, sorted; other names
-/// are left out.
-fn history_entries(bus: &Path) -> Vec<u64> {
-    let dir = history_dir(bus);
-    let mut entries: Vec<u64> = crate::util::names_in(&dir)
-        .iter()
-        .filter(|name| name.len() == 20 && name.bytes().all(|byte| byte.is_ascii_digit()))
-        .map(|name| name.parse().expect("20 digits"))
-        .collect();
-    entries.sort_unstable();
-    entries
-}
-
-fn history_dir(bus: &Path) -> PathBuf {
-    bus.with_file_name("bus.history")
-}
 
 fn entry_path(bus: &Path, sequence: u64) -> PathBuf {
     history_dir(bus).join(format!("{sequence:020}"))
@@ -88,27 +56,8 @@ fn blocked_consumer(bus: &Path, args: &[&str]) -> (Running, ChildStdout) {
     all.extend_from_slice(args);
     let mut consumer = Running::with_stdio(filebus(bus, &all), Stdio::null(), Stdio::piped());
     let stdout = consumer.child.stdout.take().expect("stdout was piped");
-    wait_until("the consumer to start", || {
-        consumer.stderr().contains(READY)
-    });
+    wait_until_ready(&consumer);
     (consumer, stdout)
-}
-
-/// A consumer whose stdout is collected all along, once it is ready.
-fn ready_consumer(bus: &Path, args: &[&str]) -> Running {
-    let mut all = vec!["-vvv", "consumer"];
-    all.extend_from_slice(args);
-    let consumer = Running::start(filebus(bus, &all), None);
-    wait_until("the consumer to start", || {
-        consumer.stderr().contains(READY)
-    });
-    consumer
-}
-
-/// Makes `bus` a bus with a history of `depth` chunks (a producer with no
-/// input: it publishes only its end-of-stream chunk, number 1).
-fn history_bus(bus: &Path, depth: &str, aux: &Path) {
-    produce(bus, &["--history", depth], b"", aux);
 }
 
 /// The lag of the named consumer `name` in `filebus stat --json` output.

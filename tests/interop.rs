@@ -19,8 +19,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    Finished, PATIENCE, RECORD_LEN, Scratch, binary_data, collect, command_for, filebus,
-    input_file, numbered_records, parse_records, reference_filebus, wait_until,
+    Finished, PATIENCE, RECORD_LEN, Scratch, binary_data, collect, command_for, filebus, input_in,
+    numbered_records, parse_records, reference_filebus, wait_until,
 };
 use inotify::{EventMask, Inotify, WatchMask};
 
@@ -439,7 +439,7 @@ fn lossless_stream_arrives(producer: Side, consumer: Side, data: &[u8], block_si
     let block_size = block_size.to_string();
     let options = ["--back-pressure", "--block-size", &block_size];
     let consumer = Proc::consumer(consumer, &bus, &options);
-    let stdin = input_file(&scratch, "input", data);
+    let stdin = input_in(scratch.dir.path(), "input", data);
     let producer = Proc::producer(producer, &bus, &options, Input::File(stdin));
     producer.wait().assert_success();
     let finished = consumer.wait();

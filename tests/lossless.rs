@@ -4,7 +4,7 @@
 use std::process::Stdio;
 
 use crate::util::{
-    Running, Scratch, binary_data, filebus, input_file, numbered_records, parse_records, run,
+    Running, Scratch, binary_data, filebus, input_in, numbered_records, parse_records, run,
     take_chunks_by_hand, wait_until,
 };
 
@@ -93,7 +93,7 @@ fn chunks_never_exceed_the_block_size_around_block_boundaries() {
 fn input_from_a_regular_file_is_cut_into_full_blocks() {
     let scratch = Scratch::new();
     let input = numbered_records(1000);
-    let stdin = input_file(&scratch, "input", &input);
+    let stdin = input_in(scratch.dir.path(), "input", &input);
     let mut command = filebus(
         &scratch.bus(),
         &["--lossless", "--block-size", "900", "producer"],
@@ -114,7 +114,7 @@ fn input_from_a_regular_file_is_cut_into_full_blocks() {
 fn producer_waits_while_a_chunk_is_untaken() {
     let scratch = Scratch::new();
     let input = numbered_records(300);
-    let stdin = input_file(&scratch, "input", &input);
+    let stdin = input_in(scratch.dir.path(), "input", &input);
     let mut command = filebus(
         &scratch.bus(),
         &["--lossless", "--block-size", "900", "producer"],
@@ -142,7 +142,7 @@ fn several_consumers_share_the_stream_each_chunk_exactly_once() {
     let consumers: Vec<Running> = (0..3)
         .map(|_| Running::consumer(&scratch.bus(), &["--lossless", "--block-size", "900"]))
         .collect();
-    let stdin = input_file(&scratch, "input", &input);
+    let stdin = input_in(scratch.dir.path(), "input", &input);
     let mut command = filebus(
         &scratch.bus(),
         &["--lossless", "--block-size", "900", "producer"],

@@ -6,14 +6,14 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use crate::util::{
-    RECORD_LEN, Running, Scratch, binary_data, filebus, input_file, numbered_records,
-    parse_records, run,
+    RECORD_LEN, Running, Scratch, binary_data, filebus, input_in, numbered_records, parse_records,
+    run,
 };
 
 /// Runs a producer to completion with `input` from a regular file, so that
 /// chunks are exact, aligned slices of `block_size` bytes.
 fn publish_file(scratch: &Scratch, input: &[u8], block_size: usize) {
-    let stdin = input_file(scratch, "input", input);
+    let stdin = input_in(scratch.dir.path(), "input", input);
     let block = block_size.to_string();
     let mut command = filebus(&scratch.bus(), &["--block-size", &block, "producer"]);
     command.stdin(Stdio::from(stdin));

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use rustix::fs::{FlockOperation, Mode, OFlags, RenameFlags, XattrFlags};
 use rustix::io::Errno;
 
-use crate::util::fuse::{NFS_FINE_TIMES, NFS_FORWARD_LOCKS, NFS_STALE_EFAULT, SharedDir, wait_for};
+use crate::util::fuse::{NFS_FINE_TIMES, NFS_FORWARD_LOCKS, NFS_STALE_EFAULT, SharedDir};
 use crate::util::put_chunk_by_hand;
 
 /// The inode number `path` reports (following nothing: our files are
@@ -288,7 +288,7 @@ fn a_file_replaced_through_its_own_mount_stays_readable_while_open() {
     };
     assert_eq!(hidden(nfs.under()), 1, "no .fuse_hidden file underneath");
     drop(old);
-    wait_for(
+    crate::util::wait_until_showing(
         "the hidden file to go when closed",
         || hidden(nfs.under()) == 0,
         || nfs.nfs_logs(),
@@ -361,7 +361,7 @@ fn flock_is_shared_with_forward_locks() {
     // The kernel sends FUSE's release after close returns: the lock goes
     // a moment later.
     drop(there);
-    wait_for(
+    crate::util::wait_until_showing(
         "closing through the second mount to release the lock underneath",
         || try_lock(&under),
         || nfs.nfs_logs(),

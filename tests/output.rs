@@ -191,7 +191,7 @@ fn every_way_of_building_chunks_moves_the_same_bytes() {
 fn splice_is_not_used_for_input_that_is_not_a_pipe() {
     let scratch = Scratch::new();
     let input = binary_data(1 << 20);
-    let stdin = crate::util::input_file(&scratch, "input", &input);
+    let stdin = crate::util::input_in(scratch.dir.path(), "input", &input);
     let consumer = Running::consumer(&scratch.bus(), &["--lossless"]);
     let mut command = filebus(
         &scratch.bus(),

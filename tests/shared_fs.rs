@@ -11,11 +11,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::util::fuse::{
-    LONG_ATTRIBUTE_CACHE, NFS_FROZEN_TIMES, NO_ATTRIBUTE_CACHE, NO_XATTRS, SharedDir, wait_for,
+    LONG_ATTRIBUTE_CACHE, NFS_FROZEN_TIMES, NO_ATTRIBUTE_CACHE, NO_XATTRS, SharedDir,
 };
 use crate::util::{
-    CHUNK, CHUNK_ARG, RECORDS_PER_CHUNK, Running, check_full_chunks, filebus, last_stats_line,
-    names_in, produce, put_chunk_by_hand, records, stat, stats_counts,
+    CHUNK, CHUNK_ARG, RECORDS_PER_CHUNK, Running, check_full_chunks, filebus, history_bus,
+    history_entries, last_stats_line, names_in, produce, put_chunk_by_hand, ready_consumer,
+    records, stat, stats_counts,
 };
 
 /// What a consumer on a FUSE mount says at `-v`.
@@ -60,7 +61,7 @@ fn assert_no_leftovers(dir: &Path, expected: &[&str]) {
 fn lossy_consumer_on_the_mount_polls_and_sees_another_machines_chunks() {
     let shared = SharedDir::new();
     let consumer = Running::consumer(&shared.bus_here(), &["-v", "--sleep-interval", "0.01"]);
-    wait_for(
+    crate::util::wait_until_showing(
         "the consumer to say it polls",
         || consumer.stderr().contains(POLLING_ON_FUSE),
         || format!("stderr: {}", consumer.stderr()),
@@ -113,7 +114,7 @@ fn lossy_consumer_on_nfs_ends_at_the_last_chunk_of_every_burst() {
 /// order.
 fn ends_at_the_last_chunk_of_every_burst(shared: &SharedDir, bursts: usize, chunks_each: usize) {
     let consumer = Running::consumer(&shared.bus_here(), &["-v", "--sleep-interval", "0.001"]);
-    wait_for(
+    crate::util::wait_until_showing(
         "the consumer to say it polls",
         || consumer.stderr().contains(POLLING_ON_FUSE),
         || format!("stderr: {}", consumer.stderr()),
@@ -127,7 +128,7 @@ fn ends_at_the_last_chunk_of_every_burst(shared: &SharedDir, bursts: usize, chun
             shared.aux(),
         );
         let last = chunks(first + chunks_each - 1, 1);
-        wait_for(
+        crate::util::wait_until_showing(
             &format!("the last chunk of burst {burst}"),
             || consumer.output().ends_with(&last),
             || {
@@ -148,7 +149,7 @@ fn ends_at_the_last_chunk_of_every_burst(shared: &SharedDir, bursts: usize, chun
 fn lossy_producer_on_the_mount_reaches_a_consumer_underneath_by_events() {
     let shared = SharedDir::new();
     let consumer = Running::consumer(&shared.bus_there(), &["-vvv"]);
-    wait_for(
+    crate::util::wait_until_showing(
         "the consumer to watch with inotify",
         || consumer.stderr().contains("with inotify"),
         || format!("stderr: {}", consumer.stderr()),
@@ -254,7 +255,7 @@ fn lossless_consumer_on_the_mount_takes_sizes_from_the_server_not_its_cache() {
         &shared.bus_here(),
         &["--lossless", "--sleep-interval", "0.01"],
     );
-    wait_for(
+    crate::util::wait_until_showing(
         "the consumer to take the chunk",
         || !shared.bus_there().exists(),
         || format!("stderr: {}", consumer.stderr()),
@@ -501,7 +502,7 @@ fn lossy_consumer_on_nfs_takes_efault_from_a_deleted_chunk_for_a_vanished_chunk_
 /// consumer, having looked again, writes it, and never stops with an error.
 fn looks_again_when_reads_fail(shared: &SharedDir, errno: &str) {
     let consumer = Running::consumer(&shared.bus_here(), &["-vv", "--sleep-interval", "0.001"]);
-    wait_for(
+    crate::util::wait_until_showing(
         "the consumer to say it polls",
         || consumer.stderr().contains(POLLING_ON_FUSE),
         || format!("stderr: {}", consumer.stderr()),
@@ -560,39 +561,6 @@ fn a_failing_test_leaves_no_mount_behind() {
     assert!(!mount.exists(), "{} was not removed", mount.display());
 }
 
-/// What a history consumer says at `-vvv` once it is ready (its cursor, if
-/// named, registered).
-const HISTORY_CONSUMER_READY: &str = "history consumer: starting";
-
-/// Makes `bus` a bus with a history of `depth` chunks: a producer with no
-/// input publishes only its end-of-stream chunk.
-fn history_bus(bus: &Path, depth: &str, aux: &Path) {
-    let (status, stderr) =
-        crate::util::run_with_input(filebus(bus, &["producer", "--history", depth]), b"", aux);
-    assert!(status.success(), "{status:?}: {stderr}");
-}
-
-/// A consumer of `bus` with `args`, once it is ready.
-fn history_consumer(bus: &Path, args: &[&str]) -> Running {
-    let mut all = vec!["-vvv", "consumer"];
-    all.extend_from_slice(args);
-    let consumer = Running::start(filebus(bus, &all), None);
-    wait_for(
-        "the history consumer to be ready",
-        || consumer.stderr().contains(HISTORY_CONSUMER_READY),
-        || consumer.stderr(),
-    );
-    consumer
-}
-
-/// The chunk entries of the history directory of the bus in `dir`.
-fn history_entries(dir: &Path) -> usize {
-    names_in(&dir.join("bus.history"))
-        .iter()
-        .filter(|name| name.bytes().all(|byte| byte.is_ascii_digit()))
-        .count()
-}
-
 #[test]
 fn history_consumer_on_the_mount_takes_entry_sizes_from_the_server_not_its_cache() {
     let shared = SharedDir::with_options(LONG_ATTRIBUTE_CACHE);
@@ -635,7 +603,7 @@ fn history_consumer_on_the_mount_takes_entry_sizes_from_the_server_not_its_cache
         "the mount did not cache the old entry's size: this test proves nothing"
     );
     // A consumer on the mount replays the history: the chunk comes out whole.
-    let consumer = history_consumer(&shared.bus_here(), &["--last", "4"]);
+    let consumer = ready_consumer(&shared.bus_here(), &["--last", "4"]);
     let received = consumer.wait_for_output(longer.len());
     std::thread::sleep(std::time::Duration::from_millis(100));
     let finished = consumer.kill();
@@ -653,8 +621,8 @@ fn reliable_multicast_from_another_machine_to_named_consumers_on_the_mount() {
     history_bus(&shared.bus_there(), "4", shared.aux());
     // Two named consumers on this machine, which see the other machine's
     // chunks by polling; the producer there waits for their cursors.
-    let first = history_consumer(&shared.bus_here(), &["--name", "first"]);
-    let second = history_consumer(&shared.bus_here(), &["--name", "second"]);
+    let first = ready_consumer(&shared.bus_here(), &["--name", "first"]);
+    let second = ready_consumer(&shared.bus_here(), &["--name", "second"]);
     let input = chunks(0, 40);
     produce_chunks(&shared.bus_there(), &[], &input, shared.aux());
     for (name, consumer) in [("first", first), ("second", second)] {
@@ -672,7 +640,7 @@ fn reliable_multicast_from_another_machine_to_named_consumers_on_the_mount() {
             finished.stderr
         );
     }
-    let held = history_entries(shared.there());
+    let held = history_entries(&shared.bus_there()).len();
     assert!(held <= 4, "{held} chunks held in a history of 4");
 }
 
@@ -689,11 +657,7 @@ fn reliable_multicast_from_the_mount_to_a_named_consumer_on_another_machine() {
         Stdio::piped(),
     );
     let mut stdout = named.child.stdout.take().expect("stdout was piped");
-    wait_for(
-        "the named consumer to be ready",
-        || named.stderr().contains(HISTORY_CONSUMER_READY),
-        || named.stderr(),
-    );
+    crate::util::wait_until_ready(&named);
     // Far more than the pipe and the history hold together.
     let input = chunks(0, 200);
     let stdin = crate::util::input_in(shared.aux(), "input", &input);
@@ -726,10 +690,10 @@ fn reliable_multicast_from_the_mount_to_a_named_consumer_on_another_machine() {
     );
     assert!(!named.stderr().contains("polling"), "{}", named.stderr());
     // A late joiner on this machine replays the last chunks from history.
-    let late = history_consumer(&shared.bus_here(), &["--last", "3"]);
+    let late = ready_consumer(&shared.bus_here(), &["--last", "3"]);
     assert_eq!(late.wait_for_output(3 * CHUNK), chunks(197, 3));
     drop(late);
-    let held = history_entries(shared.there());
+    let held = history_entries(&shared.bus_there()).len();
     assert!(held <= 4, "{held} chunks held in a history of 4");
 }
 
@@ -740,7 +704,7 @@ fn reliable_multicast_from_the_mount_to_a_named_consumer_on_another_machine() {
 fn lossy_consumer_on_nfs_tells_a_new_chunk_from_the_one_it_wrote_under_the_same_inode_number() {
     let shared = SharedDir::nfs_like(NFS_FROZEN_TIMES);
     let consumer = Running::consumer(&shared.bus_here(), &["-v"]);
-    wait_for(
+    crate::util::wait_until_showing(
         "the consumer to say it polls",
         || consumer.stderr().contains(POLLING_ON_FUSE),
         || format!("stderr: {}", consumer.stderr()),

@@ -215,7 +215,7 @@ fn consumer_args(named: bool) -> Vec<&'static str> {
 fn wait_ready(consumer: &Running, named: bool) {
     // Said once its watcher exists: by inotify, or by polling (FUSE).
     let signs: &[&str] = if named {
-        &["history consumer: starting"]
+        &[crate::util::HISTORY_CONSUMER_READY]
     } else {
         &["watching", "polling every"]
     };

@@ -1,26 +1,10 @@
 //! Stamps and `consumer --stats`: sequence gaps are counted exactly, foreign
 //! chunks are counted as unknown, and the summary comes on SIGUSR1 and at exit.
 
-use crate::util::{Running, Scratch, filebus, run, stats_counts, wait_until};
+use crate::util::{Running, Scratch, filebus, get_xattr, run, stats_counts, wait_until};
 
 fn publish(scratch: &Scratch, text: &str) {
     run(filebus(&scratch.bus(), &["producer"]), text.as_bytes()).assert_success();
-}
-
-fn xattr(path: &std::path::Path, name: &str) -> Option<String> {
-    let output = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import os,sys; print(os.getxattr(sys.argv[1], sys.argv[2]).decode())",
-        ])
-        .arg(path)
-        .arg(name)
-        .output()
-        .expect("python3");
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 #[test]
@@ -29,15 +13,15 @@ fn producers_share_one_sequence_stamped_on_each_chunk() {
     for number in 1..=3 {
         publish(&scratch, &format!("chunk {number}\n"));
         assert_eq!(
-            xattr(&scratch.bus(), "user.filebus.seq").as_deref(),
+            get_xattr(&scratch.bus(), "user.filebus.seq").as_deref(),
             Some(number.to_string().as_str())
         );
     }
     assert_eq!(
-        xattr(&scratch.path("bus.lock"), "user.filebus.seq").as_deref(),
+        get_xattr(&scratch.path("bus.lock"), "user.filebus.seq").as_deref(),
         Some("3")
     );
-    let time: u128 = xattr(&scratch.bus(), "user.filebus.time")
+    let time: u128 = get_xattr(&scratch.bus(), "user.filebus.time")
         .expect("time stamp")
         .parse()
         .expect("a number");

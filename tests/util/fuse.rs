@@ -434,20 +434,6 @@ fn find_in_path(program: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// Waits until `condition` holds, polling; panics after [`PATIENCE`] with
-/// `what` and the result of `context` (such as a child's stderr).
-pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool, context: impl Fn() -> String) {
-    let deadline = Instant::now() + PATIENCE;
-    while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {PATIENCE:?} waiting for {what}; {}",
-            context()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// `nfs_fs.py` option: a read of a file deleted through the other mount or
 /// underneath fails with `EFAULT` (as some real clients say) instead of
 /// `ESTALE`. `["--stale-errno", "EIO"]` is the third choice.

@@ -8,8 +8,6 @@ use std::io::Write;
 use std::ops::Range;
 use std::path::Path;
 
-use super::Scratch;
-
 /// `count` fixed-width numbered records ("00000042\n"), so that a lost,
 /// duplicated, reordered or torn record is visible.
 pub fn numbered_records(count: usize) -> Vec<u8> {
@@ -62,13 +60,6 @@ pub fn binary_data(len: usize) -> Vec<u8> {
             if byte < 64 { 0 } else { byte }
         })
         .collect()
-}
-
-/// Writes `bytes` to a new file in the scratch directory (to use as stdin).
-pub fn input_file(scratch: &Scratch, name: &str, bytes: &[u8]) -> File {
-    let path = scratch.path(name);
-    std::fs::write(&path, bytes).expect("cannot write input file");
-    File::open(&path).expect("cannot open input file")
 }
 
 /// Records per chunk in the tests that cut input into identifiable chunks.

@@ -5,6 +5,7 @@
 
 mod bus_files;
 pub mod fuse;
+mod history;
 mod inputs;
 mod pipes;
 mod processes;
@@ -16,6 +17,7 @@ mod waiting;
 mod xattrs;
 
 pub use bus_files::*;
+pub use history::*;
 pub use inputs::*;
 pub use pipes::*;
 pub use processes::*;

@@ -335,12 +335,13 @@ pub fn run_with_input(command: Command, input: &[u8], aux: &Path) -> (ExitStatus
     (status, child.stderr())
 }
 
-/// Runs `filebus --filename BUS ARGS... producer` to completion with `input`
-/// and asserts that it succeeded.
+/// Runs `filebus --filename BUS producer ARGS...` to completion with `input`
+/// from a regular file in `aux`, and asserts that it succeeded. `ARGS` may
+/// hold the global options too: they are accepted after the subcommand.
 pub fn produce(bus: &Path, args: &[&str], input: &[u8], aux: &Path) {
-    let mut all = args.to_vec();
-    all.push("producer");
-    let (status, stderr) = run_with_input(crate::util::filebus(bus, &all), input, aux);
+    let mut all = vec!["producer"];
+    all.extend_from_slice(args);
+    let (status, stderr) = run_with_input(filebus(bus, &all), input, aux);
     assert!(
         status.success(),
         "producer {all:?} failed: {status:?}; stderr:\n{stderr}"

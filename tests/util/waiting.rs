@@ -8,13 +8,24 @@ use std::time::{Duration, Instant};
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Polls `condition` until it holds; panics after [`PATIENCE`], naming `what`.
-pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, condition: impl FnMut() -> bool) {
+    wait_until_showing(what, condition, String::new);
+}
+
+/// Polls `condition` until it holds; panics after [`PATIENCE`], naming
+/// `what` and showing what `context` says then (such as a child's stderr).
+pub fn wait_until_showing(
+    what: &str,
+    mut condition: impl FnMut() -> bool,
+    context: impl Fn() -> String,
+) {
     let deadline = Instant::now() + PATIENCE;
     while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {PATIENCE:?} waiting for {what}"
-        );
+        if Instant::now() >= deadline {
+            let context = context();
+            let separator = if context.is_empty() { "" } else { "; " };
+            panic!("timed out after {PATIENCE:?} waiting for {what}{separator}{context}");
+        }
         std::thread::sleep(Duration::from_millis(2));
     }
 }
