@@ -1,9 +1,11 @@
 //! Bad command lines and bad bus paths: one line on stderr naming the
-//! problem, a non-zero exit, and existing data untouched.
+//! problem (and, for an option on the wrong side of the subcommand, where it
+//! belongs), a non-zero exit, nothing allocated or published, and existing
+//! data untouched; the reference's own `--impl` accepted.
 
 use std::process::{Command, ExitStatus};
 
-use crate::util::{Scratch, assert_one_line_error, filebus, filebus_bin, run};
+use crate::util::{Scratch, assert_one_line_error, filebus, filebus_bin, names_in, run};
 
 /// Runs our binary with `args` and no bus, returning (status, stderr).
 fn run_args(args: &[&str]) -> (ExitStatus, String) {
@@ -196,4 +198,144 @@ fn a_path_ending_in_slash_is_refused() {
         &["directory"],
         "",
     );
+}
+
+#[test]
+fn an_absurd_block_size_is_refused_in_one_line_before_any_allocation() {
+    let scratch = Scratch::new();
+    for size in ["99999999999999", "1073741825", "99999999999999999999999"] {
+        let finished = run(
+            filebus(&scratch.bus(), &["--block-size", size, "producer"]),
+            b"data\n",
+        );
+        assert_one_line_error(
+            finished.status,
+            &finished.stderr,
+            Some(2),
+            &["block size", "1073741824"],
+            size,
+        );
+        assert!(
+            !finished.stderr.contains("backtrace"),
+            "{}",
+            finished.stderr
+        );
+    }
+    assert!(
+        names_in(scratch.dir.path()).is_empty(),
+        "something was created"
+    );
+    // The largest allowed size works, and allocates nothing up front.
+    let finished = run(
+        filebus(
+            &scratch.bus(),
+            &["--block-size", "1073741824", "producer", "--lines"],
+        ),
+        b"small\n",
+    );
+    finished.assert_success();
+    assert_eq!(std::fs::read(scratch.bus()).expect("published"), b"small\n");
+}
+
+#[test]
+fn a_bus_name_too_long_for_its_own_files_is_refused_before_publishing() {
+    let scratch = Scratch::new();
+    let bus = scratch.dir.path().join("b".repeat(250));
+    let finished = run(filebus(&bus, &["producer"]), b"data\n");
+    assert_one_line_error(
+        finished.status,
+        &finished.stderr,
+        Some(1),
+        &["250 bytes", "245"],
+        "a 250-byte bus name",
+    );
+    assert!(
+        names_in(scratch.dir.path()).is_empty(),
+        "something was published"
+    );
+    // The longest name that leaves room (for `F.consumers`) works, publish
+    // after publish.
+    let bus = scratch.dir.path().join("b".repeat(245));
+    for chunk in [b"one\n", b"two\n"] {
+        run(filebus(&bus, &["producer"]), chunk).assert_success();
+    }
+    assert_eq!(std::fs::read(&bus).expect("published"), b"two\n");
+}
+
+#[test]
+fn the_reference_impl_option_is_accepted() {
+    let scratch = Scratch::new();
+    // `--impl python` changes nothing.
+    let finished = run(
+        filebus(
+            &scratch.bus(),
+            &["--impl", "python", "--block-size", "10", "producer"],
+        ),
+        b"12345\n1234567\n",
+    );
+    finished.assert_success();
+    assert_eq!(std::fs::read(scratch.bus()).expect("published"), b"567\n");
+    // `--implementation bash` cuts chunks at newlines, as the bash variant.
+    let finished = run(
+        filebus(
+            &scratch.bus(),
+            &["--implementation", "bash", "--block-size", "10", "producer"],
+        ),
+        b"12345\n1234567\n",
+    );
+    finished.assert_success();
+    assert_eq!(
+        std::fs::read(scratch.bus()).expect("published"),
+        b"1234567\n"
+    );
+    let finished = run(
+        filebus(&scratch.bus(), &["--impl", "perl", "producer"]),
+        b"",
+    );
+    assert_one_line_error(
+        finished.status,
+        &finished.stderr,
+        Some(2),
+        &["perl"],
+        "--impl perl",
+    );
+}
+
+#[test]
+fn an_option_on_the_wrong_side_of_the_subcommand_says_where_it_belongs() {
+    let scratch = Scratch::new();
+    let bus = scratch.bus();
+    let bus = bus.to_str().expect("a UTF-8 path");
+    let cases: [(&[&str], &[&str]); 3] = [
+        (
+            &["--lines", "--filename", bus, "producer"],
+            &["--lines", "filebus producer", "after"],
+        ),
+        (
+            &["--stats", "--filename", bus, "consumer"],
+            &["--stats", "filebus consumer", "after"],
+        ),
+        (
+            &["--filename", bus, "producer", "--impl", "bash"],
+            &["--impl", "before the subcommand"],
+        ),
+    ];
+    for (args, needles) in cases {
+        let finished = run(
+            {
+                let mut command = Command::new(filebus_bin());
+                command.args(args);
+                command
+            },
+            b"",
+        );
+        assert_one_line_error(
+            finished.status,
+            &finished.stderr,
+            Some(2),
+            needles,
+            &args.join(" "),
+        );
+    }
+    assert!(names_in(scratch.dir.path()).is_empty());
 }

@@ -1,7 +1,8 @@
 //! Faults, with the real binary in real processes: producers and consumers
 //! killed at any moment, termination signals, a full disk, a file size
 //! limit, a chunk truncated in place under a consumer, a standard output
-//! whose reader goes away, and many producers and consumers on one bus.
+//! whose reader goes away (quietly, or by SIGPIPE after its `--stats`), and
+//! many producers and consumers on one bus.
 //!
 //! Chunks are made identifiable: the input is numbered records read from a
 //! regular file with a block size of a whole number of records, so every
@@ -1244,4 +1245,33 @@ fn lossy_consumers_killed_at_random_moments_emit_only_whole_chunks_in_order() {
     producer.send(SIGTERM);
     producer.wait_status();
     feeder.join().expect("feeder panicked");
+}
+
+#[test]
+fn a_stats_consumer_whose_reader_goes_away_ends_by_sigpipe() {
+    let scratch = Scratch::new();
+    // Larger than the consumer can grow its pipe: still writing when head exits.
+    let chunk_len = 2 * filebus_core::testing::LARGEST_PIPE;
+    std::fs::write(scratch.bus(), vec![b'x'; chunk_len]).expect("cannot write bus");
+    let mut shell = Command::new("bash");
+    shell
+        .args([
+            "-c",
+            r#"set -o pipefail; "$0" --filename "$1" consumer --stats | head -c 1"#,
+        ])
+        .arg(filebus_bin())
+        .arg(scratch.bus());
+    let finished = Running::start(shell, None).wait();
+    assert_eq!(finished.stdout, b"x");
+    assert_eq!(
+        finished.status.code(),
+        Some(141),
+        "documented: 141 for a reader that went away; stderr: {}",
+        finished.stderr
+    );
+    assert!(
+        finished.stderr.contains("stats:"),
+        "the summary was not printed first: {:?}",
+        finished.stderr
+    );
 }

@@ -1,11 +1,12 @@
 //! Lossless unicast (`--back-pressure`): every chunk is taken exactly once,
-//! whole, in order; an empty chunk ends the stream.
+//! whole, in order, and no larger than the block size (1 MiB by default); an
+//! empty chunk ends the stream; a lone record goes out at once.
 
 use std::process::Stdio;
 
 use crate::util::{
-    Running, Scratch, binary_data, filebus, input_in, numbered_records, parse_records, run,
-    take_chunks_by_hand, wait_until,
+    Running, Scratch, binary_data, filebus, input_in, lone_records_come_out_at_once,
+    numbered_records, parse_records, run, take_chunks_by_hand, wait_until,
 };
 
 /// Runs one lossless producer and one lossless consumer over `input`;
@@ -180,5 +181,72 @@ fn several_consumers_share_the_stream_each_chunk_exactly_once() {
         records == (0..20_000).collect::<Vec<_>>(),
         "records lost or duplicated ({} records)",
         records.len()
+    );
+}
+
+#[test]
+fn a_lone_record_is_published_without_waiting_the_sleep_interval_lossless() {
+    lone_records_come_out_at_once(&["--lossless"]);
+}
+
+#[test]
+fn the_default_block_size_is_1_mib_and_no_chunk_exceeds_it() {
+    const BLOCK: usize = 1 << 20;
+    for len in [BLOCK - 1, BLOCK, BLOCK + 1, 3 * BLOCK + 123] {
+        let scratch = Scratch::new();
+        let input = binary_data(len);
+        // A regular file is always ready, so every chunk but the last is full.
+        let stdin = input_in(scratch.dir.path(), "input", &input);
+        let mut command = filebus(&scratch.bus(), &["--lossless", "producer"]);
+        command.stdin(Stdio::from(stdin));
+        let producer = Running::with_own_stdin(command);
+        let chunks = take_chunks_by_hand(&scratch.bus());
+        producer.wait().assert_success();
+        let sizes: Vec<usize> = chunks.iter().map(Vec::len).collect();
+        let mut expected = vec![BLOCK; len / BLOCK];
+        if len % BLOCK != 0 {
+            expected.push(len % BLOCK);
+        }
+        assert_eq!(sizes, expected, "chunk sizes for {len} bytes");
+        assert!(chunks.concat() == input, "{len} bytes: output differs");
+    }
+}
+
+/// A lossless publish links the chunk as `F`, which fails if a chunk is
+/// there: then the chunk comes back unpublished and its sequence number is
+/// given back, so that consumers count no chunk as missed.
+#[test]
+fn a_lossless_publish_onto_a_waiting_chunk_hands_it_back_and_gives_back_its_number() {
+    use filebus_core::Format;
+    use filebus_core::testing::{Bus, stamp, write_chunk};
+
+    let scratch = Scratch::new();
+    let bus = Bus::open(&scratch.bus()).expect("bus");
+    let mut lock = bus.lock_file().expect("lock file");
+    let first = write_chunk(&bus, b"first", true, Format::Raw).expect("chunk");
+    let guard = lock.acquire().expect("lock");
+    assert!(
+        bus.publish_if_absent(first, &guard)
+            .expect("publish")
+            .is_none(),
+        "the first chunk was not published"
+    );
+    assert_eq!(stamp::last_sequence(guard.lock_file()), Some(1));
+    let second = write_chunk(&bus, b"second", true, Format::Raw).expect("chunk");
+    let back = bus
+        .publish_if_absent(second, &guard)
+        .expect("publish")
+        .expect("the second chunk was published over the first");
+    drop(back);
+    assert_eq!(
+        stamp::last_sequence(guard.lock_file()),
+        Some(1),
+        "the number of the chunk not published was not given back"
+    );
+    drop(guard);
+    assert_eq!(std::fs::read(scratch.bus()).expect("read F"), b"first");
+    assert_eq!(
+        crate::util::names_in(scratch.dir.path()),
+        ["bus", "bus.lock"]
     );
 }

@@ -1,13 +1,14 @@
 //! Lossy multicast (the default): consumers emit each chunk they see, whole,
 //! once, in order; a late joiner sees the current chunk; the latest chunk is
-//! never missed, even when inode numbers are recycled.
+//! never missed, even when inode numbers are recycled; a lone record goes
+//! out at once.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 use crate::util::{
-    RECORD_LEN, Running, Scratch, binary_data, filebus, input_in, numbered_records, parse_records,
-    run,
+    RECORD_LEN, Running, Scratch, binary_data, filebus, input_in, lone_records_come_out_at_once,
+    numbered_records, parse_records, run,
 };
 
 /// Runs a producer to completion with `input` from a regular file, so that
@@ -238,4 +239,9 @@ fn stdin_may_be_a_socket_a_terminal_or_dev_null() {
     typed.write_all(&[4]).expect("write ^D");
     drop(typed);
     assert!(script.wait().expect("wait").success());
+}
+
+#[test]
+fn a_lone_record_is_published_without_waiting_the_sleep_interval_lossy() {
+    lone_records_come_out_at_once(&[]);
 }

@@ -1,5 +1,6 @@
 //! Whole records (`--delimiter`, `--lines`, `--null`): chunks end only at
-//! record boundaries, so even a lossy consumer never prints part of a record.
+//! record boundaries, so even a lossy consumer never prints part of a record;
+//! a record beyond the limit is split, with a warning shown without `-v`.
 
 use crate::util::{Running, Scratch, filebus, run};
 
@@ -207,4 +208,26 @@ fn the_bash_reference_consumes_our_whole_line_chunks() {
         finished.stdout.len(),
         input.len()
     );
+}
+
+#[test]
+fn a_record_split_beyond_the_limit_is_reported_without_verbose() {
+    let scratch = Scratch::new();
+    // One line of 17 MiB: longer than the 16 MiB a record may grow to.
+    let mut input = vec![b'x'; 17 << 20];
+    input.push(b'\n');
+    let consumer = Running::consumer(&scratch.bus(), &["--lossless"]);
+    let producer = run(
+        filebus(&scratch.bus(), &["--lossless", "producer", "--lines"]),
+        &input,
+    );
+    producer.assert_success();
+    assert!(
+        producer.stderr.contains("warning") && producer.stderr.contains("split"),
+        "no warning of the split record: {:?}",
+        producer.stderr
+    );
+    let finished = consumer.wait();
+    finished.assert_success();
+    assert_eq!(finished.stdout.len(), input.len(), "bytes lost or added");
 }

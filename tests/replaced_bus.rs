@@ -1,6 +1,6 @@
 //! Something other than a chunk put at `F` while filebus runs: no crash, no
-//! hang, a clear message where the bus cannot be used, and what was put
-//! there left as it was.
+//! hang, a clear message where the bus cannot be used (shown without `-v`),
+//! and what was put there left as it was.
 
 use std::io::Write;
 use std::process::Stdio;
@@ -302,4 +302,22 @@ fn a_locker_that_waited_on_a_replaced_lock_file_waits_for_the_new_one() {
             assert_eq!(scratch.names(), expected, "{what}");
         }
     }
+}
+
+#[test]
+fn a_skipped_huge_chunk_is_reported_without_verbose() {
+    let scratch = Scratch::new();
+    let huge = std::fs::File::create(scratch.bus()).expect("create");
+    huge.set_len(2 << 30).expect("a 2 GiB sparse file");
+    drop(huge);
+    let consumer = Running::consumer(&scratch.bus(), &[]);
+    wait_until("the warning, without -v", || {
+        consumer.stderr().contains("warning") && consumer.stderr().contains("--max-chunk-size")
+    });
+    drop(consumer);
+    // -q silences it; the consumer then goes on quietly.
+    let quiet = Running::consumer(&scratch.bus(), &["-q"]);
+    run(filebus(&scratch.bus(), &["producer"]), b"real\n").assert_success();
+    assert_eq!(quiet.wait_for_output(5), b"real\n");
+    assert_eq!(quiet.stderr(), "", "-q still printed something");
 }

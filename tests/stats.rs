@@ -1,7 +1,8 @@
 //! Stamps and `consumer --stats`: sequence gaps are counted exactly, foreign
-//! chunks are counted as unknown, and the summary comes on SIGUSR1 and at exit.
+//! chunks and stamps out of range are counted as unknown, and the summary
+//! comes on SIGUSR1 and at exit.
 
-use crate::util::{Running, Scratch, filebus, get_xattr, run, stats_counts, wait_until};
+use crate::util::{Running, Scratch, filebus, get_xattr, run, set_xattr, stats_counts, wait_until};
 
 fn publish(scratch: &Scratch, text: &str) {
     run(filebus(&scratch.bus(), &["producer"]), text.as_bytes()).assert_success();
@@ -101,4 +102,39 @@ fn lossy_stats_count_gaps_unknown_chunks_and_report_on_signals() {
         finished.stderr
     );
     assert_eq!(stats_counts(&finished.stderr), [4, 24, 2, 1]);
+}
+
+#[test]
+fn a_sequence_stamp_at_the_top_of_the_range_is_no_stamp() {
+    let scratch = Scratch::new();
+    run(filebus(&scratch.bus(), &["producer"]), b"first\n").assert_success();
+    let lock = scratch.path("bus.lock");
+    // Anyone with write access can set the bus-wide counter.
+    set_xattr(&lock, "user.filebus.seq", b"18446744073709551615");
+    run(filebus(&scratch.bus(), &["producer"]), b"second\n").assert_success();
+    assert_eq!(
+        get_xattr(&scratch.bus(), "user.filebus.seq").as_deref(),
+        Some("1"),
+        "the count did not start again after an out-of-range counter"
+    );
+    // A chunk stamped with the largest number counts as unknown, not as a
+    // gap of billions.
+    set_xattr(&scratch.bus(), "user.filebus.seq", b"18446744073709551615");
+    let consumer = Running::start(filebus(&scratch.bus(), &["consumer", "--stats"]), None);
+    assert_eq!(consumer.wait_for_output(7), b"second\n");
+    // The chunk is counted just after it is written: ask for summaries
+    // (SIGUSR1) until one counts it.
+    wait_until("a summary counting the chunk", || {
+        consumer.send(libc::SIGUSR1);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        consumer.stderr().contains("stats: 1 chunks")
+    });
+    let finished = consumer.signal(libc::SIGTERM);
+    let last = finished.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("1 chunks") && last.contains("0 missed, 1 unknown"),
+        "stats: {:?}",
+        finished.stderr
+    );
+    assert!(!finished.stderr.contains("panicked"), "{}", finished.stderr);
 }
