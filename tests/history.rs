@@ -7,7 +7,8 @@
 //! directories, kill -9 at random moments and a full disk.
 //!
 //! Input is numbered records read with a block size of a whole number of
-//! records (see `support`), so any loss, repeat, reordering or tear shows.
+//! records ([`CHUNK`], see `crate::util::inputs`), so any loss, repeat,
+//! reordering or tear shows.
 //! Tests wait for facts (a line on stderr, bytes of output, an exit), never
 //! for time.
 

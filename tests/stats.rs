@@ -73,18 +73,16 @@ fn lossy_stats_count_gaps_unknown_chunks_and_report_on_signals() {
     publish(&scratch, "one\n");
     consumer.wait_for_output(11);
     // Stopped, the consumer misses the first two of three chunks.
-    let pid = consumer.child.id() as i32;
-    // SAFETY: signals to our own child.
-    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    consumer.send(libc::SIGSTOP);
     for text in ["two\n", "three\n", "four\n"] {
         publish(&scratch, text);
     }
-    unsafe { libc::kill(pid, libc::SIGCONT) };
+    consumer.send(libc::SIGCONT);
     consumer.wait_for_output(16);
     // A chunk from a foreign producer has no stamp.
     crate::util::put_chunk_by_hand(&scratch.bus(), b"foreign\n");
     consumer.wait_for_output(24);
-    unsafe { libc::kill(pid, libc::SIGUSR1) };
+    consumer.send(libc::SIGUSR1);
     wait_until("the summary on SIGUSR1", || {
         consumer.stderr().contains("stats:")
     });

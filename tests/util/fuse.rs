@@ -13,7 +13,8 @@
 //! Tests of any feature on a shared filesystem (lossy, lossless, and later
 //! the history and named consumers) take a [`SharedDir`], start one side of
 //! the bus at `here`'s path and the other at `there`'s, and check the stream
-//! with the numbered-record helpers of `common` and `support`.
+//! with the numbered-record helpers of `crate::util` (`records`,
+//! `check_full_chunks`).
 //!
 //! [`SharedDir::stale`] mounts `stale_fs.py` instead, a pass-through FUSE
 //! filesystem where a file replaced underneath goes stale (`ESTALE`) for

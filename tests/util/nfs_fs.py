@@ -7,7 +7,7 @@ mounted twice over the same UNDERNEATH, with the same STATE: two client
 machines of one file server (UNDERNEATH is the server's disk; processes
 working there directly are the server itself). Each mount is its own
 daemon, as each client is its own kernel. Runs in the foreground until
-unmounted; used by `SharedDir::nfs_like` in tests/shared_fs/fuse.rs.
+unmounted; used by `SharedDir::nfs_like` in tests/util/fuse.rs.
 
 What it shows, as NFSv3 clients of a server without open state do:
 
