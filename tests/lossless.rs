@@ -186,7 +186,7 @@ fn several_consumers_share_the_stream_each_chunk_exactly_once() {
 
 #[test]
 fn a_lone_record_is_published_without_waiting_the_sleep_interval_lossless() {
-    lone_records_come_out_at_once(&["--lossless"]);
+    lone_records_come_out_at_once(&["--lossless"], &[], b'\n');
 }
 
 #[test]

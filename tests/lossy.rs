@@ -243,5 +243,5 @@ fn stdin_may_be_a_socket_a_terminal_or_dev_null() {
 
 #[test]
 fn a_lone_record_is_published_without_waiting_the_sleep_interval_lossy() {
-    lone_records_come_out_at_once(&[]);
+    lone_records_come_out_at_once(&[], &[], b'\n');
 }

@@ -2,7 +2,7 @@
 //! record boundaries, so even a lossy consumer never prints part of a record;
 //! a record beyond the limit is split, with a warning shown without `-v`.
 
-use crate::util::{Running, Scratch, filebus, run};
+use crate::util::{Running, Scratch, filebus, lone_records_come_out_at_once, run};
 
 /// Lines of varying length ("17:xxxxxxxxxx\n"), each naming its own length,
 /// so a torn or glued line is detectable.
@@ -230,4 +230,18 @@ fn a_record_split_beyond_the_limit_is_reported_without_verbose() {
     let finished = consumer.wait();
     finished.assert_success();
     assert_eq!(finished.stdout.len(), input.len(), "bytes lost or added");
+}
+
+/// A lone line goes out at once, as raw input does (see the lossy and
+/// lossless modules): whole lines wait for a quiet spell or
+/// `--sleep-interval` only while input keeps coming.
+#[test]
+fn a_lone_line_is_published_without_waiting_the_sleep_interval() {
+    lone_records_come_out_at_once(&[], &["--lines"], b'\n');
+}
+
+/// The same with a delimiter of the user's, on a lossless bus.
+#[test]
+fn a_lone_delimited_record_is_published_without_waiting_the_sleep_interval() {
+    lone_records_come_out_at_once(&["--lossless"], &["--delimiter", ";"], b';');
 }

@@ -24,9 +24,10 @@ const BOUND: Duration = Duration::from_secs(15);
 const QUIET_SPELL: Duration = Duration::from_millis(3_500);
 
 /// A producer whose standard input stays open until the test closes it.
-fn producer(bus: &std::path::Path, mode: &[&str]) -> Child {
+fn producer(bus: &std::path::Path, mode: &[&str], producer_options: &[&str]) -> Child {
     let mut args = mode.to_vec();
     args.extend(["--sleep-interval", SLEEP_INTERVAL, "producer"]);
+    args.extend_from_slice(producer_options);
     let mut command: Command = filebus(bus, &args);
     command
         .stdin(Stdio::piped())
@@ -58,28 +59,26 @@ fn send_and_expect(producer: &mut Child, consumer: &Running, record: &[u8], expe
 }
 
 /// A consumer (with `mode`, such as `--lossless`, on both sides) and a
-/// producer; a record, then another after a quiet spell, must each come out
-/// within half the sleep interval.
-pub fn lone_records_come_out_at_once(mode: &[&str]) {
+/// producer (with `producer_options` too, such as `--lines`); a record ending
+/// in `end`, then another after a quiet spell, must each come out within
+/// half the sleep interval.
+pub fn lone_records_come_out_at_once(mode: &[&str], producer_options: &[&str], end: u8) {
     let scratch = Scratch::new();
     let bus = scratch.bus();
     let mut consumer_args = mode.to_vec();
     consumer_args.extend(["--sleep-interval", SLEEP_INTERVAL]);
     let consumer = Running::consumer(&bus, &consumer_args);
-    let mut producer = producer(&bus, mode);
-    send_and_expect(
-        &mut producer,
-        &consumer,
-        b"first record\n",
-        b"first record\n",
-    );
+    let mut producer = producer(&bus, mode, producer_options);
+    let first = [b"first record".as_slice(), &[end]].concat();
+    let second = [b"second record".as_slice(), &[end]].concat();
+    send_and_expect(&mut producer, &consumer, &first, &first);
     // After a quiet spell the next lone record goes out at once as well.
     std::thread::sleep(QUIET_SPELL);
     send_and_expect(
         &mut producer,
         &consumer,
-        b"second record\n",
-        b"first record\nsecond record\n",
+        &second,
+        &[first.as_slice(), &second].concat(),
     );
     drop(producer.stdin.take());
     let status = producer.wait().expect("cannot wait for the producer");
