@@ -2,7 +2,9 @@
 //! chunks and stamps out of range are counted as unknown, and the summary
 //! comes on SIGUSR1 and at exit.
 
-use crate::util::{Running, Scratch, filebus, get_xattr, run, set_xattr, stats_counts, wait_until};
+use crate::util::{
+    Running, Scratch, filebus, get_xattr, run, set_xattr, stat, stats_counts, wait_until,
+};
 
 fn publish(scratch: &Scratch, text: &str) {
     run(filebus(&scratch.bus(), &["producer"]), text.as_bytes()).assert_success();
@@ -135,4 +137,108 @@ fn a_sequence_stamp_at_the_top_of_the_range_is_no_stamp() {
         finished.stderr
     );
     assert!(!finished.stderr.contains("panicked"), "{}", finished.stderr);
+}
+
+/// Stops `consumer --stats` once a summary counts `chunks` chunks (each is
+/// counted just after it is written: ask for summaries with SIGUSR1 until
+/// one does), and returns the counts of its last summary.
+fn counts_once_it_counted(consumer: Running, chunks: u64) -> [u64; 4] {
+    let counted = format!("stats: {chunks} chunks");
+    wait_until(&format!("a summary counting {chunks} chunks"), || {
+        consumer.send(libc::SIGUSR1);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        consumer.stderr().contains(&counted)
+    });
+    let finished = consumer.signal(libc::SIGTERM);
+    assert!(!finished.stderr.contains("panicked"), "{}", finished.stderr);
+    stats_counts(&finished.stderr)
+}
+
+/// Publishes `file` (a chunk made beside the bus) at `bus` by a rename, as a
+/// foreign producer would.
+fn publish_by_hand(file: &std::path::Path, bus: &std::path::Path) {
+    std::fs::rename(file, bus).expect("cannot rename a chunk onto the bus");
+}
+
+/// The realtime clock in nanoseconds, as a stamp's time.
+fn now_ns() -> String {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock before 1970")
+        .as_nanos()
+        .to_string()
+}
+
+/// Sequence numbers start at 1: a chunk whose stamp says 0 (with a time) is
+/// unstamped. `filebus stat` says so, and a consumer counts it as unknown,
+/// not as a sequence started again, after which the next chunk (number 2)
+/// would look like one missed.
+#[test]
+fn a_sequence_stamp_of_zero_is_no_stamp() {
+    let scratch = Scratch::new();
+    let consumer = Running::start(filebus(&scratch.bus(), &["consumer", "--stats"]), None);
+    publish(&scratch, "one\n");
+    consumer.wait_for_output(4);
+    let zero = scratch.path("zero");
+    std::fs::write(&zero, b"zero\n").expect("cannot write a chunk by hand");
+    set_xattr(&zero, "user.filebus.seq", b"0");
+    set_xattr(&zero, "user.filebus.time", now_ns().as_bytes());
+    publish_by_hand(&zero, &scratch.bus());
+    let status = stat(&[scratch.bus()]);
+    assert!(
+        status.contains("sequence: none (unstamped chunk)"),
+        "a chunk stamped 0:\n{status}"
+    );
+    consumer.wait_for_output(9);
+    publish(&scratch, "two\n");
+    assert_eq!(consumer.wait_for_output(13), b"one\nzero\ntwo\n");
+    assert_eq!(counts_once_it_counted(consumer, 3), [3, 13, 0, 1]);
+}
+
+/// The same with the stamp in a tar chunk's PAX records (`--format tar`),
+/// the chunk written by Python's `tarfile`.
+#[test]
+fn a_sequence_stamp_of_zero_in_a_tar_chunk_is_no_stamp() {
+    let scratch = Scratch::new();
+    let tar = ["--format", "tar"];
+    let consumer = Running::start(
+        filebus(
+            &scratch.bus(),
+            &[&tar[..], &["consumer", "--stats"]].concat(),
+        ),
+        None,
+    );
+    let produce = |text: &[u8]| {
+        run(
+            filebus(&scratch.bus(), &[&tar[..], &["producer"]].concat()),
+            text,
+        )
+        .assert_success();
+    };
+    produce(b"one\n");
+    consumer.wait_for_output(4);
+    let zero = scratch.path("zero.tar");
+    let script = "import io, sys, tarfile\n\
+                  data = sys.argv[2].encode()\n\
+                  member = tarfile.TarInfo('from_server')\n\
+                  member.size = len(data)\n\
+                  member.pax_headers = {'FILEBUS.seq': '0', 'FILEBUS.time': sys.argv[3]}\n\
+                  with tarfile.open(sys.argv[1], 'w', format=tarfile.PAX_FORMAT) as archive:\n\
+                  \x20   archive.addfile(member, io.BytesIO(data))\n";
+    let output = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&zero)
+        .args(["zero\n", &now_ns()])
+        .output()
+        .expect("cannot run python3 (on the PATH), which this test needs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    publish_by_hand(&zero, &scratch.bus());
+    consumer.wait_for_output(9);
+    produce(b"two\n");
+    assert_eq!(consumer.wait_for_output(13), b"one\nzero\ntwo\n");
+    assert_eq!(counts_once_it_counted(consumer, 3), [3, 13, 0, 1]);
 }
