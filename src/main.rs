@@ -19,7 +19,7 @@ const EXIT_FAILURE: u8 = 1;
 /// Exit status for a bad command line.
 const EXIT_USAGE: u8 = 2;
 
-fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     if let Err(error) = signals::die_quietly_on_broken_pipe() {
         return report(Err(Error::stream("cannot set up signals", error)));
     }

@@ -1,10 +1,12 @@
 //! `filebus stat` on an empty, a waiting and a busy bus; the rate meter;
-//! shell completions and the manual page.
+//! shell completions and the manual page; `cargo install` of both names,
+//! `filebus` and `pipebus`.
 
 use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::process::Command;
 
-use crate::util::{Running, Scratch, filebus, filebus_bin, run, stat, wait_until};
+use crate::util::{Running, Scratch, command_for, filebus, filebus_bin, run, stat, wait_until};
 
 #[test]
 fn stat_of_an_empty_bus() {
@@ -184,4 +186,70 @@ fn completions_and_manual_page_are_generated() {
         page.contains("Exit status") && page.contains("back\\-pressure"),
         "{page}"
     );
+}
+
+/// `cargo install --path .` installs the command under both of the
+/// reference's names, `filebus` and `pipebus`, and they are one program: a
+/// `pipebus` producer streams to a `filebus` consumer. Built offline in debug
+/// mode, in a target directory of its own kept under the cargo target
+/// directory (so only the first run compiles everything, and the binaries
+/// the other tests run are never rebuilt under them).
+#[test]
+fn cargo_install_installs_filebus_and_pipebus() {
+    let root = Scratch::new();
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cargo-install-target");
+    let output = Command::new(env!("CARGO"))
+        .args([
+            "install",
+            "--offline",
+            "--locked",
+            "--debug",
+            "--quiet",
+            "--path",
+        ])
+        .arg(env!("CARGO_MANIFEST_DIR"))
+        .arg("--root")
+        .arg(root.dir.path())
+        .arg("--target-dir")
+        .arg(&target)
+        .output()
+        .expect("cannot run cargo");
+    assert!(
+        output.status.success(),
+        "cargo install failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let bin = root.dir.path().join("bin");
+    assert_eq!(crate::util::names_in(&bin), ["filebus", "pipebus"]);
+    let (filebus, pipebus) = (bin.join("filebus"), bin.join("pipebus"));
+
+    let help = Command::new(&pipebus)
+        .arg("--help")
+        .output()
+        .expect("cannot run the installed pipebus");
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(help.status.success(), "pipebus --help: {help:?}");
+    assert!(
+        text.contains("Usage: pipebus") && text.contains("producer") && text.contains("consumer"),
+        "pipebus --help:\n{text}"
+    );
+
+    let bus = Scratch::new();
+    let consumer = Running::start(
+        command_for(&filebus, &bus.bus(), &["--lossless", "consumer"]),
+        None,
+    );
+    let input = crate::util::numbered_records(1000);
+    run(
+        command_for(
+            &pipebus,
+            &bus.bus(),
+            &["--lossless", "--block-size", "900", "producer"],
+        ),
+        &input,
+    )
+    .assert_success();
+    let finished = consumer.wait();
+    finished.assert_success();
+    assert!(finished.stdout == input, "the stream came out changed");
 }
