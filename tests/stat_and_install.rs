@@ -193,11 +193,14 @@ fn completions_and_manual_page_are_generated() {
 /// `pipebus` producer streams to a `filebus` consumer. Built offline in debug
 /// mode, in a target directory of its own kept under the cargo target
 /// directory (so only the first run compiles everything, and the binaries
-/// the other tests run are never rebuilt under them).
+/// the other tests run are never rebuilt under them), with one job and no
+/// FUSE test meanwhile, so that the build leaves a core to the other tests
+/// and its load does not reach the timing of those on FUSE.
 #[test]
 fn cargo_install_installs_filebus_and_pipebus() {
     let root = Scratch::new();
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cargo-install-target");
+    let building = crate::util::fuse::no_fuse_test_meanwhile();
     let output = Command::new(env!("CARGO"))
         .args([
             "install",
@@ -205,6 +208,8 @@ fn cargo_install_installs_filebus_and_pipebus() {
             "--locked",
             "--debug",
             "--quiet",
+            "--jobs",
+            "1",
             "--path",
         ])
         .arg(env!("CARGO_MANIFEST_DIR"))
@@ -214,6 +219,7 @@ fn cargo_install_installs_filebus_and_pipebus() {
         .arg(&target)
         .output()
         .expect("cannot run cargo");
+    drop(building);
     assert!(
         output.status.success(),
         "cargo install failed: {}",

@@ -65,6 +65,13 @@ pub const NO_XATTRS: &[&str] = &["--xattr-none"];
 /// machine, and tests that overlap would make each other's timing noisy.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// Keeps every FUSE test waiting while the guard lives: for a test that
+/// loads the machine (a nested build), whose noise the FUSE tests' timing
+/// should not have to bear.
+pub fn no_fuse_test_meanwhile() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// A directory underneath and its FUSE mount (bindfs, or `stale_fs.py`),
 /// unmounted when dropped (also when the test panics), so that no test
 /// leaves a mount behind.
@@ -181,7 +188,7 @@ impl SharedDir {
     /// Two new empty directories, `under/` and `mnt/`, not yet mounted; the
     /// serializing lock taken.
     fn unmounted() -> SharedDir {
-        let serial = SERIAL.lock().unwrap_or_else(PoisonError::into_inner);
+        let serial = no_fuse_test_meanwhile();
         assert!(
             Path::new("/dev/fuse").exists(),
             "/dev/fuse is missing: the shared-filesystem tests need FUSE (load the fuse module, \
