@@ -111,8 +111,8 @@ pub use producer::options::{
 pub use producer::run as produce;
 pub use sink::OutputMethod;
 pub use status::{
-    BusStatus, ChunkStatus, ConsumerStatus, HistoryStatus, LockState, Rate, RateMeter,
-    status as bus_status,
+    BUSY_ARRIVALS_PER_SECOND, BUSY_WINDOW, BusStatus, ChunkStatus, ConsumerStatus, HistoryStatus,
+    LockState, Rate, RateMeter, status as bus_status,
 };
 pub use stop::StopFlag;
 pub use watch::WakeUp;
