@@ -1067,10 +1067,13 @@ fn the_floor_delivers_every_byte_lossless_and_to_named_consumers() {
         ),
         None,
     );
-    let ours = Running::start(filebus(&bus, &["consumer", "--name", "ours"]), None);
-    wait_until("both cursors claimed", || {
+    let ours = Running::start(filebus(&bus, &["-vv", "consumer", "--name", "ours"]), None);
+    // Ours is registered once it says where it starts (its cursor claimed
+    // and its position recorded): a chunk published before that is not
+    // its to get. (A cursor file alone may not be locked yet.)
+    crate::util::wait_until_ready(&ours);
+    wait_until("the floor's cursor claimed", || {
         scratch.path("named.consumers").join("floor").exists()
-            && scratch.path("named.consumers").join("ours").exists()
     });
     run(
         floor(
