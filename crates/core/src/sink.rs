@@ -174,6 +174,23 @@ impl<'fd> Sink<'fd> {
         Ok(offset - start)
     }
 
+    /// Writes all of `bytes` (a chunk read into memory and checked, on a
+    /// shared filesystem: see [`crate::bus::verified_read`]) to the output.
+    /// Returns the count written.
+    pub fn write_all(&mut self, bytes: &[u8]) -> Result<u64> {
+        self.pipe.grow(self.out.as_fd(), bytes.len(), "output");
+        let mut written = 0;
+        while written < bytes.len() {
+            match rustix::io::write(&self.out, &bytes[written..]) {
+                Ok(count) => written += count,
+                Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) => self.wait_writable()?,
+                Err(errno) => return Err(Error::stream("cannot write to standard output", errno)),
+            }
+        }
+        Ok(written as u64)
+    }
+
     /// One `pread` and the `write`s to pass it on; advances `offset` by the
     /// bytes written.
     fn copy_through_buffer(

@@ -2,7 +2,7 @@
 //! what the server says of a file, past a network or FUSE client's cache.
 
 use std::ffi::OsStr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::fs::{AtFlags, FileType, StatxFlags};
 use rustix::io::Errno;
@@ -64,7 +64,8 @@ pub(crate) struct OpenStat {
 /// it would cut a longer chunk short, or take an end-of-stream marker for a
 /// chunk that came out empty. The fresh size also lets reads reach the end
 /// of the file (the client does not read past the size it knows).
-pub(crate) fn stat_from_server(fd: &OwnedFd) -> rustix::io::Result<OpenStat> {
+pub(crate) fn stat_from_server(fd: impl AsFd) -> rustix::io::Result<OpenStat> {
+    let fd = fd.as_fd();
     let wanted = StatxFlags::TYPE
         | StatxFlags::MODE
         | StatxFlags::INO

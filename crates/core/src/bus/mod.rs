@@ -30,6 +30,7 @@
 //! | [`lock`]      | the bus lock                                              |
 //! | [`publish`]   | putting a chunk at `F`                                    |
 //! | [`take`]      | deleting the chunk at `F` (lossless consumers)            |
+//! | [`verified_read`] | reading a chunk whole on a shared filesystem, past its cache |
 
 pub mod format;
 pub mod identity;
@@ -39,6 +40,7 @@ pub mod publish;
 pub mod stamp;
 pub mod take;
 pub mod temp_file;
+pub(crate) mod verified_read;
 
 use std::cell::Cell;
 use std::ffi::{OsStr, OsString};
@@ -349,6 +351,11 @@ impl Bus {
         }
         if let Some(kind) = unusable_kind(FileType::from_raw_mode(stat.mode)) {
             return Ok(Current::Unusable(kind));
+        }
+        // The client's page cache for the name `F` is shared by every chunk
+        // published there in turn: read past it (see verified_read).
+        if self.remote.is_some() {
+            verified_read::bypass_page_cache(&fd);
         }
         Ok(Current::Chunk(Chunk {
             file: File::from(fd),

@@ -68,6 +68,10 @@ pub fn bus_counter(bus: &Bus) -> Option<u64> {
     stamp::last_sequence(&fd)
 }
 
+/// How many times a history entry still held is read again after a read
+/// that did not get it whole, before it is counted as lost.
+const MAX_REREADS: u32 = 3;
+
 /// Whether to go on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Flow {
@@ -147,7 +151,7 @@ impl Session {
         let bus = Bus::open(&options.bus.path)?;
         let stats = options.stats.clone();
         let sink = Sink::owning(OwnedFd::from(out), options.output_method)?;
-        let mut output = Output::new(sink, options);
+        let mut output = Output::new(sink, options, &bus);
         output.stamps = true;
         let baseline = bus_counter(&bus);
         Ok(Session {
@@ -448,6 +452,7 @@ impl<'fd, B: Borrow<Bus>, O: BorrowMut<Output<'fd>>> Replay<B, O> {
             );
             next = sequence;
         }
+        let mut rereads = 0;
         while next < sequence {
             let Some(history) = &self.history else { break };
             let entry = history.open_entry(next, self.output.borrow().max_chunk_size)?;
@@ -498,10 +503,24 @@ impl<'fd, B: Borrow<Bus>, O: BorrowMut<Output<'fd>>> Replay<B, O> {
             }
             match self.write(held, held_content, Some(next))? {
                 Flow::End => return Ok(Flow::End),
+                // Not read whole, but still held: read it again (on a
+                // shared filesystem a read can stop at a size the client
+                // cached for another file: see bus::verified_read).
+                Flow::Vanished
+                    if rereads < MAX_REREADS
+                        && self
+                            .history
+                            .as_ref()
+                            .is_some_and(|history| history.holds(next)) =>
+                {
+                    rereads += 1;
+                    continue;
+                }
                 // Dropped from the window while we read it.
                 Flow::Vanished => self.lost(next, next + 1),
                 Flow::Go => {}
             }
+            rereads = 0;
             next += 1;
         }
         match at_f {

@@ -37,7 +37,11 @@ use output::Output;
 pub fn run(options: &ConsumerOptions, output: impl AsFd) -> Result<()> {
     options.validate()?;
     let bus = Bus::open(&options.bus.path)?.stopped_by(options.bus.stop);
-    let mut output = Output::new(Sink::new(output.as_fd(), options.output_method)?, options);
+    let mut output = Output::new(
+        Sink::new(output.as_fd(), options.output_method)?,
+        options,
+        &bus,
+    );
     // Where the bus's sequence stood when we started (see history): read
     // before the watcher exists, so every chunk it may miss is after it.
     let baseline = history::bus_counter(&bus);

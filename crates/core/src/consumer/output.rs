@@ -6,7 +6,9 @@ use std::sync::PoisonError;
 use super::options::ConsumerOptions;
 use super::stats::SharedStats;
 use crate::bus::format::Format;
+use crate::bus::identity::stat_from_server;
 use crate::bus::stamp::{self, Stamp};
+use crate::bus::verified_read;
 use crate::bus::{Bus, Chunk};
 use crate::error::{Error, Report, Result};
 use crate::sink::Sink;
@@ -22,6 +24,13 @@ pub(crate) struct Output<'fd> {
     pub(crate) max_chunk_size: u64,
     /// Read every chunk's stamp, not only when counting (history needs them).
     pub(crate) stamps: bool,
+    /// Read each chunk whole into memory and check it before writing it
+    /// out, rather than moving it without a copy: the bus is on a network
+    /// or FUSE filesystem (see [`crate::bus::verified_read`]).
+    pub(crate) read_first: bool,
+    /// The chunk being checked, when `read_first` (at most
+    /// `max_chunk_size` bytes).
+    pub(super) read_buffer: Vec<u8>,
 }
 
 /// What a chunk carries: where its content lies in its file, and its stamp.
@@ -33,14 +42,17 @@ pub(crate) struct Content {
 
 impl<'fd> Output<'fd> {
     /// Output to `sink`, of chunks in the format `options` give, counted in
-    /// their `stats`.
-    pub(crate) fn new(sink: Sink<'fd>, options: &ConsumerOptions) -> Output<'fd> {
+    /// their `stats`, read from `bus` (read whole and checked first where
+    /// it is on a network or FUSE filesystem).
+    pub(crate) fn new(sink: Sink<'fd>, options: &ConsumerOptions, bus: &Bus) -> Output<'fd> {
         Output {
             sink,
             format: options.bus.format,
             stats: options.stats.clone(),
             max_chunk_size: options.max_chunk_size,
             stamps: false,
+            read_first: bus.remote_filesystem().is_some(),
+            read_buffer: Vec::new(),
         }
     }
 
@@ -128,10 +140,18 @@ impl<'fd> Output<'fd> {
     }
 
     /// Writes the content of a chunk to standard output and counts it.
+    ///
+    /// On a network or FUSE filesystem the chunk is first read whole and
+    /// checked ([`Output::read_checked`]); a chunk that fails the check
+    /// is [`Error::ChunkVanished`], with nothing written.
     pub(crate) fn emit(&mut self, chunk: &Chunk, content: &Content) -> Result<()> {
-        let written = self
-            .sink
-            .emit_range(&chunk.file, content.offset, content.len)?;
+        let written = if self.read_first {
+            self.read_checked(chunk, content)?;
+            self.sink.write_all(&self.read_buffer)?
+        } else {
+            self.sink
+                .emit_range(&chunk.file, content.offset, content.len)?
+        };
         if let Some(stats) = &self.stats {
             let emitted_ns = stamp::now_ns();
             stats.lock().unwrap_or_else(PoisonError::into_inner).record(
@@ -141,6 +161,39 @@ impl<'fd> Output<'fd> {
             );
         }
         Ok(())
+    }
+}
+
+impl Output<'_> {
+    /// Reads the content of `chunk` into `read_buffer`, whole, past the
+    /// client's page cache, and checks that it is the chunk opened (see
+    /// [`crate::bus::verified_read`]).
+    ///
+    /// A read that stops short of the size the server gave when the chunk
+    /// was opened (the client stopped at a size it cached for another file
+    /// at the same name) fails the check. Where the filesystem refused
+    /// `O_DIRECT`, the pages read may be another file's, of the same size:
+    /// the server is asked again after the read, and the file must still be
+    /// the one opened (on a path-based FUSE filesystem, which answers for
+    /// the name: still the file at `F`), with the same size. That narrows
+    /// the window; only `O_DIRECT` closes it.
+    fn read_checked(&mut self, chunk: &Chunk, content: &Content) -> Result<()> {
+        verified_read::read_whole(
+            &chunk.file,
+            content.offset,
+            content.len,
+            &mut self.read_buffer,
+        )?;
+        if verified_read::is_direct(&chunk.file) {
+            return Ok(());
+        }
+        match stat_from_server(&chunk.file) {
+            Ok(after) if after.version.id == chunk.id && after.len == chunk.len => Ok(()),
+            _ => {
+                log::debug!("the chunk changed while it was read through the cache: looking again");
+                Err(Error::ChunkVanished)
+            }
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use rustix::io::Errno;
 
 use super::{DEPTH_NAME, MAX_DEPTH, directory_name, entry_name, parse_entry_name};
 use crate::bus::identity::{stat_at_from_server, stat_from_server};
+use crate::bus::verified_read;
 use crate::bus::{Bus, Chunk};
 use crate::error::{Error, Result};
 
@@ -26,6 +27,9 @@ pub struct HistoryDir {
     /// An `O_PATH` descriptor of the directory.
     pub(super) dir: OwnedFd,
     pub(super) path: PathBuf,
+    /// Whether it is on a network or FUSE filesystem (see
+    /// [`crate::bus::verified_read`]).
+    remote: bool,
 }
 
 /// What is at an entry's name.
@@ -60,7 +64,11 @@ impl HistoryDir {
         let path = bus.dir_path().join(&name);
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         match rustix::fs::openat(bus.dir(), name.as_os_str(), flags, Mode::empty()) {
-            Ok(dir) => Ok(Some(HistoryDir { dir, path })),
+            Ok(dir) => Ok(Some(HistoryDir {
+                dir,
+                path,
+                remote: bus.remote_filesystem().is_some(),
+            })),
             Err(Errno::NOENT) => Ok(None),
             Err(Errno::NOTDIR) | Err(Errno::LOOP) => Err(Error::BadBusPath {
                 path,
@@ -127,6 +135,12 @@ impl HistoryDir {
         }
         if stat.len > max_size {
             return Ok(Entry::Foreign("larger than --max-chunk-size"));
+        }
+        // An entry's name belongs to one chunk, but a client's cached size
+        // can still be another's (an entry name comes back when the
+        // sequence starts again): read past the cache, as at `F`.
+        if self.remote {
+            verified_read::bypass_page_cache(&fd);
         }
         Ok(Entry::Chunk(Chunk {
             file: File::from(fd),
