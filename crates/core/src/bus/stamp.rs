@@ -54,6 +54,29 @@ pub fn read(file: impl AsFd) -> Option<Stamp> {
     })
 }
 
+/// Reads the stamp of the chunk open as `file`: `Ok(None)` if it has none
+/// (no attribute, an attribute that is not a stamp, or a filesystem without
+/// extended attributes), the error if the filesystem could not say.
+///
+/// A network or FUSE filesystem answers `ENOENT` or `ESTALE` for a file
+/// that was replaced or deleted meanwhile (bindfs asks by the name the
+/// file had, which a rename through the mount takes away): that is a chunk
+/// to look at again, not a chunk without a stamp, which would be written
+/// out as a foreign one, outside the sequence.
+pub fn try_read(file: impl AsFd) -> rustix::io::Result<Option<Stamp>> {
+    let fd = file.as_fd();
+    let Some(sequence) = try_read_number(fd, SEQUENCE_ATTRIBUTE)? else {
+        return Ok(None);
+    };
+    let Some(published_ns) = try_read_number(fd, TIME_ATTRIBUTE)? else {
+        return Ok(None);
+    };
+    Ok(valid_sequence(sequence).map(|sequence| Stamp {
+        sequence,
+        published_ns,
+    }))
+}
+
 /// Stamps the chunk open as `file`.
 pub fn write(file: impl AsFd, stamp: Stamp) -> rustix::io::Result<()> {
     write_number(file.as_fd(), SEQUENCE_ATTRIBUTE, stamp.sequence)?;
@@ -104,6 +127,20 @@ fn read_number(fd: std::os::fd::BorrowedFd<'_>, name: &str) -> Option<u64> {
     let mut value = [0u8; 24];
     let len = rustix::fs::fgetxattr(fd, name, &mut value).ok()?;
     std::str::from_utf8(&value[..len]).ok()?.trim().parse().ok()
+}
+
+/// The number in attribute `name` of `fd`; `Ok(None)` where there is none
+/// (or it is not a number), an error only for `ENOENT` and `ESTALE` (see
+/// [`try_read`]).
+fn try_read_number(fd: std::os::fd::BorrowedFd<'_>, name: &str) -> rustix::io::Result<Option<u64>> {
+    let mut value = [0u8; 24];
+    match rustix::fs::fgetxattr(fd, name, &mut value) {
+        Ok(len) => Ok(std::str::from_utf8(&value[..len])
+            .ok()
+            .and_then(|text| text.trim().parse().ok())),
+        Err(errno @ (rustix::io::Errno::NOENT | rustix::io::Errno::STALE)) => Err(errno),
+        Err(_) => Ok(None),
+    }
 }
 
 fn write_number(

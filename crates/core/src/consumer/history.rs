@@ -402,6 +402,8 @@ impl<'fd, B: Borrow<Bus>, O: BorrowMut<Output<'fd>>> Replay<B, O> {
         let content = self.output.borrow().content(self.bus.borrow(), &chunk);
         let sequence = match &content {
             Ok(content) => content.stamp.map(|stamp| stamp.sequence),
+            // Replaced or deleted under us: look again.
+            Err(Error::ChunkVanished) => return Ok(Flow::Go),
             Err(_) if self.output_format() == Format::Raw => {
                 stamp::read(&chunk.file).map(|stamp| stamp.sequence)
             }
@@ -487,6 +489,18 @@ impl<'fd, B: Borrow<Bus>, O: BorrowMut<Output<'fd>>> Replay<B, O> {
                 }
             };
             let held_content = self.output.borrow().content(self.bus.borrow(), &held);
+            if matches!(held_content, Err(Error::ChunkVanished)) {
+                // Its stamp could not be read: gone from the window, or
+                // (on a shared filesystem) not answered this time.
+                if rereads < MAX_REREADS && history.holds(next) {
+                    rereads += 1;
+                } else {
+                    self.lost(next, next + 1);
+                    rereads = 0;
+                    next += 1;
+                }
+                continue;
+            }
             let held_sequence = held_content
                 .as_ref()
                 .ok()

@@ -83,9 +83,13 @@ impl<'fd> Output<'fd> {
             Format::Raw => Ok(Content {
                 offset: 0,
                 len: chunk.len,
-                stamp: (self.stamps || self.stats.is_some())
-                    .then(|| stamp::read(&chunk.file))
-                    .flatten(),
+                stamp: if self.stamps || self.stats.is_some() {
+                    // Gone under us: not a chunk without a stamp (see
+                    // stamp::try_read).
+                    stamp::try_read(&chunk.file).map_err(|_| Error::ChunkVanished)?
+                } else {
+                    None
+                },
             }),
             // An empty file is an end-of-stream marker in either format.
             Format::Tar if chunk.len == 0 => Ok(Content {
