@@ -6,7 +6,8 @@
 //! so a lost, duplicated, reordered or torn chunk is visible.
 
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -14,9 +15,9 @@ use crate::util::fuse::{
     LONG_ATTRIBUTE_CACHE, NFS_FROZEN_TIMES, NO_ATTRIBUTE_CACHE, NO_XATTRS, SharedDir,
 };
 use crate::util::{
-    CHUNK, CHUNK_ARG, RECORDS_PER_CHUNK, Running, check_full_chunks, filebus, history_bus,
-    history_entries, last_stats_line, names_in, produce, put_chunk_by_hand, ready_consumer,
-    records, stat, stats_counts,
+    CHUNK, CHUNK_ARG, RECORD_LEN, RECORDS_PER_CHUNK, Running, check_full_chunks, filebus,
+    history_bus, history_entries, last_stats_line, names_in, produce, put_chunk_by_hand,
+    ready_consumer, records, stat, stats_counts,
 };
 
 /// What a consumer on a FUSE mount says at `-v`.
@@ -730,4 +731,193 @@ fn lossy_consumer_on_nfs_tells_a_new_chunk_from_the_one_it_wrote_under_the_same_
     let starts = check_full_chunks(&finished.stdout, "lossy consumer on NFS");
     assert_eq!(starts.first(), Some(&0));
     assert_increasing(&starts, "lossy consumer on NFS");
+}
+
+/// How a chunk that replaced the one a consumer had open reaches the mount's
+/// cache in [`consumer_on_the_mount_writes_the_chunk_it_opened`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Newer {
+    /// A chunk of the same size: the pages of the name `F` are then the
+    /// newer chunk's, and a read through the page cache returns them.
+    SameSize,
+    /// An empty file (an end-of-stream marker): the size the mount holds
+    /// for `F` is then 0, and a read stops there, even past the cache.
+    Empty,
+}
+
+/// A consumer on a path-based FUSE mount (bindfs) that opened chunk 3 at
+/// `F` and is held before it reads it (its output pipe full while it writes
+/// chunk 2 from history) must write chunk 3 when it goes on, although
+/// meanwhile another process on the mount opened and read the chunk that
+/// replaced it at `F`: the kernel keeps one page cache and one size per
+/// name, so a read through the cache returns the newer chunk's pages, or
+/// stops at its size (the soak's cut-short and wrong chunks,
+/// `results/2026-12-03-soak/`).
+fn consumer_on_the_mount_writes_the_chunk_it_opened(newer: Newer) {
+    let shared = SharedDir::new();
+    // The producer on the other machine publishes one chunk per CHUNK bytes
+    // of input (chunk n + 1 holds the records of `chunks(n, 1)`).
+    let mut producer = Running::with_stdio(
+        filebus(
+            &shared.bus_there(),
+            &["--block-size", CHUNK_ARG, "producer", "--history", "8"],
+        ),
+        Stdio::piped(),
+        Stdio::null(),
+    );
+    let mut feed = producer.child.stdin.take().expect("stdin was piped");
+    let entry = |sequence: u64| {
+        shared
+            .there()
+            .join("bus.history")
+            .join(format!("{sequence:020}"))
+    };
+    let publish = |feed: &mut std::process::ChildStdin, first: usize, count: usize, last: u64| {
+        feed.write_all(&chunks(first, count))
+            .expect("cannot feed the producer");
+        feed.flush().expect("cannot feed the producer");
+        crate::util::wait_until_showing(
+            "the producer to publish",
+            || entry(last).exists(),
+            String::new,
+        );
+    };
+    publish(&mut feed, 0, 1, 1);
+    // The consumer's output is a pipe this test fills, so that it blocks
+    // exactly where it writes a chunk out.
+    let (read_end, write_end) = rustix::pipe::pipe().expect("cannot make a pipe");
+    // The test's own way into the pipe, non-blocking (reopened, so that the
+    // consumer's end stays blocking: they share no file status flags).
+    let filler_end = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(format!("/proc/self/fd/{}", write_end.as_raw_fd()))
+        .expect("cannot open the pipe again");
+    let consumer = Running::with_stdio(
+        filebus(
+            &shared.bus_here(),
+            &["-vvv", "--sleep-interval", "0.01", "consumer"],
+        ),
+        Stdio::null(),
+        write_end,
+    );
+    crate::util::wait_until_showing(
+        "the consumer to write chunk 1",
+        || crate::util::pipe_queued(&read_end) == CHUNK,
+        || consumer.stderr(),
+    );
+    // Stopped, it sees chunks 2 and 3 only once they are both there.
+    consumer.send(libc::SIGSTOP);
+    publish(&mut feed, 1, 2, 3);
+    let mut filler = Vec::new();
+    loop {
+        match rustix::io::write(&filler_end, &[b'#'; 512]) {
+            Ok(count) => filler.extend(std::iter::repeat_n(b'#', count)),
+            Err(rustix::io::Errno::AGAIN) => break,
+            Err(errno) => panic!("cannot fill the pipe: {errno}"),
+        }
+    }
+    drop(filler_end);
+    // Continued, it opens chunk 3 at `F`, checks its stamp, and blocks
+    // writing chunk 2 from history before it reads chunk 3.
+    consumer.send(libc::SIGCONT);
+    // (In a write to its output, descriptor 1: write or sendfile, whose
+    // first argument it is, or splice, whose third it is.)
+    let blocked_in_write = || {
+        let Ok(call) = std::fs::read_to_string(format!("/proc/{}/syscall", consumer.pid())) else {
+            return false;
+        };
+        let fields: Vec<&str> = call.split(' ').collect();
+        let output_at = |index: usize| fields.get(index) == Some(&"0x1");
+        match fields
+            .first()
+            .and_then(|number| number.parse::<libc::c_long>().ok())
+        {
+            Some(libc::SYS_write | libc::SYS_sendfile) => output_at(1),
+            Some(libc::SYS_splice) => output_at(3),
+            _ => false,
+        }
+    };
+    crate::util::wait_until_showing(
+        "the consumer to block writing chunk 2",
+        blocked_in_write,
+        || consumer.stderr(),
+    );
+    // Meanwhile chunk 3 is replaced at `F` underneath, and a process on the
+    // mount reads what is there now, once the mount's one-second caches
+    // have expired: the kernel's cache for the name `F` is the newer file's.
+    let replacement = match newer {
+        Newer::SameSize => chunks(50, 1),
+        Newer::Empty => Vec::new(),
+    };
+    let staged = shared.there().join("replacement");
+    std::fs::write(&staged, &replacement).expect("cannot write the replacement");
+    std::fs::rename(&staged, shared.bus_there()).expect("cannot replace the chunk");
+    std::thread::sleep(std::time::Duration::from_millis(1_200));
+    assert_eq!(
+        std::fs::read(shared.bus_here()).expect("cannot read F on the mount"),
+        replacement,
+        "the mount does not show the replacement: this test proves nothing"
+    );
+    assert!(
+        blocked_in_write(),
+        "the consumer went on too early: {}",
+        consumer.stderr()
+    );
+    // Chunk 1, the filler, chunks 2 and 3, then (the same size case) the
+    // replacement, which the consumer finds at `F` as a chunk without a
+    // stamp and writes as it came.
+    let mut expected = chunks(0, 1);
+    expected.extend(&filler);
+    expected.extend(chunks(1, 2));
+    expected.extend(&replacement);
+    // Its output read, the consumer goes on. (The empty replacement writes
+    // nothing, and chunk 3, if it could not be read whole, comes from
+    // history when the end of the stream, chunk 4, arrives.)
+    let (output, reader) = crate::util::collect(std::fs::File::from(read_end));
+    if newer == Newer::SameSize {
+        crate::util::wait_until_showing(
+            "the consumer to write chunks 2, 3 and the replacement",
+            || output.lock().expect("poisoned").len() >= expected.len(),
+            || consumer.stderr(),
+        );
+    }
+    drop(feed);
+    assert!(producer.wait_status().success(), "{}", producer.stderr());
+    let mut consumer = consumer;
+    let status = consumer.wait_status();
+    reader.join().expect("the reader panicked");
+    assert!(status.success(), "{status:?}: {}", consumer.stderr());
+    let output = output.lock().expect("poisoned").clone();
+    // The chunks after the filler, by their first records.
+    let after_filler = |bytes: &[u8]| -> Vec<String> {
+        bytes
+            .get(CHUNK + filler.len()..)
+            .unwrap_or_default()
+            .chunks(CHUNK)
+            .map(|chunk| {
+                String::from_utf8_lossy(&chunk[..chunk.len().min(RECORD_LEN)])
+                    .trim_end()
+                    .to_owned()
+                    + &format!(" ({} bytes)", chunk.len())
+            })
+            .collect()
+    };
+    assert!(
+        output == expected,
+        "after the filler: {:?}, not {:?}\n{}",
+        after_filler(&output),
+        after_filler(&expected),
+        consumer.stderr()
+    );
+}
+
+#[test]
+fn consumer_on_the_mount_writes_the_chunk_it_opened_not_the_pages_of_a_newer_one() {
+    consumer_on_the_mount_writes_the_chunk_it_opened(Newer::SameSize);
+}
+
+#[test]
+fn consumer_on_the_mount_writes_the_chunk_it_opened_whole_not_cut_at_a_newer_ones_size() {
+    consumer_on_the_mount_writes_the_chunk_it_opened(Newer::Empty);
 }

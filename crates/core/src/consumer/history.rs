@@ -624,6 +624,10 @@ impl<'fd, B: Borrow<Bus>, O: BorrowMut<Output<'fd>>> Replay<B, O> {
                     && !self.follow
                     && sequence.is_some_and(|sequence| sequence > self.end_after)
                 {
+                    log::debug!(
+                        "history consumer: chunk {sequence:?} ends the stream (after {}): ending",
+                        self.end_after
+                    );
                     flow = Flow::End;
                 }
             }
