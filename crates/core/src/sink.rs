@@ -175,7 +175,7 @@ impl<'fd> Sink<'fd> {
     }
 
     /// Writes all of `bytes` (a chunk read into memory and checked, on a
-    /// shared filesystem: see [`crate::bus::verified_read`]) to the output.
+    /// shared filesystem: see `bus::verified_read`) to the output.
     /// Returns the count written.
     pub fn write_all(&mut self, bytes: &[u8]) -> Result<u64> {
         self.pipe.grow(self.out.as_fd(), bytes.len(), "output");
