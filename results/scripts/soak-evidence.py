@@ -7,6 +7,7 @@ Usage:
 
 Writes to OUTDIR:
   summary.json, violations.json, other-stderr.txt   copied from WORK
+  violations-first-checker.json                      the same, if WORK has it
   events.jsonl.gz                                    every action, with times
   evidence.tar.gz   runs/ID.out and runs/ID.err of every consumer named in
                     violations.json; archive-near-violations.tsv (the
@@ -38,6 +39,12 @@ def main():
             gzip.open(os.path.join(out, "events.jsonl.gz"), "wb", compresslevel=9) as dst:
         shutil.copyfileobj(src, dst)
     violations = json.load(open(os.path.join(work, "violations.json")))
+    # A run checked again by a corrected checker keeps what the first one
+    # found (violations-first-checker.json): its evidence is packed too.
+    first = os.path.join(work, "violations-first-checker.json")
+    if os.path.exists(first):
+        violations += json.load(open(first))
+        shutil.copy(first, os.path.join(out, "violations-first-checker.json"))
     ids = sorted({v["id"] for v in violations if isinstance(v.get("id"), int)})
     chunks = set()
     for v in violations:
