@@ -27,10 +27,10 @@ pub(crate) struct Output<'fd> {
     /// Read each chunk whole into memory and check it before writing it
     /// out, rather than moving it without a copy: the bus is on a network
     /// or FUSE filesystem (see [`crate::bus::verified_read`]).
-    pub(crate) read_first: bool,
+    read_first: bool,
     /// The chunk being checked, when `read_first` (at most
     /// `max_chunk_size` bytes).
-    pub(super) read_buffer: Vec<u8>,
+    read_buffer: Vec<u8>,
 }
 
 /// What a chunk carries: where its content lies in its file, and its stamp.
@@ -166,9 +166,7 @@ impl<'fd> Output<'fd> {
         }
         Ok(())
     }
-}
 
-impl Output<'_> {
     /// Reads the content of `chunk` into `read_buffer`, whole, past the
     /// client's page cache, and checks that it is the chunk opened (see
     /// [`crate::bus::verified_read`]).
