@@ -1339,3 +1339,61 @@ fn producers_one_after_another_and_at_once_reach_every_named_consumer_whole() {
         );
     }
 }
+
+/// A producer killed between its rename of chunk s onto `F` and its drop of
+/// entry s − N leaves that entry behind, below the window, until the next
+/// producer sweeps it (seen in the soak of
+/// `results/2026-12-03-soak-after-fix/`). A consumer catching up finds the
+/// entry before a missing number held: that must not make the numbers that
+/// left the window after it look like holes (never published), unreported.
+#[test]
+fn an_entry_left_below_the_window_does_not_make_a_loss_look_like_a_hole() {
+    let scratch = Scratch::new();
+    let aux = Scratch::new();
+    let bus = scratch.bus();
+    // Chunk 1 ends an empty stream; the consumer counts from chunk 2.
+    history_bus(&bus, "4", aux.dir.path());
+    let mut consumer = ready_consumer(&bus, &[]);
+    consumer.send(libc::SIGSTOP);
+    // Chunks 2 to 6 and the end of that stream (7), then chunks 8 to 12 and
+    // the end (13): the window holds 10 to 13 by then. Entry 6, kept aside
+    // while it was held, is put back as a killed producer leaves it.
+    let block = ["--history", "4", "--block-size", CHUNK_ARG];
+    produce(
+        &bus,
+        &block,
+        &records(0..5 * RECORDS_PER_CHUNK),
+        aux.dir.path(),
+    );
+    let aside = aux.path("entry-6");
+    std::fs::hard_link(entry_path(&bus, 6), &aside).expect("cannot keep entry 6");
+    produce(
+        &bus,
+        &block,
+        &records(5 * RECORDS_PER_CHUNK..10 * RECORDS_PER_CHUNK),
+        aux.dir.path(),
+    );
+    assert_eq!(history_entries(&bus), [10, 11, 12, 13]);
+    std::fs::hard_link(&aside, entry_path(&bus, 6)).expect("cannot put entry 6 back");
+    consumer.send(libc::SIGCONT);
+    let status = consumer.wait_status();
+    let stderr = consumer.stderr();
+    assert!(status.success(), "{status:?}: {stderr}");
+    // Chunk 6 (records of the fifth chunk) and 10 to 12; 2 to 5 and 7 to 9
+    // (the end of the first stream among them) reported lost.
+    let mut expected = records(4 * RECORDS_PER_CHUNK..5 * RECORDS_PER_CHUNK);
+    expected.extend(records(7 * RECORDS_PER_CHUNK..10 * RECORDS_PER_CHUNK));
+    assert_eq!(
+        parse_records(&consumer.output()),
+        parse_records(&expected),
+        "{stderr}"
+    );
+    assert_eq!(
+        lost_lines(&stderr),
+        [
+            "filebus: lost 4 chunks: chunks 2 to 5 left the history before this consumer wrote them",
+            "filebus: lost 3 chunks: chunks 7 to 9 left the history before this consumer wrote them",
+        ],
+        "{stderr}"
+    );
+}

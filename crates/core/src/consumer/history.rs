@@ -468,9 +468,22 @@ impl<'fd, B: Borrow<Bus>, O: BorrowMut<Output<'fd>>> Replay<B, O> {
                     // Entries leave the window oldest first: if the one
                     // before is still held, this number was never published
                     // (a publish that failed after taking it), not lost.
-                    let hole = next
-                        .checked_sub(1)
-                        .is_some_and(|before| history.holds(before));
+                    // Unless the number is below the window: a producer
+                    // killed between its rename and its drop leaves the
+                    // entry that was leaving (until the next producer's
+                    // sweep), and every number after that one is gone.
+                    let newest = if at_f.is_some() {
+                        sequence
+                    } else {
+                        sequence.saturating_sub(1)
+                    };
+                    let in_window = history
+                        .depth()
+                        .is_none_or(|depth| next.saturating_add(depth) > newest);
+                    let hole = in_window
+                        && next
+                            .checked_sub(1)
+                            .is_some_and(|before| history.holds(before));
                     let from = next.max(self.counts_from);
                     if !hole && from < resume {
                         self.lost(from, resume);
