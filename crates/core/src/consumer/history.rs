@@ -241,7 +241,12 @@ impl<'fd, B: Borrow<Bus>, O: BorrowMut<Output<'fd>>> Replay<B, O> {
             return Ok(());
         }
         let after_baseline = baseline.map_or(1, |baseline| baseline.saturating_add(1));
-        if let Some(chunk) = last {
+        // An end-of-stream chunk the plain consumer saw wrote nothing: it
+        // starts as one that saw nothing (on a FUSE or network filesystem
+        // it can see a stream's end at `F` before the history, its earlier
+        // look for it answered from the client's cache; it then counts the
+        // stream and ends at that end, instead of waiting for the next).
+        if let Some(chunk) = last.filter(|chunk| chunk.len > 0) {
             let sequence = self.sequence_of(
                 &chunk,
                 self.output.borrow().content(self.bus.borrow(), &chunk).ok(),
