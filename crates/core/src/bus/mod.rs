@@ -354,14 +354,28 @@ impl Bus {
         }
         // The client's page cache for the name `F` is shared by every chunk
         // published there in turn: read past it (see verified_read).
-        if self.remote.is_some() {
+        Ok(Current::Chunk(Chunk::opened(
+            fd,
+            &stat,
+            self.remote.is_some(),
+        )))
+    }
+}
+
+impl Chunk {
+    /// The chunk opened as `fd`, as the server described it (`stat`). On a
+    /// network or FUSE filesystem (`remote`) it is read past the client's
+    /// page cache, which a name shares among the files it names in turn
+    /// (see [`verified_read`]).
+    pub(crate) fn opened(fd: OwnedFd, stat: &identity::OpenStat, remote: bool) -> Chunk {
+        if remote {
             verified_read::bypass_page_cache(&fd);
         }
-        Ok(Current::Chunk(Chunk {
+        Chunk {
             file: File::from(fd),
             id: stat.version.id,
             len: stat.len,
             owner: stat.owner,
-        }))
+        }
     }
 }

@@ -2,7 +2,6 @@
 //! producers do to find what to drop: everything in it treated as hostile.
 
 use std::ffi::OsStr;
-use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
@@ -11,7 +10,6 @@ use rustix::io::Errno;
 
 use super::{DEPTH_NAME, MAX_DEPTH, directory_name, entry_name, parse_entry_name};
 use crate::bus::identity::{stat_at_from_server, stat_from_server};
-use crate::bus::verified_read;
 use crate::bus::{Bus, Chunk};
 use crate::error::{Error, Result};
 
@@ -139,15 +137,7 @@ impl HistoryDir {
         // An entry's name belongs to one chunk, but a client's cached size
         // can still be another's (an entry name comes back when the
         // sequence starts again): read past the cache, as at `F`.
-        if self.remote {
-            verified_read::bypass_page_cache(&fd);
-        }
-        Ok(Entry::Chunk(Chunk {
-            file: File::from(fd),
-            id: stat.version.id,
-            len: stat.len,
-            owner: stat.owner,
-        }))
+        Ok(Entry::Chunk(Chunk::opened(fd, &stat, self.remote)))
     }
 
     /// Whether entry `sequence` is a regular file (a chunk) right now, as
