@@ -33,18 +33,21 @@ pub(super) fn look_forever(
     // first chunk; see ContentDigest).
     let mut compare_content = false;
     let mut warned_unusable = false;
+    // On a FUSE or network filesystem a look for the history may be
+    // answered from the client's cache of names that did not exist, and the
+    // stream may end (`F` changes no more) before the cache does: there it
+    // is looked for at every look. Elsewhere a producer links its history
+    // before it puts a chunk at `F`, so a look when `F` changed sees it.
+    let remote = bus.remote_filesystem().is_some();
     loop {
-        // At every look, whether `F` changed or not: the stream may have
-        // ended (`F` changes no more) by the time a history is seen, and on
-        // a FUSE or network filesystem an earlier look for it may have been
-        // answered from the client's cache of names that did not exist.
-        if crate::history::exists(bus) {
-            return history::run(bus, watcher, output, options, last, baseline);
-        }
         let last_id = last.as_ref().map(|chunk| chunk.id);
         // A stat is cheaper than an open; open only when `F` changed (or
         // always, where only the content tells).
-        if compare_content || bus.current_id()?.is_none_or(|id| Some(id) != last_id) {
+        let changed = compare_content || bus.current_id()?.is_none_or(|id| Some(id) != last_id);
+        if (changed || remote) && crate::history::exists(bus) {
+            return history::run(bus, watcher, output, options, last, baseline);
+        }
+        if changed {
             match bus.open_current()? {
                 Current::Chunk(chunk)
                     if Some(chunk.id) != last_id
